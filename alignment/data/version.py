@@ -1,0 +1,239 @@
+"""Version datasets with DVC in a git+DVC repository of the workspace's own.
+
+A data version is named by its content: the DVC (md5) hash of the accepted-rows file. The
+rejected rows and the validation report are versioned beside it, in the same git commit,
+and a git tag ``<dataset>-<id[:12]>`` marks the commit so any past version can be read back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from alignment.errors import VersioningError
+from alignment.workspace import Workspace
+
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+FILES = ("accepted.parquet", "rejected.parquet", "report.json")
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """One version of a dataset, as recorded in the data repository."""
+
+    id: str
+    dataset: str
+    tag: str
+    git_commit: str
+    folder: Path
+    created: bool
+    remote: str
+
+    @property
+    def accepted_path(self) -> Path:
+        return self.folder / "accepted.parquet"
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.folder / "rejected.parquet"
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / "report.json"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["folder"] = str(self.folder)
+        return out
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VersioningError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def check_dataset_name(name: str) -> str:
+    if not DATASET_NAME.match(name):
+        raise VersioningError(
+            f"dataset name {name!r} is not allowed: use lowercase letters, digits, '-' and '_' "
+            "(it becomes a folder and a git tag)"
+        )
+    return name
+
+
+def init_data_repo(ws: Workspace) -> Path:
+    """Create (once) the git+DVC repository and point its default remote at the workspace's."""
+    from dvc.repo import Repo
+
+    repo = ws.data_repo
+    repo.mkdir(parents=True, exist_ok=True)
+    if not (repo / ".git").exists():
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "config", "user.name", "alignment")
+        _git(repo, "config", "user.email", "alignment@localhost")
+        _git(repo, "config", "commit.gpgsign", "false")
+    if not (repo / ".dvc").exists():
+        Repo.init(str(repo), subdir=False)
+    dvc = Repo(str(repo))
+    try:
+        with dvc.config.edit() as conf:
+            conf["remote"]["workspace"] = {"url": ws.dvc_remote}
+            conf["core"]["remote"] = "workspace"
+    finally:
+        dvc.close()
+    _git(repo, "add", ".dvc/config", ".dvc/.gitignore", ".dvcignore")
+    if _git(repo, "status", "--porcelain"):
+        _git(repo, "commit", "-q", "-m", "Initialise the data repository")
+    return repo
+
+
+def _dvc_md5(dvc_file: Path) -> str:
+    meta = yaml.safe_load(dvc_file.read_text())
+    return meta["outs"][0]["md5"]
+
+
+def _file_md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_version(ws: Workspace, dataset: str, version_id: str) -> DataVersion | None:
+    """The recorded version whose id starts with ``version_id``, or None."""
+    for version in list_versions(ws, dataset):
+        if version.id.startswith(version_id) or version.tag == version_id:
+            return version
+    return None
+
+
+def list_versions(ws: Workspace, dataset: str) -> list[DataVersion]:
+    """All versions of a dataset, oldest first."""
+    repo = ws.data_repo
+    if not (repo / ".git").exists():
+        return []
+    out = _git(
+        repo,
+        "for-each-ref",
+        "--sort=creatordate",
+        "--format=%(refname:short) %(objectname) %(contents:subject)",
+        f"refs/tags/{dataset}-*",
+    )
+    versions = []
+    for line in filter(None, out.splitlines()):
+        tag, commit, *_ = line.split(" ")
+        meta = json.loads(_git(repo, "show", f"{commit}:datasets/{dataset}/version.json"))
+        versions.append(
+            DataVersion(
+                id=meta["id"],
+                dataset=dataset,
+                tag=tag,
+                git_commit=commit,
+                folder=repo / "datasets" / dataset,
+                created=False,
+                remote=ws.dvc_remote,
+            )
+        )
+    return versions
+
+
+def version_dataset(ws: Workspace, dataset: str, files_dir: Path, push: bool = True) -> DataVersion:
+    """Record accepted rows, rejected rows and report from ``files_dir`` as a data version.
+
+    Identical accepted rows give the same id and create no new version.
+    """
+    from dvc.repo import Repo
+
+    check_dataset_name(dataset)
+    for name in FILES:
+        if not (files_dir / name).is_file():
+            raise VersioningError(f"{files_dir / name} is missing: nothing to version")
+    version_id = _file_md5(files_dir / "accepted.parquet")
+    repo = init_data_repo(ws)
+    existing = find_version(ws, dataset, version_id)
+    if existing is not None:
+        if push:
+            _push(repo)
+        return existing
+
+    folder = repo / "datasets" / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        shutil.copyfile(files_dir / name, folder / f".{name}.tmp")
+        (folder / f".{name}.tmp").replace(folder / name)
+    dvc = Repo(str(repo))
+    try:
+        dvc.add([str(folder / name) for name in FILES])
+    finally:
+        dvc.close()
+    if _dvc_md5(folder / "accepted.parquet.dvc") != version_id:
+        raise VersioningError("DVC's hash of accepted.parquet differs from ours; refusing to tag")
+    (folder / "version.json").write_text(
+        json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
+    )
+    rel = f"datasets/{dataset}"
+    _git(
+        repo, "add", f"{rel}/.gitignore", f"{rel}/version.json", *[f"{rel}/{n}.dvc" for n in FILES]
+    )
+    _git(repo, "commit", "-q", "-m", f"data({dataset}): version {version_id}")
+    tag = f"{dataset}-{version_id[:12]}"
+    _git(repo, "tag", tag)
+    commit = _git(repo, "rev-parse", "HEAD")
+    if push:
+        _push(repo)
+    return DataVersion(
+        id=version_id,
+        dataset=dataset,
+        tag=tag,
+        git_commit=commit,
+        folder=folder,
+        created=True,
+        remote=ws.dvc_remote,
+    )
+
+
+def _push(repo: Path) -> None:
+    from dvc.repo import Repo
+
+    dvc = Repo(str(repo))
+    try:
+        dvc.push()
+    except Exception as exc:  # DVC raises many types; all mean the same to the user
+        raise VersioningError(
+            f"dvc push to the remote failed: {exc}. The data is committed locally in {repo}; "
+            "rerun once the remote is reachable and it will be pushed."
+        ) from exc
+    finally:
+        dvc.close()
+
+
+def read_version_file(ws: Workspace, version: DataVersion, name: str = "accepted.parquet") -> bytes:
+    """The exact bytes of one file of a past version (from the cache or the remote)."""
+    import dvc.api
+
+    if name not in FILES:
+        raise VersioningError(f"{name!r} is not a versioned file; choose one of {FILES}")
+    return dvc.api.read(
+        f"datasets/{version.dataset}/{name}", repo=str(ws.data_repo), rev=version.tag, mode="rb"
+    )
+
+
+def materialize(
+    ws: Workspace, version: DataVersion, dest: Path, name: str = "accepted.parquet"
+) -> Path:
+    """Write one file of a past version to ``dest`` (atomically) and return the path."""
+    from alignment.workspace import atomic_write_bytes
+
+    data = read_version_file(ws, version, name)
+    return atomic_write_bytes(dest, data)

@@ -1,0 +1,1 @@
+"""Evaluation of trained policies on held-out data."""

@@ -1,0 +1,151 @@
+"""MLflow: tracking runs, registering policies with their lineage, moving aliases."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignment.errors import RegistryError
+from alignment.workspace import Workspace
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "mlflow==3.17.2", "alignment"]
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    model_uri: str
+
+
+def connect(ws: Workspace, experiment: str) -> str:
+    """Point MLflow at the workspace's store; return the experiment id (created once)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_registry_uri(ws.tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    artifact_location = None
+    if ws.tracking_uri.startswith("sqlite:") or ws.tracking_uri.startswith("file:"):
+        # a SQLite store would otherwise put artifacts under ./mlruns of whatever the cwd is
+        artifact_location = ws.mlflow_artifacts.as_uri()
+    try:
+        return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+    except Exception:  # another process created it between our look and our create
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def git_commit(path: Path | None = None) -> str:
+    """The project's git commit (with '-dirty' when the tree has changes), or 'unknown'."""
+    cwd = str(path or Path.cwd())
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def log_history(history: Iterable[dict], prefix: str) -> None:
+    """Log per-step training metrics (numbers only) under ``prefix/``."""
+    import mlflow
+
+    for record in history:
+        step = int(record.get("step", 0))
+        metrics = {
+            f"{prefix}/{k}": float(v)
+            for k, v in record.items()
+            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        if metrics:
+            mlflow.log_metrics(metrics, step=step)
+
+
+def current_alias_version(name: str, alias: str) -> str | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def register_policy(
+    checkpoint: Path,
+    name: str,
+    tags: dict[str, str],
+) -> RegisteredVersion:
+    """Log ``checkpoint`` as a pyfunc model in the active run and register a new version.
+
+    The first version of ``name`` becomes ``champion``; later ones ``challenger`` (promotion
+    through the gate moves ``champion``).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from alignment import serving
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RegistryError("register_policy needs an active MLflow run")
+    code = Path(serving.__file__).with_name("serving_model.py")
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(code),
+        artifacts={"checkpoint": str(checkpoint)},
+        signature=serving.signature(),
+        pip_requirements=PIP_REQUIREMENTS,
+        registered_model_name=name,
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    alias = CHAMPION if current_alias_version(name, CHAMPION) is None else CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "initial_alias", alias)
+    return RegisteredVersion(name, version, alias, run.info.run_id, f"models:/{name}/{version}")
+
+
+def trained_data_versions(name: str) -> set[str]:
+    """Data versions that some registered version of ``name`` was trained on."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return set()
+    return {v.tags["data_version"] for v in versions if "data_version" in v.tags}

@@ -1,0 +1,77 @@
+"""The MLflow pyfunc wrapper that makes a registered policy generate text.
+
+``mlflow.pyfunc.load_model("models:/NAME@champion").predict(df, params={...})`` and
+``mlflow models serve`` both go through ``ChatModel``; generation parameters are declared
+in the signature so MLflow passes them through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+
+GENERATION_PARAMS: dict[str, Any] = {
+    "max_new_tokens": 64,
+    "temperature": 0.0,
+    "top_p": 1.0,
+}
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    params = [
+        ParamSpec("max_new_tokens", "long", GENERATION_PARAMS["max_new_tokens"]),
+        ParamSpec("temperature", "double", GENERATION_PARAMS["temperature"]),
+        ParamSpec("top_p", "double", GENERATION_PARAMS["top_p"]),
+    ]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "prompt")]),
+        outputs=Schema([ColSpec("string", "response")]),
+        params=ParamSchema(params),
+    )
+
+
+class ChatModel(mlflow.pyfunc.PythonModel):
+    """Loads the checkpoint artifact; answers each prompt as one user turn."""
+
+    def load_context(self, context):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = context.artifacts["checkpoint"]
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        self.model.eval()
+
+    def predict(self, context, model_input, params: dict | None = None):
+        import pandas as pd
+        import torch
+
+        merged = {**GENERATION_PARAMS, **(params or {})}
+        if isinstance(model_input, pd.DataFrame):
+            prompts = [str(p) for p in model_input["prompt"]]
+        else:
+            prompts = [str(p) for p in model_input]
+        sample = float(merged["temperature"]) > 0
+        responses = []
+        for prompt in prompts:
+            enc = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+            with torch.no_grad():
+                out = self.model.generate(
+                    **enc,
+                    max_new_tokens=int(merged["max_new_tokens"]),
+                    do_sample=sample,
+                    temperature=float(merged["temperature"]) if sample else None,
+                    top_p=float(merged["top_p"]) if sample else None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new_tokens = out[0, enc["input_ids"].shape[1] :]
+            responses.append(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        return pd.DataFrame({"response": responses})

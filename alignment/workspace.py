@@ -1,0 +1,96 @@
+"""Where run-time state lives: MLflow store, DVC data repo and remote, runs, models, reports."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignment.config import WorkspaceConfig
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A folder holding every piece of run-time state, each at a fixed place."""
+
+    root: Path
+    tracking_uri_override: str | None = None
+    dvc_remote_override: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: WorkspaceConfig) -> Workspace:
+        return cls(cfg.root.expanduser().resolve(), cfg.mlflow_tracking_uri, cfg.dvc_remote)
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def tracking_uri(self) -> str:
+        return (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or self.tracking_uri_override
+            or f"sqlite:///{self.mlflow_db}"
+        )
+
+    @property
+    def data_repo(self) -> Path:
+        """A git+DVC repository of its own that versions the datasets."""
+        return self.root / "data-repo"
+
+    @property
+    def dvc_remote(self) -> str:
+        return self.dvc_remote_override or str(self.root / "dvc-remote")
+
+    @property
+    def runs(self) -> Path:
+        """Training jobs: configs, logs, checkpoints, final models."""
+        return self.root / "runs"
+
+    @property
+    def models(self) -> Path:
+        """Base models built or converted at setup (tiny, smollm2)."""
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        """Validation reports and Data Docs, evaluation reports."""
+        return self.root / "reports"
+
+    @property
+    def staging(self) -> Path:
+        """Scratch space for files on their way into the data repo."""
+        return self.root / "staging"
+
+    def ensure(self) -> Workspace:
+        for folder in (self.root, self.mlflow_artifacts, self.runs, self.models, self.reports, self.staging):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def contains(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.root)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write then rename, so a crash leaves the old file or the new, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))

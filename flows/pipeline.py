@@ -1,0 +1,186 @@
+"""The main job: preference file → validated, versioned data → SFT → DPO → evaluated, registered model."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from alignment.config import PipelineConfig, load_config
+from alignment.data.ingest import IngestResult, ingest_file, summary_lines
+from alignment.data.splits import split_by_prompt
+from alignment.data.version import DataVersion, materialize, version_dataset
+from alignment.errors import ConfigError
+from alignment.registry import RegisteredVersion
+from alignment.runs import RunDir
+from alignment.train.launch import TrainResult, launch_training
+from alignment.workspace import Workspace
+from flows.subprocess_stage import run_cli_stage
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    data_version: DataVersion
+    ingest: IngestResult
+    training: dict[str, TrainResult]
+    evaluation: dict[str, float]
+    registered: RegisteredVersion
+    mlflow_run_id: str
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@task(name="ingest-and-validate")
+def ingest_task(cfg: PipelineConfig, ws: Workspace) -> IngestResult:
+    if cfg.ingest.input is None:
+        raise ConfigError("ingest.input is not set: name the preference file to train on")
+    out_dir = ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = ingest_file(Path(cfg.ingest.input), out_dir, cfg.ingest, cfg.validation)
+    create_markdown_artifact(
+        key="validation-summary",
+        markdown="```\n" + "\n".join(summary_lines(result)) + "\n```",
+        description="Great Expectations validation of the preference data",
+    )
+    return result
+
+
+@task(name="version-data")
+def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersion:
+    return version_dataset(ws, dataset, ingest.accepted_path.parent)
+
+
+@task(name="split-data")
+def split_task(ws: Workspace, version: DataVersion, run: RunDir, eval_fraction: float) -> tuple[Path, Path]:
+    import pandas as pd
+
+    from alignment.workspace import atomic_write_bytes
+
+    # read the exact bytes of this version back through DVC, not whatever is checked out
+    accepted = materialize(ws, version, run.root / "data" / "accepted.parquet")
+    train, evaluation = split_by_prompt(pd.read_parquet(accepted), eval_fraction)
+    for frame, path in ((train, run.train_data), (evaluation, run.eval_data)):
+        atomic_write_bytes(path, frame.to_parquet(index=False))
+    return run.train_data, run.eval_data
+
+
+@task(name="prepare-base-model")
+def base_model_task(run: RunDir) -> Path:
+    out = run.root / "base_model.json"
+    return Path(run_cli_stage(["model", "prepare", "--config", str(run.config), "--json", str(out)], out)["path"])
+
+
+@task(name="train")
+def train_task(method: str, cfg: PipelineConfig, model_path: Path, run: RunDir) -> TrainResult:
+    logger = get_run_logger()
+
+    def progress(p: dict) -> None:
+        logger.info(p.get("line") or json.dumps(p))
+
+    return launch_training(
+        method, cfg, model_path, run.train_data, run.job(method), eval_path=run.eval_data, on_progress=progress
+    )
+
+
+@task(name="evaluate")
+def evaluate_task(run: RunDir, policy: Path, reference: Path) -> dict[str, float]:
+    args = ["evaluate", "--config", str(run.config), "--policy", str(policy), "--reference", str(reference)]
+    args += ["--data", str(run.eval_data), "--out", str(run.evaluation)]
+    return run_cli_stage(args, run.evaluation)
+
+
+@task(name="register", retries=2, retry_delay_seconds=5)
+def register_task(
+    cfg: PipelineConfig,
+    ws: Workspace,
+    run: RunDir,
+    version: DataVersion,
+    ingest: IngestResult,
+    base_model: Path,
+    training: dict[str, TrainResult],
+    evaluation: dict[str, float],
+) -> tuple[RegisteredVersion, str]:
+    import mlflow
+
+    from alignment import registry
+
+    experiment_id = registry.connect(ws, cfg.registry.experiment)
+    final_method = cfg.train.methods[-1]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
+        mlflow.log_params({k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()})
+        mlflow.log_artifact(str(run.config), artifact_path="config")
+        mlflow.log_artifact(str(ingest.report_path), artifact_path="data")
+        for method, result in training.items():
+            registry.log_history(result.history, method)
+            mlflow.log_metrics({f"{method}/final_{k}": float(v) for k, v in result.metrics.items()
+                                if isinstance(v, int | float) and not isinstance(v, bool)})
+            mlflow.log_artifact(str(result.log_path), artifact_path=f"logs/{method}")
+        mlflow.log_metrics({f"eval/{k}": v for k, v in evaluation.items()})
+        tags = {
+            "data_version": version.id,
+            "data_tag": version.tag,
+            "dataset": version.dataset,
+            "git_commit": registry.git_commit(),
+            "method": final_method,
+            "methods": ",".join(cfg.train.methods),
+            "base_model": cfg.model.source if cfg.model.source != "local" else str(cfg.model.path),
+            "base_model_path": str(base_model),
+            "config_hash": cfg.digest(),
+            "pipeline_run": run.name,
+            **{f"eval.{k}": f"{v:.6g}" for k, v in evaluation.items()},
+        }
+        mlflow.set_tags({k: v for k, v in tags.items() if not k.startswith("eval.")})
+        registered = registry.register_policy(training[final_method].output_dir, cfg.registry.model_name, tags)
+    return registered, active.info.run_id
+
+
+@flow(name="alignment-pipeline", log_prints=True)
+def alignment_pipeline(config_path: str | None = None, overrides: list[str] | None = None) -> PipelineResult:
+    """Read, validate, version, train (SFT then DPO), evaluate and register, in one run."""
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.from_config(cfg.workspace).ensure()
+    times: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        times[name] = round(time.perf_counter() - start, 2)
+        return out
+
+    run = RunDir.create(ws, cfg)
+    ingest = timed("ingest+validate", ingest_task, cfg, ws)
+    version = timed("version", version_task, ws, cfg.ingest.dataset, ingest)
+    timed("split", split_task, ws, version, run, cfg.split.eval_fraction)
+    base = timed("base_model", base_model_task, run)
+    training: dict[str, TrainResult] = {}
+    start_from = base
+    for method in cfg.train.methods:
+        training[method] = timed(f"train_{method}", train_task, method, cfg, start_from, run)
+        start_from = training[method].output_dir
+    final = training[cfg.train.methods[-1]].output_dir
+    reference = training["sft"].output_dir if "sft" in training and final != training["sft"].output_dir else base
+    evaluation = timed("evaluate", evaluate_task, run, final, reference)
+    registered, mlflow_run_id = timed(
+        "register", register_task, cfg, ws, run, version, ingest, base, training, evaluation
+    )
+    result = PipelineResult(run.root, version, ingest, training, evaluation, registered, mlflow_run_id, times)
+    create_markdown_artifact(
+        key="pipeline-result",
+        markdown=_result_markdown(result),
+        description="Where everything this run produced lives",
+    )
+    return result
+
+
+def _result_markdown(result: PipelineResult) -> str:
+    rows = [
+        ("data version", result.data_version.id),
+        ("registered model", f"{result.registered.name} v{result.registered.version} @{result.registered.alias}"),
+        ("mlflow run", result.mlflow_run_id),
+        *[(f"eval {k}", f"{v:.4f}") for k, v in result.evaluation.items()],
+        *[(f"time {k}", f"{v:.1f}s") for k, v in result.stage_seconds.items()],
+    ]
+    return "| item | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
