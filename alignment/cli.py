@@ -236,7 +236,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
     for v in versions:
-        print(f"{name} version {v.version}  aliases: {', '.join(by_version.get(v.version, [])) or '-'}  run {v.run_id}")
+        print(f"{name} version {v.version}  aliases: {', '.join(by_version.get(str(v.version), [])) or '-'}  run {v.run_id}")
         for key in sorted(v.tags):
             print(f"    {key:24s} {v.tags[key]}")
     return 0

@@ -28,7 +28,7 @@ def signature():
         ParamSpec("top_p", "double", GENERATION_PARAMS["top_p"]),
     ]
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "prompt")]),
+        inputs=Schema([ColSpec("string")]),  # a list of prompts, or a one-column frame
         outputs=Schema([ColSpec("string", "response")]),
         params=ParamSchema(params),
     )
@@ -51,7 +51,8 @@ class ChatModel(mlflow.pyfunc.PythonModel):
 
         merged = {**GENERATION_PARAMS, **(params or {})}
         if isinstance(model_input, pd.DataFrame):
-            prompts = [str(p) for p in model_input["prompt"]]
+            column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
+            prompts = [str(p) for p in model_input[column]]
         else:
             prompts = [str(p) for p in model_input]
         sample = float(merged["temperature"]) > 0
