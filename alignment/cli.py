@@ -19,6 +19,8 @@ QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    # the embedded Prefect API migrates its database on first start: slow on 2 busy cores
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 
@@ -28,6 +30,7 @@ def _environment(workspace_root: Path) -> None:
     # Prefect's embedded API keeps its database in the workspace, beside MLflow's
     if "PREFECT_API_URL" not in os.environ:
         os.environ.setdefault("PREFECT_HOME", str(workspace_root / "prefect"))
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 def _config(args: argparse.Namespace):
@@ -84,13 +87,14 @@ def _print_pipeline_result(cfg, result, wall: float) -> None:
     reg = result.registered
     lines = [
         "",
-        "Pipeline finished in %.0f s." % wall,
+        f"Pipeline finished in {wall:.0f} s.",
         "",
         f"  data version      {result.data_version.id}  (tag {result.data_version.tag}, "
         f"{'new' if result.data_version.created else 'already versioned'})",
         f"  data repository   {ws.data_repo}   (DVC remote: {result.data_version.remote})",
         f"  accepted/rejected {result.ingest.accepted} / {result.ingest.rejected} rows",
-        f"  validation report {result.ingest.report_path}",
+        f"  validation report {result.data_version.report_path}  (versioned with the data)",
+        f"  rejected rows     {result.data_version.rejected_path}  (each with the rules it broke)",
     ]
     if result.ingest.docs_path:
         lines.append(f"  data docs         {result.ingest.docs_path}")
@@ -109,9 +113,11 @@ def _print_pipeline_result(cfg, result, wall: float) -> None:
         f"  mlflow ui --backend-store-uri {ws.tracking_uri} --port 5000",
     ]
     if "PREFECT_API_URL" not in os.environ:
-        lines.append(f"  PREFECT_HOME={os.environ.get('PREFECT_HOME')} prefect server start --port 4200")
+        lines.append(
+            f"  PREFECT_HOME={os.environ.get('PREFECT_HOME')} prefect server start --port 4200"
+        )
     lines.append(
-        f'  python -c "import mlflow; mlflow.set_tracking_uri(\'{ws.tracking_uri}\'); '
+        f"  python -c \"import mlflow; mlflow.set_tracking_uri('{ws.tracking_uri}'); "
         f"print(mlflow.pyfunc.load_model('models:/{reg.name}@{reg.alias}').predict(['What is 2 plus 3?']))\""
     )
     print("\n".join(lines))
@@ -127,20 +133,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     source = Path(args.input) if args.input else cfg.ingest.input
     if source is None:
         raise AlignmentError("no input: pass --input FILE or set ingest.input in the config")
-    out = Path(args.out) if args.out else ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (
+        Path(args.out)
+        if args.out
+        else ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     try:
         result = ingest_file(source, out, cfg.ingest, cfg.validation)
     except ValidationFailed as exc:
         print(str(exc), file=sys.stderr)
         return 3
     print("\n".join(summary_lines(result)))
-    payload = {"accepted_path": str(result.accepted_path), "rejected_path": str(result.rejected_path),
-               "report_path": str(result.report_path), "accepted": result.accepted, "rejected": result.rejected}
+    payload = {
+        "accepted_path": str(result.accepted_path),
+        "rejected_path": str(result.rejected_path),
+        "report_path": str(result.report_path),
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+    }
     if args.version:
         from alignment.data.version import version_dataset
 
         version = version_dataset(ws, cfg.ingest.dataset, out)
-        print(f"data version {version.id} ({'new' if version.created else 'already versioned'}), tag {version.tag}")
+        print(
+            f"data version {version.id} ({'new' if version.created else 'already versioned'}), tag {version.tag}"
+        )
         payload["data_version"] = version.to_dict()
     _write_json(args.json, payload)
     return 0
@@ -166,7 +183,11 @@ def cmd_model_prepare(args: argparse.Namespace) -> int:
     from alignment.workspace import Workspace
 
     corpus = None
-    if cfg.model.source == "tiny" and cfg.ingest.input is not None and Path(cfg.ingest.input).exists():
+    if (
+        cfg.model.source == "tiny"
+        and cfg.ingest.input is not None
+        and Path(cfg.ingest.input).exists()
+    ):
         corpus = _corpus_from(Path(cfg.ingest.input))
     path = resolve_base_model(cfg.model, Workspace.from_config(cfg.workspace).ensure(), corpus)
     print(path)
@@ -230,13 +251,17 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     elif selector.startswith("/"):
         versions = [client.get_model_version(name, selector[1:])]
     else:
-        versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+        versions = sorted(
+            client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version)
+        )
     aliases = client.get_registered_model(name).aliases
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
     for v in versions:
-        print(f"{name} version {v.version}  aliases: {', '.join(by_version.get(str(v.version), [])) or '-'}  run {v.run_id}")
+        print(
+            f"{name} version {v.version}  aliases: {', '.join(by_version.get(str(v.version), [])) or '-'}  run {v.run_id}"
+        )
         for key in sorted(v.tags):
             print(f"    {key:24s} {v.tags[key]}")
     return 0
@@ -247,7 +272,9 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config file (defaults apply without one)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.dpo.beta=0.2")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.dpo.beta=0.2"
+    )
     p.add_argument("--workspace", help="workspace folder (overrides workspace.root)")
     p.add_argument("--json", help="also write the result as JSON to this file")
 
@@ -260,12 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_pipeline, config_default="configs/demo.yaml")
 
-    flows = sub.add_parser("flows", help="run Prefect flows").add_subparsers(dest="flow", required=True)
-    p = flows.add_parser("pipeline", help="ingest → validate → version → SFT → DPO → evaluate → register")
+    flows = sub.add_parser("flows", help="run Prefect flows").add_subparsers(
+        dest="flow", required=True
+    )
+    p = flows.add_parser(
+        "pipeline", help="ingest → validate → version → SFT → DPO → evaluate → register"
+    )
     _common(p)
     p.set_defaults(func=cmd_pipeline)
 
-    data = sub.add_parser("data", help="preference data").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="preference data").add_subparsers(
+        dest="data_command", required=True
+    )
     p = data.add_parser("ingest", help="read, normalize and validate a preference file")
     _common(p)
     p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
@@ -277,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_versions)
 
-    model = sub.add_parser("model", help="base models").add_subparsers(dest="model_command", required=True)
-    p = model.add_parser("prepare", help="build or convert the configured base model; print its folder")
+    model = sub.add_parser("model", help="base models").add_subparsers(
+        dest="model_command", required=True
+    )
+    p = model.add_parser(
+        "prepare", help="build or convert the configured base model; print its folder"
+    )
     _common(p)
     p.set_defaults(func=cmd_model_prepare)
 
@@ -300,8 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write metrics JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    models = sub.add_parser("models", help="the model registry").add_subparsers(dest="models_command", required=True)
-    p = models.add_parser("show", help="versions, aliases and lineage: NAME, NAME@alias or NAME/version")
+    models = sub.add_parser("models", help="the model registry").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser(
+        "show", help="versions, aliases and lineage: NAME, NAME@alias or NAME/version"
+    )
     _common(p)
     p.add_argument("ref", nargs="?")
     p.set_defaults(func=cmd_models_show)

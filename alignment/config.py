@@ -43,7 +43,9 @@ class ModelConfig(_Strict):
     tiny_hidden_size: int = Field(64, description="Width of the tiny Llama.")
     tiny_layers: int = Field(2, description="Layers of the tiny Llama.")
     tiny_heads: int = Field(4, description="Attention heads of the tiny Llama.")
-    tiny_vocab_size: int = Field(512, description="Vocabulary of the tokenizer trained on the spot.")
+    tiny_vocab_size: int = Field(
+        512, description="Vocabulary of the tokenizer trained on the spot."
+    )
     seed: int = Field(0, description="Seed for the tiny model's initialisation.")
 
 
@@ -51,9 +53,9 @@ class IngestConfig(_Strict):
     """Which raw file to read and how."""
 
     input: Path | None = Field(None, description="Raw preference file (JSONL, JSON, Parquet, CSV).")
-    format: Literal[
-        "auto", "trl_standard", "trl_conversational", "hh", "sharegpt", "ranked"
-    ] = Field("auto", description="Input format; 'auto' detects it.")
+    format: Literal["auto", "trl_standard", "trl_conversational", "hh", "sharegpt", "ranked"] = (
+        Field("auto", description="Input format; 'auto' detects it.")
+    )
     dataset: str = Field("preferences", description="Dataset name inside the data repository.")
 
 
@@ -112,6 +114,9 @@ class DPOConfig(_MethodConfig):
         "sigmoid", description="DPO loss variant."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative/robust DPO.")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Score the reference once before training (faster steps on big models)."
+    )
 
 
 class TrainConfig(_Strict):
@@ -186,7 +191,9 @@ def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
                 node[key] = str((base / value).resolve())
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+def load_config(
+    path: Path | str | None = None, overrides: list[str] | None = None
+) -> PipelineConfig:
     """Load a YAML config (or the defaults) and apply dotted overrides."""
     tree: dict[str, Any] = {}
     source = "defaults"

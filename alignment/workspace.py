@@ -68,7 +68,14 @@ class Workspace:
         return self.root / "staging"
 
     def ensure(self) -> Workspace:
-        for folder in (self.root, self.mlflow_artifacts, self.runs, self.models, self.reports, self.staging):
+        for folder in (
+            self.root,
+            self.mlflow_artifacts,
+            self.runs,
+            self.models,
+            self.reports,
+            self.staging,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

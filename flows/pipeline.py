@@ -54,7 +54,9 @@ def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersi
 
 
 @task(name="split-data")
-def split_task(ws: Workspace, version: DataVersion, run: RunDir, eval_fraction: float) -> tuple[Path, Path]:
+def split_task(
+    ws: Workspace, version: DataVersion, run: RunDir, eval_fraction: float
+) -> tuple[Path, Path]:
     import pandas as pd
 
     from alignment.workspace import atomic_write_bytes
@@ -70,7 +72,11 @@ def split_task(ws: Workspace, version: DataVersion, run: RunDir, eval_fraction: 
 @task(name="prepare-base-model")
 def base_model_task(run: RunDir) -> Path:
     out = run.root / "base_model.json"
-    return Path(run_cli_stage(["model", "prepare", "--config", str(run.config), "--json", str(out)], out)["path"])
+    return Path(
+        run_cli_stage(["model", "prepare", "--config", str(run.config), "--json", str(out)], out)[
+            "path"
+        ]
+    )
 
 
 @task(name="train")
@@ -78,16 +84,30 @@ def train_task(method: str, cfg: PipelineConfig, model_path: Path, run: RunDir) 
     logger = get_run_logger()
 
     def progress(p: dict) -> None:
-        logger.info(p.get("line") or json.dumps(p))
+        logger.info(p.get("message") or json.dumps(p))
 
     return launch_training(
-        method, cfg, model_path, run.train_data, run.job(method), eval_path=run.eval_data, on_progress=progress
+        method,
+        cfg,
+        model_path,
+        run.train_data,
+        run.job(method),
+        eval_path=run.eval_data,
+        on_progress=progress,
     )
 
 
 @task(name="evaluate")
 def evaluate_task(run: RunDir, policy: Path, reference: Path) -> dict[str, float]:
-    args = ["evaluate", "--config", str(run.config), "--policy", str(policy), "--reference", str(reference)]
+    args = [
+        "evaluate",
+        "--config",
+        str(run.config),
+        "--policy",
+        str(policy),
+        "--reference",
+        str(reference),
+    ]
     args += ["--data", str(run.eval_data), "--out", str(run.evaluation)]
     return run_cli_stage(args, run.evaluation)
 
@@ -110,13 +130,20 @@ def register_task(
     experiment_id = registry.connect(ws, cfg.registry.experiment)
     final_method = cfg.train.methods[-1]
     with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
-        mlflow.log_params({k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()})
+        mlflow.log_params(
+            {k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()}
+        )
         mlflow.log_artifact(str(run.config), artifact_path="config")
         mlflow.log_artifact(str(ingest.report_path), artifact_path="data")
         for method, result in training.items():
             registry.log_history(result.history, method)
-            mlflow.log_metrics({f"{method}/final_{k}": float(v) for k, v in result.metrics.items()
-                                if isinstance(v, int | float) and not isinstance(v, bool)})
+            mlflow.log_metrics(
+                {
+                    f"{method}/final_{k}": float(v)
+                    for k, v in result.metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
             mlflow.log_artifact(str(result.log_path), artifact_path=f"logs/{method}")
         mlflow.log_metrics({f"eval/{k}": v for k, v in evaluation.items()})
         tags = {
@@ -133,12 +160,16 @@ def register_task(
             **{f"eval.{k}": f"{v:.6g}" for k, v in evaluation.items()},
         }
         mlflow.set_tags({k: v for k, v in tags.items() if not k.startswith("eval.")})
-        registered = registry.register_policy(training[final_method].output_dir, cfg.registry.model_name, tags)
+        registered = registry.register_policy(
+            training[final_method].output_dir, cfg.registry.model_name, tags
+        )
     return registered, active.info.run_id
 
 
 @flow(name="alignment-pipeline", log_prints=True)
-def alignment_pipeline(config_path: str | None = None, overrides: list[str] | None = None) -> PipelineResult:
+def alignment_pipeline(
+    config_path: str | None = None, overrides: list[str] | None = None
+) -> PipelineResult:
     """Read, validate, version, train (SFT then DPO), evaluate and register, in one run."""
     cfg = load_config(config_path, overrides)
     ws = Workspace.from_config(cfg.workspace).ensure()
@@ -161,12 +192,18 @@ def alignment_pipeline(config_path: str | None = None, overrides: list[str] | No
         training[method] = timed(f"train_{method}", train_task, method, cfg, start_from, run)
         start_from = training[method].output_dir
     final = training[cfg.train.methods[-1]].output_dir
-    reference = training["sft"].output_dir if "sft" in training and final != training["sft"].output_dir else base
+    reference = (
+        training["sft"].output_dir
+        if "sft" in training and final != training["sft"].output_dir
+        else base
+    )
     evaluation = timed("evaluate", evaluate_task, run, final, reference)
     registered, mlflow_run_id = timed(
         "register", register_task, cfg, ws, run, version, ingest, base, training, evaluation
     )
-    result = PipelineResult(run.root, version, ingest, training, evaluation, registered, mlflow_run_id, times)
+    result = PipelineResult(
+        run.root, version, ingest, training, evaluation, registered, mlflow_run_id, times
+    )
     create_markdown_artifact(
         key="pipeline-result",
         markdown=_result_markdown(result),
@@ -178,7 +215,10 @@ def alignment_pipeline(config_path: str | None = None, overrides: list[str] | No
 def _result_markdown(result: PipelineResult) -> str:
     rows = [
         ("data version", result.data_version.id),
-        ("registered model", f"{result.registered.name} v{result.registered.version} @{result.registered.alias}"),
+        (
+            "registered model",
+            f"{result.registered.name} v{result.registered.version} @{result.registered.alias}",
+        ),
         ("mlflow run", result.mlflow_run_id),
         *[(f"eval {k}", f"{v:.4f}") for k, v in result.evaluation.items()],
         *[(f"time {k}", f"{v:.1f}s") for k, v in result.stage_seconds.items()],

@@ -46,11 +46,11 @@ def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path):
 
 
 def test_unreadable_and_malformed_files_are_named(tmp_path: Path):
-    with pytest.raises(ConfigError, match="missing.yaml"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(bad)
 
 

@@ -21,10 +21,14 @@ def _ruff() -> list[str]:
 
 
 def test_ruff_check_is_clean():
-    proc = subprocess.run([*_ruff(), "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*_ruff(), "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_ruff_format_is_clean():
-    proc = subprocess.run([*_ruff(), "format", "--check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*_ruff(), "format", "--check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

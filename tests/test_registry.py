@@ -26,12 +26,16 @@ def test_first_version_is_champion_then_challenger_with_lineage(tmp_path: Path, 
 
     ws = Workspace(tmp_path / "ws").ensure()
     experiment = registry.connect(ws, "test")
-    assert mlflow.get_experiment(experiment).artifact_location.startswith(ws.mlflow_artifacts.as_uri())
+    assert mlflow.get_experiment(experiment).artifact_location.startswith(
+        ws.mlflow_artifacts.as_uri()
+    )
     registered = []
     for data_version in ("d1", "d2"):
         with mlflow.start_run(experiment_id=experiment):
             registered.append(
-                registry.register_policy(checkpoint, "policy", {"data_version": data_version, "method": "dpo"})
+                registry.register_policy(
+                    checkpoint, "policy", {"data_version": data_version, "method": "dpo"}
+                )
             )
     assert [(r.version, r.alias) for r in registered] == [("1", "champion"), ("2", "challenger")]
     client = MlflowClient()
@@ -53,4 +57,8 @@ def test_registering_outside_a_run_is_refused(tmp_path: Path, checkpoint: Path):
 
 
 def test_flatten_and_history_logging_shapes():
-    assert registry.flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": 2}) == {"a.b": 1, "a.c.d": "x", "e": 2}
+    assert registry.flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": 2}) == {
+        "a.b": 1,
+        "a.c.d": "x",
+        "e": 2,
+    }

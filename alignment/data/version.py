@@ -124,15 +124,14 @@ def list_versions(ws: Workspace, dataset: str) -> list[DataVersion]:
     if not (repo / ".git").exists():
         return []
     out = _git(
-        repo,
-        "for-each-ref",
-        "--sort=creatordate",
-        "--format=%(refname:short) %(objectname) %(contents:subject)",
-        f"refs/tags/{dataset}-*",
+        repo, "for-each-ref", "--format=%(refname:short) %(objectname)", f"refs/tags/{dataset}-*"
     )
+    tagged = dict(line.split(" ")[::-1] for line in out.splitlines() if line)
+    # order by the commit history, not by tag dates (two versions can share a second)
+    history = _git(repo, "rev-list", "--topo-order", "--reverse", "--all").splitlines()
     versions = []
-    for line in filter(None, out.splitlines()):
-        tag, commit, *_ = line.split(" ")
+    for commit in (c for c in history if c in tagged):
+        tag = tagged[commit]
         meta = json.loads(_git(repo, "show", f"{commit}:datasets/{dataset}/version.json"))
         versions.append(
             DataVersion(

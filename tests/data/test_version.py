@@ -22,7 +22,9 @@ def _files(folder: Path, prompts: list[str]) -> Path:
     pd.DataFrame({"id": [str(i) for i in range(len(prompts))], "prompt": prompts}).to_parquet(
         folder / "accepted.parquet", index=False
     )
-    pd.DataFrame({"row": [99], "reasons": [["empty_prompt"]]}).to_parquet(folder / "rejected.parquet", index=False)
+    pd.DataFrame({"row": [99], "reasons": [["empty_prompt"]]}).to_parquet(
+        folder / "rejected.parquet", index=False
+    )
     (folder / "report.json").write_text(json.dumps({"accepted": len(prompts)}))
     return folder
 
@@ -72,5 +74,5 @@ def test_dataset_names_never_become_arbitrary_paths(tmp_path: Path):
 def test_missing_files_are_named(tmp_path: Path):
     ws = Workspace(tmp_path / "ws").ensure()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VersioningError, match="accepted.parquet"):
+    with pytest.raises(VersioningError, match=r"accepted\.parquet"):
         version_dataset(ws, "prefs", tmp_path / "empty")

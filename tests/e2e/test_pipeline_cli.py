@@ -22,38 +22,68 @@ FAST = [
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "alignment", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "alignment", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
 @pytest.fixture(scope="module")
 def pipeline_runs(tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI"))
+    }
     env["PREFECT_HOME"] = str(ws / "prefect")
     first = _cli(
-        "flows", "pipeline", "--config", "configs/demo.yaml", "--workspace", str(ws),
-        "--json", str(ws / "first.json"), *[a for o in FAST for a in ("--set", o)], env=env,
+        "flows",
+        "pipeline",
+        "--config",
+        "configs/demo.yaml",
+        "--workspace",
+        str(ws),
+        "--json",
+        str(ws / "first.json"),
+        *[a for o in FAST for a in ("--set", o)],
+        env=env,
     )
     # same data, DPO only: no new data version, a second registered version
     second = _cli(
-        "flows", "pipeline", "--config", "configs/demo.yaml", "--workspace", str(ws),
-        "--json", str(ws / "second.json"), "--set", "train.methods=[sft]", *[a for o in FAST for a in ("--set", o)],
+        "flows",
+        "pipeline",
+        "--config",
+        "configs/demo.yaml",
+        "--workspace",
+        str(ws),
+        "--json",
+        str(ws / "second.json"),
+        "--set",
+        "train.methods=[sft]",
+        *[a for o in FAST for a in ("--set", o)],
         env=env,
     )
     return ws, env, first, second
 
 
 def test_first_run_versions_data_trains_and_registers_the_champion(pipeline_runs):
-    ws, env, first, _ = pipeline_runs
+    ws, _env, first, _ = pipeline_runs
     result = json.loads((ws / "first.json").read_text())
     version = result["data_version"]
     assert version["created"] is True
     assert result["rejected"] > 0 and result["accepted"] > 100
     # DVC: the tag exists in the data repo and the remote folder holds the content
-    tags = subprocess.run(["git", "-C", str(ws / "data-repo"), "tag"], capture_output=True, text=True).stdout
+    tags = subprocess.run(
+        ["git", "-C", str(ws / "data-repo"), "tag"], capture_output=True, text=True
+    ).stdout
     assert version["tag"] in tags.split()
     assert any(p.is_file() for p in (ws / "dvc-remote").rglob("*"))
     # training produced loadable checkpoints from two DeepSpeed processes
@@ -61,14 +91,21 @@ def test_first_run_versions_data_trains_and_registers_the_champion(pipeline_runs
     for method in ("sft", "dpo"):
         assert (run_dir / method / "model" / "config.json").is_file()
         log = (run_dir / method / "train.log").read_text()
-        assert "world_size=2" in log or "world size 2" in log.lower() or "rank 1" in log.lower(), log[-2000:]
+        assert "world_size=2" in log or "world size 2" in log.lower() or "rank 1" in log.lower(), (
+            log[-2000:]
+        )
     # evaluation ran on the held-out split
     assert 0.0 <= result["evaluation"]["reward_accuracy"] <= 1.0
     assert result["evaluation"]["pairs"] > 0
     assert result["registered"]["alias"] == "champion"
     # the printed summary says where everything is
     out = first.stdout
-    for needle in (version["id"], "mlflow ui --backend-store-uri", "prefect server start", "@champion"):
+    for needle in (
+        version["id"],
+        "mlflow ui --backend-store-uri",
+        "prefect server start",
+        "@champion",
+    ):
         assert needle in out
 
 
@@ -91,7 +128,9 @@ print(json.dumps({{"champion": champ.version, "challenger": chall.version, "tags
     "chall_tags": chall.tags, "response": list(out["response"]),
     "metrics": sorted(run.data.metrics)}}))
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (info["champion"], info["challenger"]) == ("1", "2")
@@ -99,7 +138,11 @@ print(json.dumps({{"champion": champ.version, "challenger": chall.version, "tags
     assert tags["data_version"] == first["data_version"]["id"]
     assert tags["method"] == "dpo" and tags["methods"] == "sft,dpo"
     assert len(tags["git_commit"]) >= 7 and len(tags["config_hash"]) == 16
-    assert info["chall_tags"]["data_version"] == second["data_version"]["id"] == first["data_version"]["id"]
+    assert (
+        info["chall_tags"]["data_version"]
+        == second["data_version"]["id"]
+        == first["data_version"]["id"]
+    )
     assert info["chall_tags"]["method"] == "sft"
     assert isinstance(info["response"][0], str)
     assert "eval/reward_accuracy" in info["metrics"] and "dpo/loss" in info["metrics"]
@@ -112,7 +155,7 @@ def test_second_run_reuses_the_data_version(pipeline_runs):
 
 
 def test_prefect_recorded_completed_flow_runs(pipeline_runs):
-    ws, env, *_ = pipeline_runs
+    _ws, env, *_ = pipeline_runs
     script = """
 import asyncio, json
 from prefect.client.orchestration import get_client
@@ -122,7 +165,9 @@ async def main():
         print(json.dumps([(r.name, r.state.type.value) for r in runs]))
 asyncio.run(main())
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(states) == 2 and all(state == "COMPLETED" for _, state in states)
@@ -130,9 +175,23 @@ asyncio.run(main())
 
 def test_bad_config_fails_clearly_through_the_cli(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "alignment", "flows", "pipeline", "--config", "configs/demo.yaml",
-         "--workspace", str(tmp_path), "--set", "train.dpo.loss_type=magic"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "alignment",
+            "flows",
+            "pipeline",
+            "--config",
+            "configs/demo.yaml",
+            "--workspace",
+            str(tmp_path),
+            "--set",
+            "train.dpo.loss_type=magic",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "train.dpo.loss_type" in proc.stderr

@@ -1,0 +1,1 @@
+"""Preference data: read any supported format, validate, split by prompt."""

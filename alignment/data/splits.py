@@ -1,0 +1,45 @@
+"""Deterministic train/eval split by a hash of the prompt, stable as the data grows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pandas as pd
+
+
+def prompt_key(prompt: Any) -> str:
+    """Canonical text of a prompt (message list or string) used for hashing and grouping."""
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": prompt}]
+    else:  # a list, or a numpy array of dicts when read back from Parquet
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def prompt_bucket(prompt: Any) -> float:
+    """A number in [0, 1) fixed by the prompt alone."""
+    digest = hashlib.sha256(prompt_key(prompt).encode("utf-8")).hexdigest()
+    return int(digest[:15], 16) / 16**15
+
+
+def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into (train, eval) by prompt hash; all rows of a prompt land on one side.
+
+    A prompt's side depends on its own hash only, so adding rows never moves an existing
+    prompt. When no prompt falls under eval_fraction and there are at least two distinct
+    prompts, the prompt with the smallest hash goes to eval (so eval is never empty); that
+    forced choice can move back to train once the data holds a prompt that falls there by hash.
+    """
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
+    if df.empty:
+        return df.copy(), df.copy()
+    buckets = df["prompt"].map(prompt_bucket)
+    is_eval = buckets < eval_fraction
+    if not is_eval.any() and buckets.nunique() >= 2:
+        is_eval = buckets == buckets.min()
+    train = df[~is_eval].reset_index(drop=True)
+    evaluation = df[is_eval].reset_index(drop=True)
+    return train, evaluation

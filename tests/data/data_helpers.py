@@ -1,0 +1,23 @@
+"""Small helpers shared by the data tests (imported by name; no __init__ in tests/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CORPUS = Path(__file__).parent / "corpus"
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo_preferences.jsonl"
+
+
+def conv(prompt: str, chosen: str, rejected: str, **extra) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        **extra,
+    }
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
