@@ -12,7 +12,9 @@ def implicit_rewards(
     return beta * (np.asarray(policy_logps, float) - np.asarray(reference_logps, float))
 
 
-def preference_metrics(chosen_rewards: np.ndarray, rejected_rewards: np.ndarray) -> dict[str, float]:
+def preference_metrics(
+    chosen_rewards: np.ndarray, rejected_rewards: np.ndarray
+) -> dict[str, float]:
     """Accuracy (chosen scored above rejected; ties count half) and margin statistics."""
     chosen = np.asarray(chosen_rewards, float)
     rejected = np.asarray(rejected_rewards, float)
