@@ -1,0 +1,115 @@
+"""Log-probability maths shared by training checks and evaluation: small pure functions on tensors.
+
+Conventions: `logits` come from `model(input_ids)` and `labels` are those same `input_ids`, so
+position t of the logits scores token t + 1; the functions do that shift themselves. `mask` is 1 on
+the completion tokens (the answer being scored) and 0 on prompt and padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Sum of log p(token) over the masked (completion) tokens of each sequence: shape [batch]."""
+    import torch
+
+    logits = logits[:, :-1, :].float()
+    targets = labels[:, 1:]
+    keep = mask[:, 1:].to(logits.dtype)
+    # A masked position may hold a padding id outside the vocabulary; any valid index will do.
+    safe = torch.where(keep.bool(), targets, torch.zeros_like(targets))
+    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return (token_logps * keep).sum(dim=-1)
+
+
+def dpo_implicit_rewards(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's implicit rewards beta * (log pi - log pi_ref) for the chosen and the rejected answers."""
+    return beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
+
+
+def encode_completion(
+    tokenizer: Any, prompt: list[dict], completion: list[dict], max_length: int
+) -> tuple[list[int], int]:
+    """Token ids of prompt + completion through the chat template, and where the completion starts.
+
+    Over max_length, the prompt loses tokens from its start first (the answer is what is
+    scored), then the answer from its end.
+    """
+    prompt_ids = list(
+        tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False)
+    )
+    full_ids = list(tokenizer.apply_chat_template(prompt + completion, return_dict=False))
+    start = 0  # templates that render the prompt differently once answered: longest common prefix
+    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
+        start += 1
+    excess = len(full_ids) - max_length
+    if excess > 0:
+        cut = min(excess, max(0, start - 1))  # keep at least one prompt token to predict from
+        full_ids, start = full_ids[cut:], start - cut
+        full_ids = full_ids[:max_length]
+    return full_ids, start
+
+
+def score_pairs(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[dict],
+    max_length: int = 256,
+    batch_size: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probs of each record's chosen and rejected answer under `model`.
+
+    Records are canonical preference records (conversational prompt/chosen/rejected).
+    Returns two float tensors of shape [len(records)] on the CPU.
+    """
+    import torch
+
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    sequences = []
+    for record in records:
+        for side in ("chosen", "rejected"):
+            sequences.append(
+                encode_completion(tokenizer, list(record["prompt"]), list(record[side]), max_length)
+            )
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for first in range(0, len(sequences), batch_size):
+                batch = sequences[first : first + batch_size]
+                width = max(len(ids) for ids, _ in batch)
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(batch), width), dtype=torch.long)
+                completion = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, (ids, start) in enumerate(batch):
+                    input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                    attention[row, : len(ids)] = 1
+                    completion[row, start : len(ids)] = 1
+                logits = model(
+                    input_ids=input_ids.to(device), attention_mask=attention.to(device)
+                ).logits
+                scores.append(
+                    sequence_logprobs(logits, input_ids.to(device), completion.to(device)).cpu()
+                )
+    finally:
+        model.train(was_training)
+    flat = torch.cat(scores) if scores else torch.zeros(0)
+    return flat[0::2], flat[1::2]

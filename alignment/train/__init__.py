@@ -1,0 +1,1 @@
+"""Training jobs: launch (orchestrator side, no torch) and entry (process side)."""

@@ -1,0 +1,231 @@
+"""Process side of a training job: ``python -m alignment.train.entry job.json`` in every rank.
+
+Reads the job file, keeps DeepSpeed from compiling on CPU, starts the distributed backend and
+hands the job to ``alignment.methods.<method>.train``. The pieces every method shares (training
+arguments, progress lines, the final save) live here too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignment.config import PipelineConfig
+from alignment.train.deepspeed import build_deepspeed_config, disable_cpu_jit_ops, resolve_device
+from alignment.train.launch import ERROR_PREFIX, PROGRESS_PREFIX
+from alignment.workspace import atomic_write_text
+
+
+@dataclass
+class Job:
+    """One training job as written by `launch_training`."""
+
+    method: str
+    cfg: PipelineConfig
+    model_path: Path
+    train_path: Path
+    eval_path: Path | None
+    output_dir: Path
+    resume: bool
+    device: str
+
+    @classmethod
+    def load(cls, path: Path) -> Job:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        cfg = PipelineConfig.model_validate(raw["config"])
+        return cls(
+            method=raw["method"],
+            cfg=cfg,
+            model_path=Path(raw["model_path"]),
+            train_path=Path(raw["train_path"]),
+            eval_path=Path(raw["eval_path"]) if raw.get("eval_path") else None,
+            output_dir=Path(raw["output_dir"]),
+            resume=bool(raw.get("resume")),
+            device=resolve_device(cfg.train.distributed.device),
+        )
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    def last_checkpoint(self) -> str | None:
+        """The checkpoint to resume from, when resuming and one exists."""
+        if not self.resume or not self.checkpoints_dir.is_dir():
+            return None
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(str(self.checkpoints_dir))
+
+
+def load_preferences(job: Job, path: Path, args):
+    """prompt/chosen/rejected of the canonical records in a Parquet file or folder, as a Dataset.
+
+    File-backed in the job's own cache folder (not in memory): TRL's preprocessing and
+    reference-log-prob caching run on the main process first and the other ranks read its
+    cache files, which in-memory datasets keep in a per-process temporary folder.
+    """
+    from datasets import Dataset
+
+    files = sorted(str(p) for p in path.glob("*.parquet")) if path.is_dir() else [str(path)]
+    with args.main_process_first(desc=f"load {path.name}"):
+        return Dataset.from_parquet(
+            files,
+            columns=["prompt", "chosen", "rejected"],
+            cache_dir=str(job.output_dir / "datasets-cache"),
+        )
+
+
+def training_arguments(job: Job, method_cfg) -> dict[str, Any]:
+    """Keyword arguments shared by every TRL config (all are HF TrainingArguments)."""
+    import torch
+
+    on_cpu = job.device == "cpu"
+    return {
+        "output_dir": str(job.checkpoints_dir),
+        "learning_rate": method_cfg.learning_rate,
+        "num_train_epochs": method_cfg.num_train_epochs,
+        "max_steps": method_cfg.max_steps,
+        "per_device_train_batch_size": method_cfg.per_device_train_batch_size,
+        "per_device_eval_batch_size": method_cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": method_cfg.gradient_accumulation_steps,
+        "max_length": method_cfg.max_length,
+        "seed": method_cfg.seed,
+        "data_seed": method_cfg.seed,
+        "logging_strategy": "steps",
+        "logging_steps": method_cfg.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": method_cfg.save_steps,
+        "save_total_limit": 2,
+        "eval_strategy": "no",  # evaluated once at the end, see finish()
+        "report_to": "none",
+        "disable_tqdm": True,
+        "deepspeed": build_deepspeed_config(job.cfg.train.distributed, job.device),
+        "use_cpu": on_cpu,
+        # DeepSpeed on CPU asserts on bf16; on GPU bf16 when the card has it.
+        "bf16": (not on_cpu) and torch.cuda.is_bf16_supported(),
+        "activation_checkpointing": False,
+        "model_init_kwargs": {"dtype": torch.float32, "trust_remote_code": False},
+        "dataloader_num_workers": 0,
+    }
+
+
+def progress_callback():
+    """A TrainerCallback that prints one `@@progress {json}` line per log step on rank 0."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.final: dict = {}
+            self._t0 = time.monotonic()
+            self._last: tuple[float, float | None] = (self._t0, 0)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._t0 = time.monotonic()
+            # After a resume the token counter's starting value is unknown: no rate until the next log.
+            self._last = (self._t0, 0 if state.global_step == 0 else None)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            logs = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+            if "train_runtime" in logs:  # the trainer's closing summary, not a step
+                self.final = logs
+                return
+            now = time.monotonic()
+            event = {
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                "epoch": state.epoch,
+                "train_seconds": now - self._t0,
+                "logs": logs,
+            }
+            tokens = logs.get("num_tokens")
+            if tokens is not None:
+                then, before = self._last
+                if before is not None and now > then:
+                    event["tokens_per_second"] = (tokens - before) / (now - then)
+                self._last = (now, tokens)
+            print(PROGRESS_PREFIX + json.dumps(event), flush=True)
+
+    return ProgressCallback()
+
+
+def finish(job: Job, trainer, train_output, progress) -> dict:
+    """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json."""
+    # Every rank calls save_model: under ZeRO-3 it gathers the shards; only rank 0 writes.
+    trainer.save_model(str(job.model_dir))
+    metrics = {
+        **progress.final,
+        **train_output.metrics,
+        "train_loss": train_output.training_loss,
+        "global_step": train_output.global_step,
+    }
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(job.model_dir))
+        # The trainer's log history survives a resume (it is saved in every checkpoint).
+        history = [
+            {k: v for k, v in entry.items() if isinstance(v, (int, float))}
+            for entry in trainer.state.log_history
+            if "train_runtime" not in entry
+        ]
+        atomic_write_text(job.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(job.output_dir / "history.json", json.dumps(history, indent=2))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m alignment.train.entry JOB.json", file=sys.stderr)
+        return 2
+    try:
+        return run(Job.load(Path(argv[0])))
+    except Exception as exc:
+        # One line the launcher lifts into TrainingFailed; the traceback follows in the log.
+        print(
+            f"{ERROR_PREFIX}{type(exc).__name__}: {exc}".splitlines()[0],
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+
+
+def run(job: Job) -> int:
+    """Check inputs, start the distributed backend without compiling anything, train."""
+    for name, path in (
+        ("train", job.train_path),
+        ("eval", job.eval_path),
+        ("model", job.model_path),
+    ):
+        if path is not None and not path.exists():
+            # Fail before the heavy imports, so a wrong path costs seconds, not a trainer start.
+            raise FileNotFoundError(f"{name} path {path} does not exist")
+    if job.device == "cpu":
+        disable_cpu_jit_ops()
+    import deepspeed
+    import torch.distributed as dist
+
+    # Before any model is built, so ZeRO-3 can partition parameters as they are created.
+    deepspeed.init_distributed(dist_backend="gloo" if job.device == "cpu" else "nccl")
+    try:
+        method = importlib.import_module(f"alignment.methods.{job.method}")
+        method.train(job)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

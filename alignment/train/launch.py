@@ -1,0 +1,265 @@
+"""Start a training job as separate processes and follow it; this side never imports torch.
+
+Single node: ``python -m torch.distributed.run --nnodes 1 --nproc_per_node P ... -m
+alignment.train.entry job.json``. Several nodes: the ``deepspeed`` launcher with the configured
+hostfile (it ssh-es to every host listed there and runs the same module; the repository and the
+workspace must be at the same paths on every node, e.g. a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import alignment
+from alignment.config import PipelineConfig
+from alignment.errors import ConfigError, TrainingFailed
+
+PROGRESS_PREFIX = "@@progress "
+ERROR_PREFIX = "@@error "
+METHODS = ("sft", "dpo")
+_TAIL_LINES = 30
+
+
+@dataclass
+class TrainResult:
+    """What a finished training job produced."""
+
+    method: str
+    output_dir: Path  # final HF checkpoint (model + tokenizer + chat template)
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    log_path: Path = Path()
+    wall_seconds: float = 0.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_command(cfg: PipelineConfig, job_path: Path, port: int) -> list[str]:
+    """The launcher command line for a job file, from cfg.train.distributed."""
+    dist = cfg.train.distributed
+    if dist.num_nodes > 1:
+        if dist.hostfile is None:
+            raise ConfigError(
+                "train.distributed.num_nodes > 1 needs train.distributed.hostfile "
+                "(DeepSpeed hostfile: one 'hostname slots=N' line per node)"
+            )
+        return [
+            sys.executable, "-m", "deepspeed.launcher.runner",
+            "--hostfile", str(Path(dist.hostfile).expanduser().resolve()),
+            "--num_nodes", str(dist.num_nodes),
+            "--num_gpus", str(dist.num_processes),
+            "--master_port", str(port),
+            "--module", "alignment.train.entry", str(job_path),
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nnodes", "1",
+        "--nproc_per_node", str(dist.num_processes),
+        "--master_addr", "127.0.0.1",
+        "--master_port", str(port),
+        "-m", "alignment.train.entry", str(job_path),
+    ]  # fmt: skip
+
+
+def job_environment(cfg: PipelineConfig) -> dict[str, str]:
+    """Environment of the job: threads split across processes, offline hub, quiet tokenizers."""
+    env = dict(os.environ)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    env["OMP_NUM_THREADS"] = str(max(1, cores // cfg.train.distributed.num_processes))
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    # The job imports this package by module name, wherever the caller runs from.
+    root = str(Path(alignment.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def format_progress(method: str, event: dict) -> str:
+    """One human line for a logging step: step/total, loss, tokens/s, ETA."""
+    step, total = event.get("step", 0), event.get("max_steps") or 0
+    logs = event.get("logs", {})
+    parts = [f"[{method}] step {step}/{total}"]
+    if "loss" in logs:
+        parts.append(f"loss {logs['loss']:.4f}")
+    for key in ("rewards/accuracies", "rewards/margins"):
+        if key in logs:
+            parts.append(f"{key.split('/')[1]} {logs[key]:.3f}")
+    if event.get("tokens_per_second"):
+        parts.append(f"{event['tokens_per_second']:.0f} tok/s")
+    if event.get("eta_seconds") is not None:
+        parts.append(f"ETA {_clock(event['eta_seconds'])}")
+    return "  ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _print_progress(event: dict) -> None:
+    print(event["message"], file=sys.stderr, flush=True)
+
+
+def last_lines(path: Path, n: int = _TAIL_LINES) -> str:
+    with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as fh:
+        return "".join(deque(fh, maxlen=n))
+    return ""
+
+
+def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Path,
+              output_dir: Path, eval_path: Path | None, resume: bool) -> Path:  # fmt: skip
+    """Write output_dir/job.json: everything the processes need, nothing else."""
+    from alignment.workspace import atomic_write_text
+
+    job = {
+        "method": method,
+        "config": cfg.model_dump(mode="json"),
+        "model_path": str(Path(model_path).resolve()),
+        "train_path": str(Path(train_path).resolve()),
+        "eval_path": str(Path(eval_path).resolve()) if eval_path else None,
+        "output_dir": str(output_dir.resolve()),
+        "resume": resume,
+    }
+    return atomic_write_text(output_dir / "job.json", json.dumps(job, indent=2))
+
+
+def launch_training(
+    method: str,
+    cfg: PipelineConfig,
+    model_path: Path,
+    train_path: Path,
+    output_dir: Path,
+    eval_path: Path | None = None,
+    resume: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Run one method as a DeepSpeed job in separate processes; return where its model is."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown training method {method!r}; known: {', '.join(METHODS)}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job_path = write_job(method, cfg, model_path, train_path, output_dir, eval_path, resume)
+    port = cfg.train.distributed.master_port or free_port()
+    command = build_command(cfg, job_path, port)
+    log_path = output_dir / "train.log"
+    report = on_progress or _print_progress
+    history: list[dict] = []
+    errors: list[str] = []  # the job's own one-line reasons, which torchrun's report would bury
+
+    start = time.monotonic()
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=job_environment(cfg),
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,  # so an interrupt can stop the whole process group
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if ERROR_PREFIX in line:
+                    reason = line.split(ERROR_PREFIX, 1)[1].strip()
+                    if reason not in errors:
+                        errors.append(reason)
+                event = _parse_progress(line)
+                if event is None:
+                    continue
+                history.append({"step": event.get("step"), **event.get("logs", {})})
+                event["elapsed_seconds"] = time.monotonic() - start
+                event["eta_seconds"] = _eta(event)
+                event["method"] = method
+                event["message"] = format_progress(method, event)
+                report(event)
+            code = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+    wall = time.monotonic() - start
+
+    if code != 0:
+        reasons = "".join(f"  {reason}\n" for reason in errors)
+        raise TrainingFailed(
+            f"{method} training failed with exit code {code}; log: {log_path}\n"
+            + (f"job error:\n{reasons}" if reasons else "")
+            + f"--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
+        )
+    final = output_dir / "model"
+    if not (final / "config.json").is_file():
+        raise TrainingFailed(
+            f"{method} training exited 0 but wrote no model to {final}; log: {log_path}"
+        )
+    metrics = _read_json(output_dir / "metrics.json", {})
+    history = _read_json(output_dir / "history.json", history)
+    return TrainResult(method, final, metrics, history, log_path, wall)
+
+
+def _parse_progress(line: str) -> dict | None:
+    at = line.find(PROGRESS_PREFIX)
+    if at < 0:
+        return None
+    try:
+        event = json.loads(line[at + len(PROGRESS_PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _eta(event: dict) -> float | None:
+    step, total, spent = (
+        event.get("step") or 0,
+        event.get("max_steps") or 0,
+        event.get("train_seconds"),
+    )
+    if step <= 0 or total <= 0 or spent is None:
+        return None
+    return spent / step * max(0, total - step)
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the launcher and its workers (they share the new session's process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -1,0 +1,32 @@
+"""Session-wide test settings and shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Offline and quiet: no hub, no telemetry (set before any of these libraries is imported).
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny Llama (about 100k parameters) with a BPE tokenizer and chat template, built once."""
+    from alignment.config import ModelConfig
+    from alignment.models import resolve_base_model
+    from alignment.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("tiny-model-ws"))
+    corpus = [
+        f"What is {a} plus {b}? {a} plus {b} is {a + b}." for a in range(10) for b in range(10)
+    ]
+    return resolve_base_model(ModelConfig(), ws, [*corpus, "I refuse to answer."])

@@ -1,0 +1,212 @@
+"""Real training jobs: 2 processes, ZeRO-2 on CPU, through launch_training, on a fixed tiny task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignment.config import PipelineConfig
+from alignment.errors import ConfigError, TrainingFailed
+from alignment.train.launch import build_command, format_progress, launch_training
+
+
+def _preference_rows(n: int = 64) -> list[dict]:
+    rows = []
+    for i in range(n):
+        a, b = i % 7, (i * 3) % 5
+        rows.append(
+            {
+                "id": f"r{i}",
+                "prompt": [{"role": "user", "content": f"What is {a} plus {b}?"}],
+                "chosen": [{"role": "assistant", "content": f"{a} plus {b} is {a + b}."}],
+                "rejected": [{"role": "assistant", "content": "I refuse to answer."}],
+                "source": "fixture",
+                "row": i,
+                "score_chosen": None,
+                "score_rejected": None,
+                "meta": "{}",
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def train_parquet(tmp_path_factory) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("prefs") / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(_preference_rows()), path)
+    return path
+
+
+def _config(**method) -> PipelineConfig:
+    """2 processes, ZeRO-2, CPU; 64 rows x 2 epochs at batch 4 per process = 16 steps."""
+    return PipelineConfig.model_validate(
+        {
+            "train": {
+                "sft": {"learning_rate": 3e-3, "num_train_epochs": 2, **method},
+                "dpo": {"learning_rate": 1e-3, "num_train_epochs": 2, **method},
+                "distributed": {"num_processes": 2, "zero_stage": 2, "device": "cpu"},
+            }
+        }
+    )
+
+
+def _assert_loadable(model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    assert tokenizer.chat_template
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 3 plus 4?"}],
+        add_generation_prompt=True,
+        return_dict=False,
+    )
+    assert model.generate(input_ids=__import__("torch").tensor([ids]), max_new_tokens=3).shape[
+        1
+    ] > len(ids)
+
+
+@pytest.mark.slow
+def test_sft_job_lowers_the_loss_and_saves_a_loadable_model(
+    tiny_model_dir, train_parquet, tmp_path
+):
+    events: list[dict] = []
+    result = launch_training(
+        "sft", _config(), tiny_model_dir, train_parquet, tmp_path / "sft", on_progress=events.append
+    )
+
+    assert result.method == "sft"
+    assert result.output_dir == tmp_path / "sft" / "model"
+    assert result.metrics["global_step"] == 16
+    assert "train_runtime" in result.metrics
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert len(losses) == 16
+    assert losses[-1] < losses[0] - 0.5, losses
+    # progress reached the caller once per logging step, with a human line
+    assert [e["step"] for e in events] == list(range(1, 17))
+    assert "step 16/16" in events[-1]["message"] and "loss" in events[-1]["message"]
+    assert events[-1]["tokens_per_second"] > 0
+    assert (tmp_path / "sft" / "job.json").is_file()
+    assert json.loads((tmp_path / "sft" / "history.json").read_text()) == result.history
+    assert "@@progress" in result.log_path.read_text()
+    _assert_loadable(result.output_dir)
+
+
+@pytest.mark.slow
+def test_dpo_job_separates_chosen_from_rejected(tiny_model_dir, train_parquet, tmp_path):
+    result = launch_training(
+        "dpo",
+        _config(),
+        tiny_model_dir,
+        train_parquet,
+        tmp_path / "dpo",
+        eval_path=train_parquet,
+        on_progress=lambda e: None,
+    )
+
+    steps = [h for h in result.history if "rewards/margins" in h]
+    assert len(steps) == 16
+    assert steps[-1]["rewards/margins"] > steps[0]["rewards/margins"] + 0.5
+    assert steps[-1]["rewards/accuracies"] >= 0.9
+    assert steps[-1]["loss"] < 0.6931  # below log 2, the loss of an undecided policy
+    assert result.wall_seconds > 0
+    assert result.metrics["eval_rewards/accuracies"] >= 0.9  # evaluated once at the end
+    _assert_loadable(result.output_dir)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_job_resumes_from_its_last_checkpoint(tiny_model_dir, train_parquet, tmp_path):
+    cfg = _config(save_steps=4)
+
+    def stop_at_six(event: dict) -> None:
+        if event["step"] >= 6:  # checkpoint-4 is complete by now
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        launch_training(
+            "sft", cfg, tiny_model_dir, train_parquet, tmp_path / "run", on_progress=stop_at_six
+        )
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir()
+    assert not (tmp_path / "run" / "model").exists()
+
+    events: list[dict] = []
+    result = launch_training(
+        "sft",
+        cfg,
+        tiny_model_dir,
+        train_parquet,
+        tmp_path / "run",
+        resume=True,
+        on_progress=events.append,
+    )
+    assert events[0]["step"] == 5  # resumed, not restarted
+    assert result.metrics["global_step"] == 16
+    # the history carried over from the checkpoint covers the whole run
+    assert [h["step"] for h in result.history if "loss" in h] == list(range(1, 17))
+
+
+@pytest.mark.slow
+def test_failing_job_raises_training_failed_with_the_log_tail(tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingFailed) as info:
+        launch_training(
+            "sft", _config(), tiny_model_dir, tmp_path / "missing.parquet", tmp_path / "bad"
+        )
+    message = str(info.value)
+    assert "sft" in message and "exit code" in message
+    assert str(tmp_path / "bad" / "train.log") in message
+    assert "missing.parquet does not exist" in message  # from the job's own output
+
+
+def test_unknown_method_is_a_config_error(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="unknown training method"):
+        launch_training("ppo", _config(), tiny_model_dir, tmp_path / "x.parquet", tmp_path / "out")
+
+
+def test_command_lines_single_and_multi_node(tmp_path):
+    single = build_command(_config(), tmp_path / "job.json", 29555)
+    assert single[1:3] == ["-m", "torch.distributed.run"]
+    assert single[single.index("--nproc_per_node") + 1] == "2"
+    assert single[single.index("--master_port") + 1] == "29555"
+    assert single[-3:] == ["-m", "alignment.train.entry", str(tmp_path / "job.json")]
+
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
+    multi_cfg = PipelineConfig.model_validate(
+        {"train": {"distributed": {"num_nodes": 2, "num_processes": 8, "hostfile": str(hostfile)}}}
+    )
+    multi = build_command(multi_cfg, tmp_path / "job.json", 29555)
+    assert multi[1:3] == ["-m", "deepspeed.launcher.runner"]
+    assert multi[multi.index("--hostfile") + 1] == str(hostfile)
+    assert multi[multi.index("--num_nodes") + 1] == "2"
+    assert multi[multi.index("--num_gpus") + 1] == "8"
+    assert multi[-3:] == ["--module", "alignment.train.entry", str(tmp_path / "job.json")]
+
+    no_hostfile = PipelineConfig.model_validate({"train": {"distributed": {"num_nodes": 2}}})
+    with pytest.raises(ConfigError, match="hostfile"):
+        build_command(no_hostfile, tmp_path / "job.json", 29555)
+
+
+def test_progress_line_shows_step_loss_speed_and_eta():
+    line = format_progress(
+        "dpo",
+        {
+            "step": 3,
+            "max_steps": 10,
+            "tokens_per_second": 1234.4,
+            "eta_seconds": 75,
+            "logs": {"loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.2},
+        },
+    )
+    assert (
+        line
+        == "[dpo] step 3/10  loss 0.5000  accuracies 0.750  margins 0.200  1234 tok/s  ETA 0:01:15"
+    )
