@@ -1,0 +1,3 @@
+-- The Prefect database is created by POSTGRES_DB; MLflow gets its own.
+CREATE DATABASE mlflow;
+CREATE DATABASE mlflow_auth;
