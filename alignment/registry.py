@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from alignment.workspace import Workspace
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PREVIOUS = "previous"  # the champion before the current one (promotion sets it, rollback uses it)
+HISTORY_TAG = "promotion.history"  # registered-model tag: JSON list of champion moves
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "mlflow==3.17.2", "alignment"]
 
 
@@ -121,14 +124,17 @@ def register_policy(
     if run is None:
         raise RegistryError("register_policy needs an active MLflow run")
     code = Path(serving.__file__).with_name("serving_model.py")
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(code),
-        artifacts={"checkpoint": str(checkpoint)},
-        signature=serving.signature(),
-        pip_requirements=PIP_REQUIREMENTS,
-        registered_model_name=name,
-    )
+    with warnings.catch_warnings():
+        # MLflow nags about type hints and input examples; the signature is explicit
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=serving.signature(),
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=name,
+        )
     version = str(info.registered_model_version)
     client = MlflowClient()
     for key, value in tags.items():
@@ -149,3 +155,59 @@ def trained_data_versions(name: str) -> set[str]:
     except MlflowException:
         return set()
     return {v.tags["data_version"] for v in versions if "data_version" in v.tags}
+
+
+def model_version(name: str, version: str | int):
+    """The registered ``name`` version ``version``, or a RegistryError saying it isn't there."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"{name} version {version} is not registered") from exc
+
+
+def resolve_ref(ref: str, default_name: str) -> tuple[str, str]:
+    """``NAME@alias``, ``NAME/version``, ``@alias`` or a bare version number → (name, version)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        name = name or default_name
+        try:
+            return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            raise RegistryError(f"{name} has no alias {alias!r}") from exc
+    name, _, number = ref.rpartition("/")
+    name = name or default_name
+    if not number.isdigit():
+        raise RegistryError(f"{ref!r}: give NAME@alias, NAME/version or a version number")
+    return name, str(model_version(name, number).version)
+
+
+def lineage(name: str, version: str | int) -> dict[str, Any]:
+    """What made ``name`` version ``version`` and how it moved: tags, aliases, run, history."""
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mv = model_version(name, version)
+    try:
+        model = MlflowClient().get_registered_model(name)
+    except MlflowException as exc:
+        raise RegistryError(f"no registered model named {name!r}") from exc
+    version = str(version)
+    history = json.loads(model.tags.get(HISTORY_TAG) or "[]")
+    return {
+        "name": name,
+        "version": version,
+        "aliases": sorted(a for a, v in model.aliases.items() if str(v) == version),
+        "run_id": mv.run_id,
+        "source": mv.source,
+        "created": mv.creation_timestamp,
+        "tags": dict(sorted(mv.tags.items())),
+        "history": [e for e in history if version in (e.get("version"), e.get("from"))],
+    }

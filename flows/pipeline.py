@@ -11,14 +11,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from alignment.config import PipelineConfig, load_config
-from alignment.data.ingest import IngestResult, ingest_file, summary_lines
+from alignment.data.ingest import IngestResult, summary_lines
 from alignment.data.splits import split_by_prompt
-from alignment.data.version import DataVersion, materialize, version_dataset
-from alignment.errors import ConfigError
+from alignment.data.version import DataVersion, find_version, materialize
+from alignment.errors import ConfigError, VersioningError
 from alignment.registry import RegisteredVersion
 from alignment.runs import RunDir
 from alignment.train.launch import TrainResult, launch_training
 from alignment.workspace import Workspace
+from flows.ingest import ingest_task, version_task
 from flows.subprocess_stage import run_cli_stage
 
 
@@ -26,31 +27,12 @@ from flows.subprocess_stage import run_cli_stage
 class PipelineResult:
     run_dir: Path
     data_version: DataVersion
-    ingest: IngestResult
+    ingest: IngestResult | None  # None when training from an already recorded data version
     training: dict[str, TrainResult]
     evaluation: dict[str, float]
     registered: RegisteredVersion
     mlflow_run_id: str
     stage_seconds: dict[str, float] = field(default_factory=dict)
-
-
-@task(name="ingest-and-validate")
-def ingest_task(cfg: PipelineConfig, ws: Workspace) -> IngestResult:
-    if cfg.ingest.input is None:
-        raise ConfigError("ingest.input is not set: name the preference file to train on")
-    out_dir = ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = ingest_file(Path(cfg.ingest.input), out_dir, cfg.ingest, cfg.validation)
-    create_markdown_artifact(
-        key="validation-summary",
-        markdown="```\n" + "\n".join(summary_lines(result)) + "\n```",
-        description="Great Expectations validation of the preference data",
-    )
-    return result
-
-
-@task(name="version-data")
-def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersion:
-    return version_dataset(ws, dataset, ingest.accepted_path.parent)
 
 
 @task(name="split-data")
@@ -72,11 +54,8 @@ def split_task(
 @task(name="prepare-base-model")
 def base_model_task(run: RunDir) -> Path:
     out = run.root / "base_model.json"
-    return Path(
-        run_cli_stage(["model", "prepare", "--config", str(run.config), "--json", str(out)], out)[
-            "path"
-        ]
-    )
+    args = ["model", "prepare", "--config", str(run.config), "--corpus", str(run.train_data)]
+    return Path(run_cli_stage([*args, "--json", str(out)], out)["path"])
 
 
 @task(name="train")
@@ -118,7 +97,6 @@ def register_task(
     ws: Workspace,
     run: RunDir,
     version: DataVersion,
-    ingest: IngestResult,
     base_model: Path,
     training: dict[str, TrainResult],
     evaluation: dict[str, float],
@@ -134,7 +112,8 @@ def register_task(
             {k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()}
         )
         mlflow.log_artifact(str(run.config), artifact_path="config")
-        mlflow.log_artifact(str(ingest.report_path), artifact_path="data")
+        report = materialize(ws, version, run.root / "data" / "report.json", name="report.json")
+        mlflow.log_artifact(str(report), artifact_path="data")
         for method, result in training.items():
             registry.log_history(result.history, method)
             mlflow.log_metrics(
@@ -166,40 +145,80 @@ def register_task(
     return registered, active.info.run_id
 
 
-@flow(name="alignment-pipeline", log_prints=True)
-def alignment_pipeline(
-    config_path: str | None = None, overrides: list[str] | None = None
-) -> PipelineResult:
-    """Read, validate, version, train (SFT then DPO), evaluate and register, in one run."""
-    cfg = load_config(config_path, overrides)
-    ws = Workspace.from_config(cfg.workspace).ensure()
-    times: dict[str, float] = {}
+def prepare_data(cfg: PipelineConfig, ws: Workspace, times: dict[str, float]):
+    """Ingest, validate and version the configured input; return (ingest result, version)."""
+    if cfg.ingest.input is None:
+        raise ConfigError("ingest.input is not set: name the preference file or folder to train on")
+    ingest = _timed(times, "ingest+validate", ingest_task, cfg, ws, Path(cfg.ingest.input))
+    create_markdown_artifact(
+        key="validation-summary",
+        markdown="```\n" + "\n".join(summary_lines(ingest)) + "\n```",
+        description="Great Expectations validation of the preference data",
+    )
+    version = _timed(times, "version", version_task, ws, cfg.ingest.dataset, ingest)
+    return ingest, version
 
-    def timed(name, fn, *args, **kwargs):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        times[name] = round(time.perf_counter() - start, 2)
-        return out
 
+def train_and_register(
+    cfg: PipelineConfig, ws: Workspace, version: DataVersion, times: dict[str, float]
+) -> tuple[RunDir, dict[str, TrainResult], dict[str, float], RegisteredVersion, str]:
+    """Split a recorded data version, train each configured method, evaluate and register."""
     run = RunDir.create(ws, cfg)
-    ingest = timed("ingest+validate", ingest_task, cfg, ws)
-    version = timed("version", version_task, ws, cfg.ingest.dataset, ingest)
-    timed("split", split_task, ws, version, run, cfg.split.eval_fraction)
-    base = timed("base_model", base_model_task, run)
+    _timed(times, "split", split_task, ws, version, run, cfg.split.eval_fraction)
+    base = _timed(times, "base_model", base_model_task, run)
     training: dict[str, TrainResult] = {}
     start_from = base
     for method in cfg.train.methods:
-        training[method] = timed(f"train_{method}", train_task, method, cfg, start_from, run)
+        training[method] = _timed(
+            times, f"train_{method}", train_task, method, cfg, start_from, run
+        )
         start_from = training[method].output_dir
     final = training[cfg.train.methods[-1]].output_dir
+    # DPO's implicit reward is measured against the model it started from
     reference = (
         training["sft"].output_dir
         if "sft" in training and final != training["sft"].output_dir
         else base
     )
-    evaluation = timed("evaluate", evaluate_task, run, final, reference)
-    registered, mlflow_run_id = timed(
-        "register", register_task, cfg, ws, run, version, ingest, base, training, evaluation
+    evaluation = _timed(times, "evaluate", evaluate_task, run, final, reference)
+    registered, mlflow_run_id = _timed(
+        times, "register", register_task, cfg, ws, run, version, base, training, evaluation
+    )
+    return run, training, evaluation, registered, mlflow_run_id
+
+
+def _timed(times: dict[str, float], name: str, fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    times[name] = round(time.perf_counter() - start, 2)
+    return out
+
+
+@flow(name="alignment-pipeline", log_prints=True)
+def alignment_pipeline(
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    data_version: str | None = None,
+) -> PipelineResult:
+    """Read, validate, version, train (SFT then DPO), evaluate and register, in one run.
+
+    With ``data_version``, skip ingest and train on that recorded version (a rebuild).
+    """
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.from_config(cfg.workspace).ensure()
+    times: dict[str, float] = {}
+    ingest: IngestResult | None = None
+    if data_version:
+        version = find_version(ws, cfg.ingest.dataset, data_version)
+        if version is None:
+            raise VersioningError(
+                f"data version {data_version} of {cfg.ingest.dataset!r} is not recorded in "
+                f"{ws.data_repo}"
+            )
+    else:
+        ingest, version = prepare_data(cfg, ws, times)
+    run, training, evaluation, registered, mlflow_run_id = train_and_register(
+        cfg, ws, version, times
     )
     result = PipelineResult(
         run.root, version, ingest, training, evaluation, registered, mlflow_run_id, times

@@ -12,9 +12,11 @@ mapped (broken JSON, wrong types, missing fields) becomes a *malformed* row with
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 import re
@@ -42,6 +44,11 @@ CANONICAL_COLUMNS = [
 ]
 # rows looked at to detect the format
 _SNIFF_ROWS = 50
+_READ_BYTES = 1 << 20
+_PARQUET_BATCH = 10_000
+# a row (line) longer than this is quarantined unread; raw text kept in quarantine is clipped
+MAX_ROW_BYTES = 8 << 20
+RAW_KEEP_CHARS = 4096
 _SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -99,47 +106,152 @@ def _suffixes(path: Path) -> tuple[str, bool]:
     )
 
 
-def _read_bytes(path: Path, gz: bool, line_format: bool) -> tuple[bytes, bool]:
-    """The file's bytes, gunzipped; a truncated gzip of a line format keeps what it holds."""
+class _Gunzip(io.RawIOBase):
+    """A streaming gunzip that, unlike ``gzip.GzipFile``, keeps what a truncated file holds."""
+
+    def __init__(self, path: Path, fh: io.BufferedReader):
+        self._path, self._fh = path, fh
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self.truncated = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            raw = self._fh.read(_READ_BYTES)
+            if not raw:
+                self.truncated = not self._inflater.eof
+                return 0
+            try:
+                if self._inflater.eof:  # a second gzip member follows
+                    raw = self._inflater.unused_data + raw
+                    self._inflater = zlib.decompressobj(wbits=31)
+                self._pending = self._inflater.decompress(raw)
+            except zlib.error as exc:
+                raise DataFormatError(f"{self._path}: not a valid gzip file ({exc})") from exc
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _open_binary(path: Path, gz: bool, stack: contextlib.ExitStack) -> io.BufferedIOBase:
     try:
-        data = path.read_bytes()
+        fh = stack.enter_context(path.open("rb"))
     except OSError as exc:
         raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if not gz:
-        return data, False
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(data) + inflater.flush()
-    except zlib.error as exc:
-        raise DataFormatError(f"{path}: not a valid gzip file ({exc})") from exc
-    if inflater.eof:
-        return out, False
-    if not line_format:
-        raise DataFormatError(f"{path}: truncated gzip file; re-export or re-download it")
-    # the rows before the cut are still good; a cut line becomes a malformed row
-    return out, True
+        return fh
+    return io.BufferedReader(_Gunzip(path, fh), buffer_size=_READ_BYTES)
 
 
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        # utf-8-sig drops a byte-order mark if there is one
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from exc
+def _truncated(stream: Any) -> bool:
+    raw = getattr(stream, "raw", None)
+    return isinstance(raw, _Gunzip) and raw.truncated
 
 
-def _iter_jsonl(text: str) -> Iterator[tuple[int, Any, str]]:
-    """Yield (line number, parsed object or _Malformed, raw line); blank lines are no rows."""
-    for lineno, line in enumerate(text.splitlines()):
-        if not line.strip():
+def _clip(raw: str) -> str:
+    """Raw text kept in quarantine; a huge row keeps its head (the file keeps the rest)."""
+    if len(raw) <= RAW_KEEP_CHARS:
+        return raw
+    return raw[:RAW_KEEP_CHARS] + f"...[{len(raw) - RAW_KEEP_CHARS} more characters]"
+
+
+def _byte_lines(stream: Any, max_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Yield (line, full length) per line; a line over max_bytes keeps only its head."""
+    buf = b""
+    skipped = 0  # bytes of an overlong line already dropped
+    head = b""
+    while True:
+        data = stream.read(_READ_BYTES)
+        if not data:
+            break
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if skipped:
+                yield head, skipped + nl - start
+                skipped, head = 0, b""
+            else:
+                yield buf[start:nl], nl - start
+            start = nl + 1
+        buf = buf[start:]
+        if len(buf) > max_bytes or (skipped and buf):
+            if not skipped:
+                head = buf[: RAW_KEEP_CHARS * 4]
+            skipped += len(buf)
+            buf = b""
+    if skipped:
+        yield head, skipped + len(buf)
+    elif buf:
+        yield buf, len(buf)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_encodable(obj: Any, what: str = "row") -> None:
+    """Raise when a string holds lone surrogates: text that has no UTF-8 form."""
+    if isinstance(obj, str):
+        if _SURROGATE.search(obj):
+            raise _Malformed(f"bad_encoding: {what} holds text that is not valid UTF-8")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_encodable(k, what)
+            _check_encodable(v, f"{k}")
+    elif isinstance(obj, list):
+        for v in obj:
+            _check_encodable(v, what)
+
+
+def _iter_jsonl(stream: Any, max_bytes: int) -> Iterator[tuple[int, Any, str]]:
+    """Yield (line number, parsed object or _Malformed, raw line); blank lines are no rows.
+
+    Each line is decoded on its own, so a bad byte or a huge line costs that line only.
+    """
+    for lineno, (line, length) in enumerate(_byte_lines(stream, max_bytes)):
+        if lineno == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if length > max_bytes:
+            raw = line.decode("utf-8", "backslashreplace")
+            yield lineno, _Malformed(f"too_large: line of {length} bytes > {max_bytes}"), raw
             continue
         try:
-            yield lineno, json.loads(line), line
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raw = line.decode("utf-8", "backslashreplace")
+            yield lineno, _Malformed(f"bad_encoding: invalid UTF-8 at byte {exc.start}"), raw
+            continue
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+            if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+                _check_encodable(obj)
         except json.JSONDecodeError as exc:
-            yield lineno, _Malformed(f"invalid_json: {exc.msg} at column {exc.colno}"), line
+            obj = _Malformed(f"invalid_json: {exc.msg} at column {exc.colno}")
+        except _Malformed as exc:
+            obj = exc
+        yield lineno, obj, text
 
 
-def _iter_json(path: Path, text: str) -> Iterator[tuple[int, Any, str]]:
+def _iter_json(path: Path, stream: Any) -> Iterator[tuple[int, Any, str]]:
+    # a JSON array is read whole (no streaming JSON parser here); use JSONL for big files
+    data = stream.read()
+    if _truncated(stream):
+        raise DataFormatError(f"{path}: truncated gzip file; re-export or re-download it")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text ({exc})") from exc
     if not text.strip():
         return
     try:
@@ -151,16 +263,35 @@ def _iter_json(path: Path, text: str) -> Iterator[tuple[int, Any, str]]:
     if not isinstance(data, list):
         raise DataFormatError(f"{path}: a .json file must hold an array of row objects")
     for i, obj in enumerate(data):
+        try:
+            _check_encodable(obj)
+        except _Malformed as exc:
+            yield i, exc, _dump(obj)
+            continue
         yield i, obj, _dump(obj)
 
 
-def _iter_csv(text: str) -> Iterator[tuple[int, Any, str]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for i, row in enumerate(reader):
-        if None in row:  # more cells than header columns
-            yield i, _Malformed("wrong_type: row has more cells than the header"), _dump(row)
-            continue
-        yield i, {k: _cell(v) for k, v in row.items() if k is not None}, _dump(row)
+def _iter_csv(path: Path, stream: Any, max_bytes: int) -> Iterator[tuple[int, Any, str]]:
+    # bad bytes become lone surrogates, so one bad cell costs its row, not the file
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    csv.field_size_limit(max(csv.field_size_limit(), max_bytes + 1))
+    reader = csv.DictReader(text)
+    try:
+        for i, row in enumerate(reader):
+            raw = _dump(row)
+            if len(raw) > max_bytes:
+                yield i, _Malformed(f"too_large: row of {len(raw)} characters > {max_bytes}"), raw
+            elif _SURROGATE.search(raw):
+                raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                yield i, _Malformed("bad_encoding: row holds bytes that are not UTF-8"), raw
+            elif None in row:  # more cells than header columns
+                yield i, _Malformed("wrong_type: row has more cells than the header"), raw
+            else:
+                yield i, {k: _cell(v) for k, v in row.items() if k is not None}, raw
+    except csv.Error as exc:
+        raise DataFormatError(
+            f"{path}: CSV cannot be parsed past row {reader.line_num} ({exc})"
+        ) from exc
 
 
 def _cell(value: str | None) -> Any:
@@ -176,37 +307,50 @@ def _cell(value: str | None) -> Any:
     return value
 
 
-def _iter_parquet(path: Path, data: bytes) -> Iterator[tuple[int, Any, str]]:
+def _iter_parquet(path: Path, stream: Any, gz: bool) -> Iterator[tuple[int, Any, str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    source = io.BytesIO(stream.read()) if gz else path  # a gzipped Parquet is read whole
     try:
-        table = pq.read_table(io.BytesIO(data))
+        pfile = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:
+        if not path.stat().st_size:
+            return
         raise DataFormatError(f"{path}: not a readable Parquet file ({exc})") from exc
-    for i, obj in enumerate(table.to_pylist()):
-        yield i, obj, _dump(obj)
+    i = 0
+    try:
+        for batch in pfile.iter_batches(batch_size=_PARQUET_BATCH):
+            for obj in batch.to_pylist():
+                yield i, obj, _dump(obj)
+                i += 1
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFormatError(f"{path}: Parquet unreadable after row {i} ({exc})") from exc
 
 
 def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _iter_rows(path: Path, notes: list[str]) -> Iterator[tuple[int, Any, str]]:
+def _iter_rows(
+    path: Path, notes: list[str], max_bytes: int = MAX_ROW_BYTES
+) -> Iterator[tuple[int, Any, str]]:
+    """Stream one file's rows as (row number, object or _Malformed, raw text)."""
     ext, gz = _suffixes(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: file not found")
-    data, truncated = _read_bytes(path, gz, line_format=ext in (".jsonl", ".ndjson"))
-    if truncated:
-        notes.append("truncated gzip: rows after the last complete line are lost")
-    if ext == ".parquet":
-        return _iter_parquet(path, data) if data else iter(())
-    text = _decode(path, data)
-    if ext in (".jsonl", ".ndjson"):
-        return _iter_jsonl(text)
-    if ext == ".json":
-        return _iter_json(path, text)
-    return _iter_csv(text)
+    with contextlib.ExitStack() as stack:
+        stream = _open_binary(path, gz, stack)
+        if ext == ".parquet":
+            yield from _iter_parquet(path, stream, gz)
+        elif ext in (".jsonl", ".ndjson"):
+            yield from _iter_jsonl(stream, max_bytes)
+        elif ext == ".json":
+            yield from _iter_json(path, stream)
+        else:
+            yield from _iter_csv(path, stream, max_bytes)
+        if _truncated(stream):
+            notes.append(f"{path.name}: truncated gzip: rows after the last complete one are lost")
 
 
 # --------------------------------------------------------------------------- detection
@@ -362,8 +506,8 @@ def _parse_sharegpt(obj: dict) -> list[tuple[list, list, list, dict]]:
     return [(prompt, chosen, rejected, _rest(obj, "conversations", "chosen", "rejected"))]
 
 
-def _parse_ranked(obj: dict) -> list[tuple[list, list, list, dict]]:
-    """The best response against every strictly worse one (best vs worst is always among them)."""
+def _parse_ranked(obj: dict, ranked_pairs: str = "all") -> list[tuple[list, list, list, dict]]:
+    """Every ordered pair of strictly different scores ("all"), or best against worst only."""
     _require(obj, "prompt", "responses")
     prompt = _messages(obj["prompt"], "prompt", "user")
     responses = obj["responses"]
@@ -381,23 +525,22 @@ def _parse_ranked(obj: dict) -> list[tuple[list, list, list, dict]]:
         scored.append((score, i, text))
     # stable order: higher score first, then input order
     scored.sort(key=lambda s: (-s[0], s[1]))
-    best = scored[0]
-    worse = [s for s in scored[1:] if s[0] < best[0]]
-    if not worse:
-        raise _Malformed("ranked_no_pair: all responses share the best score")
+    if ranked_pairs == "best_worst":
+        ordered = [(scored[0], scored[-1])] if scored[0][0] > scored[-1][0] else []
+    else:
+        ordered = [(a, b) for n, a in enumerate(scored) for b in scored[n + 1 :] if a[0] > b[0]]
+    if not ordered:
+        raise _Malformed("ranked_no_pair: all responses share one score")
     rest = _rest(obj, "prompt", "responses")
-    pairs = []
-    for w in worse:
-        meta = {**rest, "ranked_pair": [best[1], w[1]]}
-        pairs.append(
-            (
-                prompt,
-                [{"role": "assistant", "content": best[2]}],
-                [{"role": "assistant", "content": w[2]}],
-                {**meta, "score_chosen": best[0], "score_rejected": w[0]},
-            )
+    return [
+        (
+            prompt,
+            [{"role": "assistant", "content": a[2]}],
+            [{"role": "assistant", "content": b[2]}],
+            {**rest, "ranked_pair": [a[1], b[1]], "score_chosen": a[0], "score_rejected": b[0]},
         )
-    return pairs
+        for a, b in ordered
+    ]
 
 
 def _rest(obj: dict, *used: str) -> dict:
@@ -413,11 +556,12 @@ _PARSERS = {
 }
 
 
-def _to_records(obj: Any, fmt: str, source: str, row: int) -> list[dict]:
+def _to_records(obj: Any, fmt: str, source: str, row: int, ranked_pairs: str = "all") -> list[dict]:
     if not isinstance(obj, dict):
         raise _Malformed(f"not_an_object: row is a {type(obj).__name__}, not an object")
     records = []
-    for prompt, chosen, rejected, rest in _PARSERS[fmt](obj):
+    parsed = _parse_ranked(obj, ranked_pairs) if fmt == "ranked" else _PARSERS[fmt](obj)
+    for prompt, chosen, rejected, rest in parsed:
         rest = dict(rest)
         score_c = _score(rest.pop("score_chosen", None))
         score_r = _score(rest.pop("score_rejected", None))
@@ -442,39 +586,124 @@ def _to_records(obj: Any, fmt: str, source: str, row: int) -> list[dict]:
     return records
 
 
-def read_preferences(path: Path, format: str = "auto") -> ReadResult:
-    """Read a JSONL/JSON/Parquet/CSV (optionally .gz) preference file into canonical records.
+@dataclass
+class Chunk:
+    """Up to ``chunk_rows`` input rows of one file, as records and malformed rows."""
 
-    Raises DataFormatError when the file cannot be read at all; bad rows are returned as
-    ``malformed`` with reasons instead.
+    records: list[dict]
+    malformed: list[dict]
+    rows: int  # input rows this chunk covers
+    source: str
+
+
+@dataclass
+class FileInfo:
+    """What the reader saw in one file: its format (detected or forced) and its rows."""
+
+    source: str
+    detected_format: str
+    rows_read: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def input_files(path: Path) -> list[tuple[Path, str]]:
+    """(file, source name) for a file, or for every supported file under a folder, sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return [(path, path.name)]
+    files = []
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        try:
+            _suffixes(child)
+        except DataFormatError:
+            continue  # README, .DS_Store, ...: listed by the caller as skipped
+        files.append((child, child.relative_to(path).as_posix()))
+    return files
+
+
+def read_chunks(
+    path: Path,
+    format: str = "auto",
+    chunk_rows: int = 50_000,
+    ranked_pairs: str = "all",
+    max_row_bytes: int = MAX_ROW_BYTES,
+    files: list[FileInfo] | None = None,
+) -> Iterator[Chunk]:
+    """Stream a file, or every supported file of a folder, as chunks of canonical records.
+
+    Each file's format is detected on its own first rows (unless forced); ``files``, when
+    given, receives one FileInfo per file as it is read. Memory is bounded by the chunk.
     """
     path = Path(path)
     if format != "auto" and format not in FORMATS:
         raise DataFormatError(f"{path}: unknown format {format!r}; use auto or one of {FORMATS}")
-    notes: list[str] = []
-    rows = list(_iter_rows(path, notes))
-    source = path.name
-    malformed: list[dict] = []
-    records: list[dict] = []
-    fmt = (
-        format
-        if format != "auto"
-        else _detect([r for r in rows if not isinstance(r[1], _Malformed)])
-    )
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    for file, source in input_files(path):
+        info = FileInfo(source=source, detected_format=format)
+        if files is not None:
+            files.append(info)
+        yield from _file_chunks(file, source, info, format, chunk_rows, ranked_pairs, max_row_bytes)
+
+
+def _file_chunks(
+    file: Path,
+    source: str,
+    info: FileInfo,
+    format: str,
+    chunk_rows: int,
+    ranked_pairs: str,
+    max_row_bytes: int,
+) -> Iterator[Chunk]:
+    rows = _iter_rows(file, info.notes, max_row_bytes)
+    fmt: str | None = format
+    if format == "auto":
+        head = list(itertools.islice(rows, _SNIFF_ROWS * 4))
+        fmt = _detect([r for r in head if not isinstance(r[1], _Malformed)])
+        rows = itertools.chain(head, rows)
+    info.detected_format = fmt or "unknown"
+    chunk = Chunk([], [], 0, source)
     for lineno, obj, raw in rows:
+        chunk.rows += 1
         try:
             if isinstance(obj, _Malformed):
                 raise obj
             if fmt is None:
                 raise _Malformed("unknown_format: row matches no supported preference format")
-            records.extend(_to_records(obj, fmt, source, lineno))
+            chunk.records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
         except _Malformed as exc:
-            malformed.append({"source": source, "row": lineno, "raw": raw, "reasons": [str(exc)]})
+            chunk.malformed.append(
+                {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
+            )
+        if chunk.rows >= chunk_rows:
+            info.rows_read += chunk.rows
+            yield chunk
+            chunk = Chunk([], [], 0, source)
+    info.rows_read += chunk.rows
+    if chunk.rows:
+        yield chunk
+
+
+def read_preferences(path: Path, format: str = "auto", ranked_pairs: str = "all") -> ReadResult:
+    """Read a JSONL/JSON/Parquet/CSV (optionally .gz) file or a folder of them, all in memory.
+
+    Raises DataFormatError when a file cannot be read at all; bad rows are returned as
+    ``malformed`` with reasons instead. For big inputs use ``read_chunks``.
+    """
+    files: list[FileInfo] = []
+    records: list[dict] = []
+    malformed: list[dict] = []
+    for chunk in read_chunks(
+        path, format, chunk_rows=1 << 62, ranked_pairs=ranked_pairs, files=files
+    ):
+        records.extend(chunk.records)
+        malformed.extend(chunk.malformed)
+    formats = sorted({f.detected_format for f in files})
     return ReadResult(
         records=records,
         malformed=malformed,
-        detected_format=fmt or "unknown",
-        rows_read=len(rows),
-        source=source,
-        notes=notes,
+        detected_format=formats[0] if len(formats) == 1 else ("mixed" if formats else format),
+        rows_read=sum(f.rows_read for f in files),
+        source=Path(path).name,
+        notes=[n for f in files for n in f.notes],
     )

@@ -1,4 +1,8 @@
-"""Ingest stage: read a raw preference file, validate it, write accepted/rejected/report."""
+"""Ingest stage: read a raw preference file or folder, validate it, write accepted/rejected/report.
+
+Streaming: input is read, validated and written chunk by chunk (``ingest.chunk_rows``), so
+memory is bounded by a chunk plus the hash sets that find duplicates across chunks.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alignment.config import IngestConfig, ValidationConfig
-from alignment.data.formats import CANONICAL_COLUMNS, read_preferences
-from alignment.data.validate import REJECTED_COLUMNS, validate_records
+from alignment.config import IngestConfig, SplitConfig, ValidationConfig
+from alignment.data.formats import CANONICAL_COLUMNS, FileInfo, read_chunks
+from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
-from alignment.workspace import atomic_write_bytes, atomic_write_text
+from alignment.workspace import atomic_write_text
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 ACCEPTED_SCHEMA = pa.schema(
@@ -69,25 +73,59 @@ def _score(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def parquet_bytes(df: pd.DataFrame, schema: pa.Schema) -> bytes:
-    """Deterministic Parquet: fixed columns and types, no index, no pandas/time metadata."""
-    rows = [{k: _cell(v) for k, v in rec.items()} for rec in df.to_dict("records")]
+def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    rows = [{k: _cell(v) for k, v in rec.items()} for rec in rows]
     for rec in rows:
         rec["score_chosen"] = _score(rec["score_chosen"])
         rec["score_rejected"] = _score(rec["score_rejected"])
-    table = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(None)
+    return pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(None)
+
+
+_PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True, "store_schema": False}
+
+
+def parquet_bytes(df: pd.DataFrame, schema: pa.Schema) -> bytes:
+    """Deterministic Parquet: fixed columns and types, no index, no pandas/time metadata."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", write_statistics=True, store_schema=False)
+    pq.write_table(_table(df.to_dict("records"), schema), buf, **_PARQUET_OPTIONS)
     return buf.getvalue()
 
 
+class _ParquetOut:
+    """A Parquet file written chunk by chunk under a temporary name, renamed when complete."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema = path, schema
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = pq.ParquetWriter(str(self.tmp), schema, **_PARQUET_OPTIONS)
+
+    def write(self, rows: list[dict]) -> None:
+        if rows:
+            self.writer.write_table(_table(rows, self.schema))
+
+    def close(self) -> Path:
+        self.writer.close()
+        self.tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def ingest_file(
-    path: Path, out_dir: Path, ingest_cfg: IngestConfig, validation_cfg: ValidationConfig
+    path: Path,
+    out_dir: Path,
+    ingest_cfg: IngestConfig,
+    validation_cfg: ValidationConfig,
+    split_cfg: SplitConfig | None = None,
 ) -> IngestResult:
     """Read, validate and write accepted.parquet, rejected.parquet and report.json to out_dir.
 
-    The input is never modified. Raises ValidationFailed after writing the outputs when a
-    set-level rule fails, and DataFormatError when the file cannot be read at all.
+    ``path`` is a file or a folder (each file detected on its own). The input is never
+    modified. Raises ValidationFailed after writing the outputs when a set-level rule fails,
+    and DataFormatError when a file cannot be read at all.
     """
     path = Path(path)
     out_dir = Path(out_dir)
@@ -96,23 +134,57 @@ def ingest_file(
         "rejected.parquet",
     ):
         raise DataFormatError(f"{path}: input would be overwritten by the ingest outputs")
-    read = read_preferences(path, ingest_cfg.format)
-    result = validate_records(read.records, read.malformed, validation_cfg, out_dir / "validation")
+    split_cfg = split_cfg or SplitConfig()
+    validator = Validator(
+        validation_cfg, out_dir / "validation", eval_fraction=split_cfg.eval_fraction
+    )
+    files: list[FileInfo] = []
+    accepted_out = _ParquetOut(out_dir / "accepted.parquet", ACCEPTED_SCHEMA)
+    rejected_out = _ParquetOut(out_dir / "rejected.parquet", REJECTED_SCHEMA)
+    rows_with_records = 0
+    try:
+        for chunk in read_chunks(
+            path,
+            ingest_cfg.format,
+            chunk_rows=ingest_cfg.chunk_rows,
+            ranked_pairs=ingest_cfg.ranked_pairs,
+            max_row_bytes=ingest_cfg.max_row_bytes,
+            files=files,
+        ):
+            accepted, rejected = validator.validate_chunk(chunk.records, chunk.malformed)
+            accepted_out.write(accepted)
+            rejected_out.write(rejected)
+            rows_with_records += len({r["row"] for r in chunk.records})
+            if len({r["row"] for r in chunk.records}) + len(chunk.malformed) != chunk.rows:
+                raise RuntimeError(f"{chunk.source}: rows lost between reading and validation")
+    except BaseException:
+        accepted_out.abort()
+        rejected_out.abort()
+        raise
+    accepted_path = accepted_out.close()
+    rejected_path = rejected_out.close()
+    validation, docs_path = validator.finish()
+    input_rows = sum(f.rows_read for f in files)
+    # nothing lost: every input row gave records (judged one by one) or one quarantined row
+    if rows_with_records + validation["malformed"] != input_rows:
+        raise RuntimeError(
+            f"{path}: {input_rows} input rows but {rows_with_records} parsed + "
+            f"{validation['malformed']} malformed"
+        )
+    formats = sorted({f.detected_format for f in files})
+    detected = formats[0] if len(formats) == 1 else ("mixed" if formats else ingest_cfg.format)
     report = {
         "source": str(path),
         "dataset": ingest_cfg.dataset,
         "format_requested": ingest_cfg.format,
-        "detected_format": read.detected_format,
-        "input_rows": read.rows_read,
-        "read_notes": read.notes,
-        **result.report,
+        "detected_format": detected,
+        "files": [
+            {"source": f.source, "format": f.detected_format, "rows": f.rows_read} for f in files
+        ],
+        "input_rows": input_rows,
+        "read_notes": [n for f in files for n in f.notes],
+        **validation,
     }
-    accepted_path = atomic_write_bytes(
-        out_dir / "accepted.parquet", parquet_bytes(result.accepted, ACCEPTED_SCHEMA)
-    )
-    rejected_path = atomic_write_bytes(
-        out_dir / "rejected.parquet", parquet_bytes(result.rejected, REJECTED_SCHEMA)
-    )
     report_path = atomic_write_text(
         out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n"
     )
@@ -120,8 +192,8 @@ def ingest_file(
         accepted_path=accepted_path,
         rejected_path=rejected_path,
         report_path=report_path,
-        docs_path=result.docs_path,
-        detected_format=read.detected_format,
+        docs_path=docs_path,
+        detected_format=detected,
         rows_in=report["rows_in"],
         accepted=report["accepted"],
         rejected=report["rejected"],
@@ -138,13 +210,29 @@ def ingest_file(
 def summary_lines(result: IngestResult) -> list[str]:
     """A one-screen summary of an ingest for people."""
     report = result.report
+    files = report.get("files", [])
+    detail = (
+        ", ".join(f"{f['source']}: {f['format']}" for f in files[:4])
+        + (f", +{len(files) - 4} more" if len(files) > 4 else "")
+        if len(files) > 1
+        else result.detected_format
+    )
     lines = [
-        f"source      {report.get('source', '?')} ({result.detected_format})",
+        f"source      {report.get('source', '?')} ({detail})",
         f"rows        {result.rows_in} in, {result.accepted} accepted, {result.rejected} rejected "
         f"({report.get('rejected_fraction', 0):.1%})",
         f"status      {'passed' if report.get('passed') else 'FAILED'}",
     ]
     lines += [f"  failure   {msg}" for msg in report.get("failures", [])]
+    stats = report.get("statistics") or {}
+    if stats.get("chosen_longer_fraction") is not None:
+        lines.append(
+            f"lengths     chosen longer in {stats['chosen_longer_fraction']:.1%} of pairs; mean "
+            f"chars prompt {stats['mean_prompt_chars']:.0f}, chosen {stats['mean_chosen_chars']:.0f}"
+            f", rejected {stats['mean_rejected_chars']:.0f}"
+        )
+    if report.get("skipped_rules"):
+        lines.append(f"skipped     {', '.join(report['skipped_rules'])} (no validation.tokenizer)")
     broken = {k: v for k, v in report.get("rule_failures", {}).items() if v}
     broken.update(report.get("malformed_reasons", {}))
     if broken:

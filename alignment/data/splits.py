@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,30 @@ def prompt_key(prompt: Any) -> str:
     else:  # a list, or a numpy array of dicts when read back from Parquet
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
     return json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def normalized_prompt(prompt_text: str) -> str:
+    """The near-duplicate key of a prompt's text: lowercase, punctuation/space runs as one space."""
+    return _NOT_WORD.sub(" ", prompt_text.lower()).strip()
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(m["content"] for m in prompt)
+
+
+def leaked_prompts(train: pd.DataFrame, evaluation: pd.DataFrame) -> list[str]:
+    """Normalized prompts present in both splits (must be none)."""
+    if train.empty or evaluation.empty:
+        return []
+    seen = {normalized_prompt(_prompt_text(p)) for p in train["prompt"]}
+    return sorted(
+        {k for p in evaluation["prompt"] if (k := normalized_prompt(_prompt_text(p))) in seen}
+    )
 
 
 def prompt_bucket(prompt: Any) -> float:
@@ -42,4 +67,12 @@ def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFram
         is_eval = buckets == buckets.min()
     train = df[~is_eval].reset_index(drop=True)
     evaluation = df[is_eval].reset_index(drop=True)
+    leaked = leaked_prompts(train, evaluation)
+    if leaked:
+        from alignment.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"prompt_leakage: {len(leaked)} prompts (after normalisation) are in both train and "
+            f"eval, e.g. {leaked[0][:80]!r}; re-ingest the data so near-duplicates are quarantined"
+        )
     return train, evaluation

@@ -1,13 +1,19 @@
 """Validate canonical preference records with a Great Expectations suite built in code.
 
 Row-level rules quarantine rows (each rejected row carries every rule it broke); set-level
-rules (rejected fraction, minimum accepted rows) mark the report as failed, and the caller
-decides to raise. Invariant: ``len(accepted) + len(rejected) == len(records) + len(malformed)``
-(records, not input rows: a ranked input row expands to several records, each judged alone).
+rules (rejected fraction, minimum accepted rows, length bias, prompt leakage between the
+splits) mark the report as failed, and the caller decides to raise. Invariant:
+``len(accepted) + len(rejected) == len(records) + len(malformed)`` (records, not input rows:
+a ranked input row expands to several records, each judged alone).
+
+``Validator`` runs chunk by chunk: the suite runs on each chunk (GX stays the engine of
+record; the report sums its per-expectation results), while duplicate and near-duplicate
+state and the set-level statistics are carried across chunks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -20,6 +26,7 @@ import pandas as pd
 
 from alignment.config import ValidationConfig
 from alignment.data.formats import CANONICAL_COLUMNS
+from alignment.data.splits import normalized_prompt, prompt_bucket
 from alignment.workspace import atomic_write_text
 
 REJECTED_COLUMNS = [*CANONICAL_COLUMNS, "raw", "reasons"]
@@ -40,7 +47,20 @@ RULES = {
     "control_characters": "text holds control characters other than \\n \\t \\r",
     "bad_score": "a score is present but not a finite number",
     "score_order": "score_chosen is lower than score_rejected",
-    "duplicate": "the same prompt and pair appeared earlier in the file",
+    "duplicate": "the same prompt and pair appeared earlier in the input",
+    "near_duplicate": "a prompt that differs from an earlier one only in case, spacing or "
+    "punctuation (it could land on the other side of the train/eval split)",
+    "too_many_tokens": "prompt plus response is longer than validation.max_tokens tokens",
+    "identical_after_truncation": "chosen and rejected become the same tokens once cut to "
+    "validation.max_tokens",
+}
+# rules that need validation.tokenizer; skipped (and reported so) without one
+TOKEN_RULES = ("too_many_tokens", "identical_after_truncation")
+SET_RULES = {
+    "max_rejected_fraction": "more rows quarantined than validation.max_rejected_fraction",
+    "min_rows": "fewer rows accepted than validation.min_rows",
+    "length_bias": "chosen is longer than rejected in too many (or too few) pairs",
+    "prompt_leakage": "a prompt (after normalisation) would fall in both train and eval",
 }
 
 
@@ -74,40 +94,119 @@ def _turn_shape(messages: list[dict]) -> str:
     return "assistant" if roles == ["assistant"] else "|".join(roles) or "none"
 
 
-def flatten(records: list[dict]) -> pd.DataFrame:
+def _key(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+@dataclass
+class SeenState:
+    """What earlier chunks held: record ids, and the first spelling of each normalized prompt."""
+
+    ids: set
+    spelling: dict  # normalized prompt key -> exact prompt key
+
+    @classmethod
+    def empty(cls) -> SeenState:
+        return cls(set(), {})
+
+
+def flatten(
+    records: list[dict], seen: SeenState | None = None, tokenizer: Any = None, max_tokens: int = 0
+) -> pd.DataFrame:
     """One row per record with the columns the expectations look at (index = record position)."""
-    rows = []
-    seen: set[str] = set()
+    seen = seen if seen is not None else SeenState.empty()
+    cols: dict[str, list] = {
+        name: []
+        for name in [
+            "prompt_text",
+            "chosen_text",
+            "rejected_text",
+            "prompt_min_chars",
+            "chosen_chars",
+            "rejected_chars",
+            "prompt_roles_ok",
+            "chosen_role",
+            "rejected_role",
+            "max_turn_chars",
+            "all_text",
+            "scores_ok",
+            "score_chosen",
+            "score_rejected",
+            "duplicate",
+            "near_duplicate",
+            "norm_key",
+        ]
+    }
     for rec in records:
         prompt, chosen, rejected = rec["prompt"], rec["chosen"], rec["rejected"]
+        p_texts, c_texts, r_texts = _texts(prompt), _texts(chosen), _texts(rejected)
         roles = [m["role"] for m in prompt]
-        all_turns = _texts(prompt) + _texts(chosen) + _texts(rejected)
-        rows.append(
-            {
-                "prompt_text": "\n".join(_texts(prompt)),
-                "chosen_text": "\n".join(_texts(chosen)),
-                "rejected_text": "\n".join(_texts(rejected)),
-                "prompt_min_chars": min((len(t.strip()) for t in _texts(prompt)), default=0),
-                "chosen_chars": len("".join(_texts(chosen)).strip()),
-                "rejected_chars": len("".join(_texts(rejected)).strip()),
-                "prompt_roles_ok": bool(roles)
-                and roles[-1] == "user"
-                and all(r in VALID_PROMPT_ROLES for r in roles),
-                "chosen_role": _turn_shape(chosen),
-                "rejected_role": _turn_shape(rejected),
-                "max_turn_chars": max((len(t) for t in all_turns), default=0),
-                "all_text": "\n".join(all_turns),
-                "scores_ok": _score_ok(rec["score_chosen"]) and _score_ok(rec["score_rejected"]),
-                "score_chosen": _as_float(rec["score_chosen"]),
-                "score_rejected": _as_float(rec["score_rejected"]),
-                "duplicate": rec["id"] in seen,
-            }
+        prompt_text = "\n".join(p_texts)
+        chosen_text = "\n".join(c_texts)
+        rejected_text = "\n".join(r_texts)
+        cols["prompt_text"].append(prompt_text)
+        cols["chosen_text"].append(chosen_text)
+        cols["rejected_text"].append(rejected_text)
+        cols["prompt_min_chars"].append(min((len(t.strip()) for t in p_texts), default=0))
+        cols["chosen_chars"].append(len("".join(c_texts).strip()))
+        cols["rejected_chars"].append(len("".join(r_texts).strip()))
+        cols["prompt_roles_ok"].append(
+            bool(roles) and roles[-1] == "user" and all(r in VALID_PROMPT_ROLES for r in roles)
         )
-        seen.add(rec["id"])
-    frame = pd.DataFrame(rows, index=pd.RangeIndex(len(rows)))
+        cols["chosen_role"].append(_turn_shape(chosen))
+        cols["rejected_role"].append(_turn_shape(rejected))
+        cols["max_turn_chars"].append(max(map(len, p_texts + c_texts + r_texts), default=0))
+        cols["all_text"].append("\n".join((prompt_text, chosen_text, rejected_text)))
+        cols["scores_ok"].append(
+            _score_ok(rec["score_chosen"]) and _score_ok(rec["score_rejected"])
+        )
+        cols["score_chosen"].append(_as_float(rec["score_chosen"]))
+        cols["score_rejected"].append(_as_float(rec["score_rejected"]))
+        rid = int(rec["id"], 16)
+        cols["duplicate"].append(rid in seen.ids)
+        seen.ids.add(rid)
+        norm = _key(normalized_prompt(prompt_text))
+        exact = _key("\x1e".join(f"{m['role']}\x1f{m['content']}" for m in prompt))
+        first = seen.spelling.setdefault(norm, exact)
+        cols["near_duplicate"].append(first != exact)
+        cols["norm_key"].append(norm)
+    frame = pd.DataFrame(cols, index=pd.RangeIndex(len(records)))
     for col in ("score_chosen", "score_rejected"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["norm_key"] = frame["norm_key"].astype("uint64")
+    if tokenizer is not None:
+        _token_columns(frame, tokenizer, max_tokens)
     return frame
+
+
+def _token_columns(frame: pd.DataFrame, tokenizer: Any, max_tokens: int) -> None:
+    """Token lengths of prompt+chosen / prompt+rejected, and whether the cut makes them equal."""
+    enc = {
+        col: tokenizer(frame[col].tolist(), add_special_tokens=False)["input_ids"]
+        for col in ("prompt_text", "chosen_text", "rejected_text")
+    }
+    longest, identical = [], []
+    for p, c, r in zip(enc["prompt_text"], enc["chosen_text"], enc["rejected_text"], strict=True):
+        longest.append(len(p) + max(len(c), len(r)))
+        identical.append((p + c)[:max_tokens] == (p + r)[:max_tokens])
+    frame["pair_tokens"] = longest
+    frame["identical_after_truncation"] = identical
+
+
+def load_tokenizer(cfg: ValidationConfig) -> Any:
+    """The configured tokenizer (a local folder, nothing downloaded), or None when unset."""
+    if not cfg.tokenizer:
+        return None
+    from transformers import AutoTokenizer
+
+    from alignment.errors import ConfigError
+
+    folder = Path(cfg.tokenizer).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"validation.tokenizer: {folder} is not a local tokenizer folder")
+    return AutoTokenizer.from_pretrained(
+        str(folder), local_files_only=True, trust_remote_code=False
+    )
 
 
 def _suite(gx: Any, gxe: Any, cfg: ValidationConfig) -> Any:
@@ -154,71 +253,94 @@ def _suite(gx: Any, gxe: Any, cfg: ValidationConfig) -> Any:
         ),
     )
     add("duplicate", gxe.ExpectColumnValuesToBeInSet(column="duplicate", value_set=[False]))
+    add(
+        "near_duplicate",
+        gxe.ExpectColumnValuesToBeInSet(column="near_duplicate", value_set=[False]),
+    )
+    if cfg.tokenizer:
+        add(
+            "too_many_tokens",
+            gxe.ExpectColumnValuesToBeBetween(column="pair_tokens", max_value=cfg.max_tokens),
+        )
+        add(
+            "identical_after_truncation",
+            gxe.ExpectColumnValuesToBeInSet(column="identical_after_truncation", value_set=[False]),
+        )
     return suite
 
 
-def _run_gx(
-    flat: pd.DataFrame, cfg: ValidationConfig, docs_dir: Path | None
-) -> tuple[dict[str, list[int]], list[dict], Path | None]:
-    """Run the suite; return failing record positions per rule, per-expectation results, docs."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx  # slow (3-5 s): imported only when validating
-    import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+class _GXRunner:
+    """One ephemeral GX context, suite and checkpoint, run once per chunk."""
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas("preferences").add_dataframe_asset("pairs")
-    batch = asset.add_batch_definition_whole_dataframe("all_rows")
-    suite = context.suites.add(_suite(gx, gxe, cfg))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="preference_pairs", data=batch, suite=suite)
-    )
-    actions = []
-    if docs_dir is not None:
-        context.add_data_docs_site(
-            "alignment",
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
+    def __init__(self, cfg: ValidationConfig, docs_dir: Path | None):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx  # slow (3-5 s): imported only when validating
+        import great_expectations.expectations as gxe
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.docs_dir = docs_dir
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
+        asset = self.context.data_sources.add_pandas("preferences").add_dataframe_asset("pairs")
+        batch = asset.add_batch_definition_whole_dataframe("chunk")
+        suite = self.context.suites.add(_suite(gx, gxe, cfg))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name="preference_pairs", data=batch, suite=suite)
+        )
+        if docs_dir is not None:
+            self.context.add_data_docs_site(
+                "alignment",
+                {
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(docs_dir),
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
+            )
+        self.checkpoint = self.context.checkpoints.add(
+            gx.Checkpoint(
+                name="ingest",
+                validation_definitions=[definition],
+                actions=[],
+                result_format={"result_format": "COMPLETE"},
+            )
         )
-        actions.append(
-            gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["alignment"])
-        )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="ingest",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format={"result_format": "COMPLETE"},
-        )
-    )
-    outcome = checkpoint.run(batch_parameters={"dataframe": flat})
-    (validation,) = outcome.run_results.values()
-    failing: dict[str, list[int]] = {}
-    summary = []
-    for res in validation.results:
-        rule = res.expectation_config.meta["rule"]
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(f"GX expectation for rule {rule!r} crashed: {res.exception_info}")
-        indexes = [int(i) for i in res.result.get("unexpected_index_list") or []]
-        failing[rule] = indexes
-        summary.append(
-            {
-                "rule": rule,
-                "expectation": res.expectation_config.type,
-                "success": bool(res.success),
-                "unexpected_count": len(indexes),
-            }
-        )
-    summary.sort(key=lambda s: list(RULES).index(s["rule"]))
-    docs = docs_dir / "index.html" if docs_dir is not None else None
-    return failing, summary, docs if docs is not None and docs.is_file() else None
+
+    def run(self, flat: pd.DataFrame) -> tuple[dict[str, list[int]], list[dict]]:
+        """Failing row positions per rule, and one result per expectation, for one chunk."""
+        outcome = self.checkpoint.run(batch_parameters={"dataframe": flat})
+        (validation,) = outcome.run_results.values()
+        failing: dict[str, list[int]] = {}
+        results = []
+        for res in validation.results:
+            rule = res.expectation_config.meta["rule"]
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(
+                    f"GX expectation for rule {rule!r} crashed: {res.exception_info}"
+                )
+            indexes = [int(i) for i in res.result.get("unexpected_index_list") or []]
+            failing[rule] = indexes
+            results.append(
+                {
+                    "rule": rule,
+                    "expectation": res.expectation_config.type,
+                    "success": bool(res.success),
+                    "unexpected_count": len(indexes),
+                }
+            )
+        return failing, results
+
+    def build_docs(self) -> Path | None:
+        """Data Docs over every chunk's validation result."""
+        if self.docs_dir is None:
+            return None
+        self.context.build_data_docs(site_names=["alignment"])
+        docs = self.docs_dir / "index.html"
+        return docs if docs.is_file() else None
 
 
 def _raw(rec: dict) -> str:
@@ -228,86 +350,199 @@ def _raw(rec: dict) -> str:
     return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
 
 
+class Validator:
+    """Validate chunk after chunk; ``finish`` applies the set-level rules and gives the report.
+
+    Duplicates and near-duplicates are judged against every earlier chunk; the split side of
+    each accepted prompt is tracked to prove that no prompt crosses train and eval.
+    """
+
+    def __init__(
+        self,
+        cfg: ValidationConfig,
+        report_dir: Path,
+        build_docs: bool = True,
+        eval_fraction: float = 0.1,
+    ):
+        self.cfg = cfg
+        self.report_dir = Path(report_dir)
+        self.build_docs = build_docs
+        self.eval_fraction = eval_fraction
+        self.tokenizer = load_tokenizer(cfg)
+        self.seen = SeenState.empty()
+        self._gx: _GXRunner | None = None
+        self.records = self.malformed = self.accepted = self.rejected = 0
+        self.rule_counts = dict.fromkeys(self._rules(), 0)
+        self.malformed_counts: dict[str, int] = {}
+        self.expectations: dict[str, dict] = {}
+        self._side: dict[int, int] = {}  # normalized prompt -> 1 train, 2 eval, 3 both
+        self._stats = {"chosen_longer": 0, "unequal": 0, "log_ratio_sum": 0.0}
+        self._chars = {"prompt": 0, "chosen": 0, "rejected": 0}
+
+    def _rules(self) -> list[str]:
+        return [r for r in RULES if self.cfg.tokenizer or r not in TOKEN_RULES]
+
+    def validate_chunk(self, records: list[dict], malformed: list[dict]) -> tuple[list, list]:
+        """(accepted records, rejected rows with raw text and reasons) for one chunk."""
+        failing: dict[str, list[int]] = {}
+        flat = None
+        if records:
+            flat = flatten(records, self.seen, self.tokenizer, self.cfg.max_tokens)
+            if self._gx is None:
+                docs_dir = self.report_dir / "data_docs" if self.build_docs else None
+                self._gx = _GXRunner(self.cfg, docs_dir)
+            failing, results = self._gx.run(flat)
+            for res in results:
+                agg = self.expectations.setdefault(res["rule"], {**res, "unexpected_count": 0})
+                agg["success"] = agg["success"] and res["success"]
+                agg["unexpected_count"] += res["unexpected_count"]
+        reasons: dict[int, list[str]] = {}
+        for rule in self._rules():  # fixed order, so reasons read the same every run
+            for pos in failing.get(rule, []):
+                reasons.setdefault(pos, []).append(rule)
+            self.rule_counts[rule] += len(failing.get(rule, []))
+        accepted = [rec for i, rec in enumerate(records) if i not in reasons]
+        rejected = [
+            {**rec, "raw": _raw(rec), "reasons": reasons[i]}
+            for i, rec in enumerate(records)
+            if i in reasons
+        ]
+        for bad in malformed:
+            rejected.append(
+                {
+                    **dict.fromkeys(CANONICAL_COLUMNS),
+                    "source": bad["source"],
+                    "row": bad["row"],
+                    "raw": bad["raw"],
+                    "reasons": list(bad["reasons"]),
+                }
+            )
+            for reason in bad["reasons"]:
+                kind = reason.split(":", 1)[0]
+                self.malformed_counts[kind] = self.malformed_counts.get(kind, 0) + 1
+        rejected.sort(key=lambda r: (r["row"], r["id"] or ""))
+        if len(accepted) + len(rejected) != len(records) + len(malformed):
+            raise RuntimeError("validation lost rows: accepted + rejected != records + malformed")
+        if flat is not None and accepted:
+            self._account(flat.drop(index=list(reasons)), accepted)
+        self.records += len(records)
+        self.malformed += len(malformed)
+        self.accepted += len(accepted)
+        self.rejected += len(rejected)
+        return accepted, rejected
+
+    def _account(self, flat: pd.DataFrame, accepted: list[dict]) -> None:
+        """Set-level statistics over accepted rows: lengths and split sides."""
+        c = flat["chosen_chars"].to_numpy()
+        r = flat["rejected_chars"].to_numpy()
+        self._stats["chosen_longer"] += int((c > r).sum())
+        self._stats["unequal"] += int((c != r).sum())
+        self._stats["log_ratio_sum"] += float(
+            pd.Series(c + 1).map(math.log).sum() - pd.Series(r + 1).map(math.log).sum()
+        )
+        self._chars["prompt"] += int(flat["prompt_text"].str.len().sum())
+        self._chars["chosen"] += int(c.sum())
+        self._chars["rejected"] += int(r.sum())
+        for norm, rec in zip(flat["norm_key"].tolist(), accepted, strict=True):
+            side = 2 if prompt_bucket(rec["prompt"]) < self.eval_fraction else 1
+            self._side[norm] = self._side.get(norm, 0) | side
+
+    def statistics(self) -> dict:
+        n = self.accepted
+        unequal = self._stats["unequal"]
+        return {
+            "chosen_longer_fraction": round(self._stats["chosen_longer"] / unequal, 6)
+            if unequal
+            else None,
+            "mean_log_length_ratio": round(self._stats["log_ratio_sum"] / n, 6) if n else None,
+            "mean_prompt_chars": round(self._chars["prompt"] / n, 3) if n else None,
+            "mean_chosen_chars": round(self._chars["chosen"] / n, 3) if n else None,
+            "mean_rejected_chars": round(self._chars["rejected"] / n, 3) if n else None,
+            "prompts": len(self._side),
+            "eval_prompts": sum(1 for s in self._side.values() if s & 2),
+            "leaked_prompts": sum(1 for s in self._side.values() if s == 3),
+        }
+
+    def finish(self) -> tuple[dict, Path | None]:
+        """Apply the set-level rules; return the report and the Data Docs page."""
+        cfg = self.cfg
+        total = self.records + self.malformed
+        if self.accepted + self.rejected != total:
+            raise RuntimeError(
+                f"validation lost rows: {self.accepted} + {self.rejected} != {total}"
+            )
+        stats = self.statistics()
+        fraction = self.rejected / total if total else 0.0
+        failures = []
+        if fraction > cfg.max_rejected_fraction:
+            failures.append(
+                f"max_rejected_fraction: {self.rejected} of {total} rows rejected "
+                f"({fraction:.1%} > {cfg.max_rejected_fraction:.1%})"
+            )
+        if self.accepted < cfg.min_rows:
+            failures.append(f"min_rows: {self.accepted} rows accepted, fewer than {cfg.min_rows}")
+        bias = stats["chosen_longer_fraction"]
+        if (
+            bias is not None
+            and self._stats["unequal"] >= cfg.length_bias_min_pairs
+            and not 1 - cfg.max_length_bias <= bias <= cfg.max_length_bias
+        ):
+            failures.append(
+                f"length_bias: chosen is longer than rejected in {bias:.1%} of pairs, outside "
+                f"[{1 - cfg.max_length_bias:.1%}, {cfg.max_length_bias:.1%}] "
+                "(validation.max_length_bias); a model trained on it learns length, not quality"
+            )
+        if stats["leaked_prompts"]:
+            failures.append(
+                f"prompt_leakage: {stats['leaked_prompts']} normalized prompts fall in both "
+                "train and eval"
+            )
+        docs_path = self._gx.build_docs() if self._gx is not None else None
+        expectations = sorted(
+            self.expectations.values(), key=lambda e: list(RULES).index(e["rule"])
+        )
+        report = {
+            "passed": not failures,
+            "failures": failures,
+            "rows_in": total,
+            "records": self.records,
+            "malformed": self.malformed,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_fraction": round(fraction, 6),
+            "rule_failures": dict(self.rule_counts),
+            "skipped_rules": [] if cfg.tokenizer else list(TOKEN_RULES),
+            "malformed_reasons": dict(sorted(self.malformed_counts.items())),
+            "statistics": stats,
+            "expectations": expectations,
+            "rules": RULES,
+            "set_rules": SET_RULES,
+            "thresholds": cfg.model_dump(mode="json"),
+            "docs": str(docs_path) if docs_path else None,
+        }
+        if self.build_docs and docs_path is None:
+            docs_path = _write_html_summary(self.report_dir / "validation.html", report)
+            report["docs"] = str(docs_path)
+        return report, docs_path
+
+
 def validate_records(
     records: list[dict],
     malformed: list[dict],
     cfg: ValidationConfig,
     report_dir: Path,
     build_docs: bool = True,
+    eval_fraction: float = 0.1,
 ) -> ValidationResult:
-    """Run row-level and set-level checks; quarantine failing rows with every rule they broke.
+    """Validate records held in memory as one chunk (see ``Validator`` for streams).
 
     ``report["passed"]`` is False when a set-level rule fails; the caller raises.
     """
-    report_dir = Path(report_dir)
-    failing: dict[str, list[int]] = {rule: [] for rule in RULES}
-    expectations: list[dict] = []
-    docs_path: Path | None = None
-    if records:
-        flat = flatten(records)
-        docs_dir = report_dir / "data_docs" if build_docs else None
-        failing, expectations, docs_path = _run_gx(flat, cfg, docs_dir)
-    reasons: dict[int, list[str]] = {}
-    for rule in RULES:  # fixed order, so reasons read the same every run
-        for pos in failing.get(rule, []):
-            reasons.setdefault(pos, []).append(rule)
-
-    accepted_rows = [rec for i, rec in enumerate(records) if i not in reasons]
-    rejected_rows = [
-        {**rec, "raw": _raw(rec), "reasons": reasons[i]}
-        for i, rec in enumerate(records)
-        if i in reasons
-    ]
-    for bad in malformed:
-        rejected_rows.append(
-            {
-                **dict.fromkeys(CANONICAL_COLUMNS),
-                "source": bad["source"],
-                "row": bad["row"],
-                "raw": bad["raw"],
-                "reasons": list(bad["reasons"]),
-            }
-        )
-    rejected_rows.sort(key=lambda r: (r["row"], r["id"] or ""))
+    validator = Validator(cfg, report_dir, build_docs, eval_fraction)
+    accepted_rows, rejected_rows = validator.validate_chunk(records, malformed)
+    report, docs_path = validator.finish()
     accepted = pd.DataFrame(accepted_rows, columns=CANONICAL_COLUMNS)
     rejected = pd.DataFrame(rejected_rows, columns=REJECTED_COLUMNS)
-    total = len(records) + len(malformed)
-    assert len(accepted) + len(rejected) == total, "every input record is accepted or rejected"
-
-    rule_counts = {rule: len(failing.get(rule, [])) for rule in RULES}
-    malformed_counts: dict[str, int] = {}
-    for bad in malformed:
-        for reason in bad["reasons"]:
-            kind = reason.split(":", 1)[0]
-            malformed_counts[kind] = malformed_counts.get(kind, 0) + 1
-    fraction = len(rejected) / total if total else 0.0
-    failures = []
-    if fraction > cfg.max_rejected_fraction:
-        failures.append(
-            f"max_rejected_fraction: {len(rejected)} of {total} rows rejected "
-            f"({fraction:.1%} > {cfg.max_rejected_fraction:.1%})"
-        )
-    if len(accepted) < cfg.min_rows:
-        failures.append(f"min_rows: {len(accepted)} rows accepted, fewer than {cfg.min_rows}")
-    report = {
-        "passed": not failures,
-        "failures": failures,
-        "rows_in": total,
-        "records": len(records),
-        "malformed": len(malformed),
-        "accepted": len(accepted),
-        "rejected": len(rejected),
-        "rejected_fraction": round(fraction, 6),
-        "rule_failures": rule_counts,
-        "malformed_reasons": dict(sorted(malformed_counts.items())),
-        "expectations": expectations,
-        "rules": RULES,
-        "thresholds": cfg.model_dump(mode="json"),
-        "docs": str(docs_path) if docs_path else None,
-    }
-    if build_docs and docs_path is None:
-        docs_path = _write_html_summary(report_dir / "validation.html", report)
-        report["docs"] = str(docs_path)
     return ValidationResult(
         accepted=accepted, rejected=rejected, report=report, docs_path=docs_path
     )

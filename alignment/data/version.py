@@ -236,3 +236,115 @@ def materialize(
 
     data = read_version_file(ws, version, name)
     return atomic_write_bytes(dest, data)
+
+
+def _require_version(ws: Workspace, dataset: str, version_id: str) -> DataVersion:
+    version = find_version(ws, dataset, version_id)
+    if version is None:
+        known = ", ".join(v.id[:12] for v in list_versions(ws, dataset)) or "none"
+        raise VersioningError(
+            f"dataset {dataset!r} has no version {version_id!r} (recorded: {known}); "
+            "see `alignment data versions`"
+        )
+    return version
+
+
+def show_version(ws: Workspace, dataset: str, version_id: str) -> dict:
+    """One version: its id, tag, commit, and the counts and statistics of its report."""
+    version = _require_version(ws, dataset, version_id)
+    report = json.loads(read_version_file(ws, version, "report.json"))
+    keys = ("source", "detected_format", "input_rows", "rows_in", "accepted", "rejected")
+    return {
+        **version.to_dict(),
+        **{k: report.get(k) for k in keys},
+        "rejected_fraction": report.get("rejected_fraction"),
+        "passed": report.get("passed"),
+        "rule_failures": {k: v for k, v in report.get("rule_failures", {}).items() if v},
+        "malformed_reasons": report.get("malformed_reasons", {}),
+        "statistics": report.get("statistics", {}),
+        "files": report.get("files", []),
+    }
+
+
+def _accepted_ids(ws: Workspace, version: DataVersion) -> set[str]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    data = read_version_file(ws, version, "accepted.parquet")
+    return set(pq.read_table(io.BytesIO(data), columns=["id"]).column("id").to_pylist())
+
+
+def diff_versions(ws: Workspace, dataset: str, v1: str, v2: str) -> dict:
+    """Rows added and removed from v1 to v2 (by record id), and their statistics side by side."""
+    a, b = _require_version(ws, dataset, v1), _require_version(ws, dataset, v2)
+    ids_a, ids_b = _accepted_ids(ws, a), _accepted_ids(ws, b)
+    show_a, show_b = show_version(ws, dataset, a.id), show_version(ws, dataset, b.id)
+    side = ["accepted", "rejected", "rejected_fraction"]
+    stats = sorted(set(show_a["statistics"]) | set(show_b["statistics"]))
+    return {
+        "v1": a.id,
+        "v2": b.id,
+        "added": len(ids_b - ids_a),
+        "removed": len(ids_a - ids_b),
+        "unchanged": len(ids_a & ids_b),
+        "side_by_side": {
+            **{k: [show_a.get(k), show_b.get(k)] for k in side},
+            **{k: [show_a["statistics"].get(k), show_b["statistics"].get(k)] for k in stats},
+        },
+    }
+
+
+def get_version(
+    ws: Workspace, dataset: str, version_id: str, out: Path, name: str = "accepted.parquet"
+) -> Path:
+    """Restore the exact bytes of one file of a version to ``out``."""
+    return materialize(ws, _require_version(ws, dataset, version_id), Path(out), name)
+
+
+def source_fingerprint(path: Path) -> str:
+    """A content hash of a raw input file or folder (names and bytes), cheap next to ingest."""
+    import hashlib
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        if file.name.startswith("."):
+            continue
+        rel = file.relative_to(path) if path.is_dir() else Path(file.name)
+        digest.update(str(rel).encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _index_path(ws: Workspace) -> Path:
+    return ws.root / "ingest-index.json"
+
+
+def known_source(ws: Workspace, dataset: str, fingerprint: str) -> str | None:
+    """The data version that this exact raw input produced before, if recorded."""
+    path = _index_path(ws)
+    if not path.exists():
+        return None
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a cache: when unreadable, the full ingest decides
+    return index.get(f"{dataset}:{fingerprint}")
+
+
+def remember_source(ws: Workspace, dataset: str, fingerprint: str, version_id: str) -> None:
+    """Record raw input → data version, so an unchanged landing folder is recognised at once."""
+    from alignment.workspace import atomic_write_text
+
+    path = _index_path(ws)
+    try:
+        index = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        index = {}
+    index[f"{dataset}:{fingerprint}"] = version_id
+    atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -97,7 +97,7 @@ def test_sharegpt_parquet(tmp_path):
     assert rec["chosen"] == [{"role": "assistant", "content": "Hello."}]
 
 
-def test_ranked_csv_expands_best_against_each_worse(tmp_path):
+def test_ranked_csv_expands_all_ordered_pairs_or_best_against_worst(tmp_path):
     responses = [
         {"text": "ok", "score": 5},
         {"response": "best", "score": 9},
@@ -114,13 +114,20 @@ def test_ranked_csv_expands_best_against_each_worse(tmp_path):
     assert result.detected_format == "ranked"
     assert result.rows_read == 2
     pairs = [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in result.records]
-    assert pairs == [("best", "ok"), ("best", "worst")]
+    assert pairs == [("best", "ok"), ("best", "worst"), ("ok", "worst")]
     assert [(r["score_chosen"], r["score_rejected"]) for r in result.records] == [
         (9.0, 5.0),
         (9.0, 1.0),
+        (5.0, 1.0),
     ]
     assert {r["row"] for r in result.records} == {0}
     assert result.malformed[0]["reasons"][0].startswith("ranked_no_pair")
+
+    best_worst = read_preferences(path, ranked_pairs="best_worst")
+    assert [
+        (r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in best_worst.records
+    ] == [("best", "worst")]
+    assert best_worst.rows_read == 2 and len(best_worst.malformed) == 1
 
 
 def test_gzip_jsonl_and_truncated_gzip(tmp_path, good_rows):

@@ -105,7 +105,7 @@ def test_ranked_rows_count_pairs(tmp_path):
         src, tmp_path / "out", IngestConfig(), ValidationConfig(max_rejected_fraction=0.5)
     )
     assert result.report["input_rows"] == 2
-    assert (result.rows_in, result.accepted, result.rejected) == (3, 2, 1)
+    assert (result.rows_in, result.accepted, result.rejected) == (4, 3, 1)  # 3 ordered pairs
 
 
 def test_empty_file_fails_min_rows_but_writes_empty_outputs(tmp_path):

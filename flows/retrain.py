@@ -1,0 +1,164 @@
+"""Scheduled retraining: fresh data in the landing place → a new, gated champion, or a quick no-op.
+
+The flow trains only when the newest data version is one that no registered version of this
+use case was trained on (read from the registry's lineage tags). An unchanged landing folder is
+recognised from its fingerprint before any ingest, so a scheduled run with nothing new costs
+seconds. At most one retrain per use case runs at a time: a second one waits or skips (config),
+and can never train twice on the same data version, because the check happens under the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from alignment import promotion, registry
+from alignment.config import PipelineConfig, load_config
+from alignment.data.version import known_source, remember_source, source_fingerprint
+from alignment.errors import ConfigError
+from alignment.workspace import Workspace, file_lock
+from flows.pipeline import prepare_data, train_and_register
+
+
+@dataclass
+class RetrainResult:
+    status: str  # nothing-new | trained | busy
+    message: str
+    data_version: str | None = None
+    registered_version: str | None = None
+    alias: str | None = None
+    decision: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@task(name="look-for-fresh-data")
+def fresh_data_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> tuple[str, str | None]:
+    """Fingerprint the landing place; return it and the data version it made before, if any."""
+    if not source.exists():
+        raise ConfigError(f"landing place {source} does not exist")
+    fingerprint = source_fingerprint(source)
+    return fingerprint, known_source(ws, cfg.ingest.dataset, fingerprint)
+
+
+@task(name="promote-through-gate")
+def gate_task(cfg: PipelineConfig, ws: Workspace, version: str, data_version: str):
+    policy, path = promotion.load_policy(cfg.registry.gate_policy)
+    return promotion.promote(
+        ws,
+        cfg.registry.model_name,
+        version,
+        policy,
+        policy_path=path,
+        actor="retrain flow",
+        reason=f"scheduled retrain on data version {data_version}",
+    )
+
+
+def notify(cfg: PipelineConfig, event: str, message: str, **details) -> None:
+    """Log the message, and post it to the configured webhook (failures to notify are logged)."""
+    logger = get_run_logger()
+    logger.warning("%s: %s", event, message)
+    if not cfg.retrain.notify_webhook:
+        return
+    body = json.dumps({"event": event, "message": message, **details}, default=str).encode()
+    request = urllib.request.Request(
+        cfg.retrain.notify_webhook, data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except OSError as exc:
+        logger.error("could not notify %s: %s", cfg.retrain.notify_webhook, exc)
+
+
+@flow(name="retrain", log_prints=True, persist_result=True)
+def retrain(
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    landing: str | None = None,
+) -> dict:
+    """Retrain the use case's model if fresh data landed; promote it through the gate."""
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.from_config(cfg.workspace).ensure()
+    source = Path(landing) if landing else (cfg.retrain.landing or cfg.ingest.input)
+    if source is None:
+        raise ConfigError("no landing place: set retrain.landing (or ingest.input)")
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"input": Path(source)})})
+    name = cfg.registry.model_name
+    lock = ws.root / "locks" / f"retrain-{name}.lock"
+    wait = cfg.retrain.wait_timeout_s if cfg.retrain.on_busy == "wait" else 0
+    try:
+        with file_lock(lock, timeout=wait):
+            result = _retrain_locked(cfg, ws, Path(source))
+    except TimeoutError:
+        result = RetrainResult("busy", f"another retrain of {name!r} is running; skipped")
+    except Exception as exc:
+        notify(cfg, "retrain-failed", f"retrain of {name!r} failed: {exc}")
+        raise
+    print(result.message)
+    create_markdown_artifact(
+        key="retrain-result",
+        markdown="| item | value |\n|---|---|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in result.to_dict().items() if v),
+        description="What this scheduled retrain did",
+    )
+    return result.to_dict()
+
+
+def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> RetrainResult:
+    name = cfg.registry.model_name
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    registry.connect(ws, cfg.registry.experiment)
+    trained = registry.trained_data_versions(name)
+    fingerprint, known = fresh_data_task(cfg, ws, source)
+    if known is not None and known in trained:
+        times["check"] = round(time.perf_counter() - start, 2)
+        return RetrainResult(
+            "nothing-new",
+            f"nothing new: data version {known} is already trained",
+            known,
+            seconds=times,
+        )
+    _, version = prepare_data(cfg, ws, times)
+    remember_source(ws, cfg.ingest.dataset, fingerprint, version.id)
+    if version.id in trained:
+        return RetrainResult(
+            "nothing-new",
+            f"nothing new: data version {version.id} is already trained",
+            version.id,
+            seconds=times,
+        )
+    _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
+    if registered.alias == registry.CHAMPION:
+        decision = "first version: champion"
+    else:
+        outcome = gate_task(cfg, ws, registered.version, version.id)
+        decision = outcome.decision
+        if not outcome.promoted:
+            failed = ", ".join(r.condition for r in outcome.failed) or "rejected"
+            notify(
+                cfg,
+                "gate-rejected",
+                f"{name} version {registered.version} was not promoted: {failed}",
+                version=registered.version,
+                data_version=version.id,
+            )
+    alias = registry.CHAMPION if decision != "rejected" else registry.CHALLENGER
+    return RetrainResult(
+        "trained",
+        f"trained {name} version {registered.version} on data {version.id}: {decision}",
+        version.id,
+        registered.version,
+        alias,
+        decision,
+        times,
+    )

@@ -1,0 +1,79 @@
+"""`alignment data ...` through real subprocesses against a real git+DVC repo in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from data_helpers import conv, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, ws: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alignment",
+            *args,
+            "--workspace",
+            str(ws),
+            "--set",
+            "ingest.dataset=prefs",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_ingest_version_show_diff_get(tmp_path):
+    ws = tmp_path / "ws"
+    rows = [conv(f"Question {i}?", f"Answer {i}.", f"Wrong {i}.") for i in range(12)]
+    first = write_jsonl(tmp_path / "v1.jsonl", [*rows[:10], "broken"])
+    second = write_jsonl(tmp_path / "v2.jsonl", [*rows[2:], "broken"])
+    loose = ["--set", "validation.max_rejected_fraction=0.5"]
+    out1 = tmp_path / "v1.json"
+    _cli("data", "ingest", "-i", str(first), "--version", "--json", str(out1), *loose, ws=ws)
+    v1 = json.loads(out1.read_text())["data_version"]["id"]
+    # the same data again: no new version
+    again = _cli("data", "ingest", "-i", str(first), "--version", *loose, ws=ws)
+    assert "already versioned" in again.stdout
+    out2 = tmp_path / "v2.json"
+    _cli("data", "ingest", "-i", str(second), "--version", "--json", str(out2), *loose, ws=ws)
+    v2 = json.loads(out2.read_text())["data_version"]["id"]
+    assert v1 != v2
+
+    listed = _cli("data", "versions", ws=ws).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [v1, v2]
+
+    shown = _cli("data", "show", v1[:8], "--json", str(tmp_path / "show.json"), ws=ws)
+    assert v1 in shown.stdout and "10 accepted, 1 rejected" in shown.stdout
+    info = json.loads((tmp_path / "show.json").read_text())
+    assert info["malformed_reasons"] == {"not_an_object": 1}
+
+    diff = _cli("data", "diff", v1, v2, "--json", str(tmp_path / "diff.json"), ws=ws)
+    assert "+2 rows, -2 rows, 8 unchanged" in diff.stdout
+    side = json.loads((tmp_path / "diff.json").read_text())["side_by_side"]
+    assert side["accepted"] == [10, 10] and "mean_chosen_chars" in side
+
+    restored = tmp_path / "restored.parquet"
+    _cli("data", "get", v1[:10], "--out", str(restored), ws=ws)
+    staged = json.loads(out1.read_text())["accepted_path"]
+    assert restored.read_bytes() == Path(staged).read_bytes()
+    report = tmp_path / "r.json"
+    _cli("data", "get", v2, "--file", "report.json", "--out", str(report), ws=ws)
+    assert json.loads(report.read_text())["accepted"] == 10
+
+    missing = _cli("data", "show", "deadbeef", ws=ws, check=False)
+    assert missing.returncode == 2 and "no version 'deadbeef'" in missing.stderr
