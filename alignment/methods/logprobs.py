@@ -113,3 +113,88 @@ def score_pairs(
         model.train(was_training)
     flat = torch.cat(scores) if scores else torch.zeros(0)
     return flat[0::2], flat[1::2]
+
+
+def add_full_vocab_lm_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)) -> None:
+    """Give `model` TRL's fused-head contract, computed with one plain full-vocabulary log-softmax.
+
+    `model(..., labels=labels, fused_lm_head=True)` returns TRL's `FusedCausalLMOutput` (per-token
+    log-probs of the next-token labels, 0 where the label is -100), like `trl`'s
+    `add_fused_lm_head`, which it replaces. TRL tiles the LM head and recomputes the logits in
+    its backward to save memory; on a CPU that tiling costs most of a DPO step. Here the head
+    projects only the scored (completion) positions, once, and autograd keeps the
+    [completion tokens x vocab] log-softmax: more memory, a fraction of the time. `outputs`
+    names the extra metrics to fill (entropy, mean_logits, is_top1, log_sum_sq_probs); they are
+    computed without gradient from the same logits.
+    """
+    import functools
+    import types
+
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    original_forward = types.MethodType(type(model).forward, model)
+
+    @functools.wraps(type(model).forward)
+    def forward(
+        self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None,
+        **kwargs,
+    ):  # fmt: skip
+        if not fused_lm_head:
+            for name, value in (
+                ("labels", labels),
+                ("shift_labels", shift_labels),
+                ("num_items_in_batch", num_items_in_batch),
+            ):
+                if value is not None:
+                    kwargs[name] = value
+            return original_forward(*args, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state
+        if shift_labels is None:
+            hidden, targets = hidden[:, :-1], labels[:, 1:]
+        else:
+            targets = shift_labels
+        mask = targets != -100
+        # The head as a module call, so ZeRO-3 gathers its weight and LoRA on it applies.
+        logits = self.get_output_embeddings()(hidden[mask]).float()
+        token_logps = torch.log_softmax(logits, dim=-1)
+        picked = token_logps.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+
+        def spread(values: torch.Tensor) -> torch.Tensor:
+            # masked_scatter keeps the result attached to the graph even when nothing is scored.
+            return values.new_zeros(mask.shape).masked_scatter(mask, values)
+
+        extra: dict[str, torch.Tensor | None] = dict.fromkeys(
+            ("entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
+        )
+        with torch.no_grad():
+            if "entropy" in outputs:
+                extra["entropy"] = spread(-(token_logps.exp() * token_logps).sum(-1))
+            if "mean_logits" in outputs:
+                extra["mean_logits"] = spread(logits.mean(-1))
+            if "is_top1" in outputs:
+                is_top1 = logits.argmax(-1) == targets[mask]
+                extra["is_top1"] = torch.zeros_like(mask).masked_scatter(mask, is_top1)
+            if "log_sum_sq_probs" in outputs:
+                extra["log_sum_sq_probs"] = spread(torch.logsumexp(2 * token_logps, dim=-1))
+        log_probs = spread(picked)
+        count = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return FusedCausalLMOutput(
+            loss=-log_probs.sum() / count, log_probs=log_probs, label_mask=mask, **extra
+        )
+
+    model.forward = types.MethodType(forward, model)
+
+
+def plain_head_supported(model: Any) -> bool:
+    """Whether `add_full_vocab_lm_head` scores `model` exactly as its own forward does.
+
+    Models that scale or soft-cap their logits (Gemma 2, Granite, ...) keep TRL's kernel.
+    """
+    config = model.config.get_text_config()
+    scaled = any(
+        getattr(config, name, None) not in (None, 1.0)
+        for name in ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+    )
+    return not scaled and getattr(config, "final_logit_softcapping", None) is None

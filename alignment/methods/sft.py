@@ -6,6 +6,7 @@ answer), so the loss falls on the assistant's answer only, with any chat templat
 
 from __future__ import annotations
 
+from alignment.methods import lora
 from alignment.train.entry import (
     Job,
     finish,
@@ -42,6 +43,7 @@ def train(job: Job) -> dict:
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         callbacks=[progress],
+        peft_config=lora.peft_config(method_cfg.lora),
     )
     output = trainer.train(resume_from_checkpoint=job.last_checkpoint())
     return finish(job, trainer, output, progress)

@@ -33,6 +33,7 @@ class Job:
     output_dir: Path
     resume: bool
     device: str
+    reward_model_path: Path | None = None  # ppo/rloo/grpo: the learned reward model
 
     @classmethod
     def load(cls, path: Path) -> Job:
@@ -47,6 +48,9 @@ class Job:
             output_dir=Path(raw["output_dir"]),
             resume=bool(raw.get("resume")),
             device=resolve_device(cfg.train.distributed.device),
+            reward_model_path=(
+                Path(raw["reward_model_path"]) if raw.get("reward_model_path") else None
+            ),
         )
 
     @property
@@ -66,7 +70,9 @@ class Job:
         return get_last_checkpoint(str(self.checkpoints_dir))
 
 
-def load_preferences(job: Job, path: Path, args):
+def load_preferences(
+    job: Job, path: Path, args, columns: tuple[str, ...] = ("prompt", "chosen", "rejected")
+):
     """prompt/chosen/rejected of the canonical records in a Parquet file or folder, as a Dataset.
 
     File-backed in the job's own cache folder (not in memory): TRL's preprocessing and
@@ -79,7 +85,7 @@ def load_preferences(job: Job, path: Path, args):
     with args.main_process_first(desc=f"load {path.name}"):
         return Dataset.from_parquet(
             files,
-            columns=["prompt", "chosen", "rejected"],
+            columns=list(columns),
             cache_dir=str(job.output_dir / "datasets-cache"),
         )
 
@@ -161,8 +167,13 @@ def progress_callback():
 
 def finish(job: Job, trainer, train_output, progress) -> dict:
     """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json."""
-    # Every rank calls save_model: under ZeRO-3 it gathers the shards; only rank 0 writes.
-    trainer.save_model(str(job.model_dir))
+    from alignment.methods import lora
+
+    if lora.is_adapter_model(trainer.model):
+        lora.save_merged(job, trainer)  # a plain checkpoint, adapters merged into the base
+    else:
+        # Every rank calls save_model: under ZeRO-3 it gathers the shards; only rank 0 writes.
+        trainer.save_model(str(job.model_dir))
     metrics = {
         **progress.final,
         **train_output.metrics,
@@ -207,6 +218,7 @@ def run(job: Job) -> int:
         ("train", job.train_path),
         ("eval", job.eval_path),
         ("model", job.model_path),
+        ("reward model", job.reward_model_path),
     ):
         if path is not None and not path.exists():
             # Fail before the heavy imports, so a wrong path costs seconds, not a trainer start.

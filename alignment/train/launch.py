@@ -27,7 +27,7 @@ from alignment.errors import ConfigError, TrainingFailed
 
 PROGRESS_PREFIX = "@@progress "
 ERROR_PREFIX = "@@error "
-METHODS = ("sft", "dpo")
+METHODS = ("sft", "dpo", "reward", "ppo", "rloo", "grpo", "kto")
 _TAIL_LINES = 30
 
 
@@ -127,7 +127,8 @@ def last_lines(path: Path, n: int = _TAIL_LINES) -> str:
 
 
 def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Path,
-              output_dir: Path, eval_path: Path | None, resume: bool) -> Path:  # fmt: skip
+              output_dir: Path, eval_path: Path | None, resume: bool,
+              reward_model_path: Path | None = None) -> Path:  # fmt: skip
     """Write output_dir/job.json: everything the processes need, nothing else."""
     from alignment.workspace import atomic_write_text
 
@@ -139,6 +140,8 @@ def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Pa
         "eval_path": str(Path(eval_path).resolve()) if eval_path else None,
         "output_dir": str(output_dir.resolve()),
         "resume": resume,
+        # ppo/rloo/grpo: the learned reward model (a sequence-classification checkpoint)
+        "reward_model_path": str(Path(reward_model_path).resolve()) if reward_model_path else None,
     }
     return atomic_write_text(output_dir / "job.json", json.dumps(job, indent=2))
 
@@ -152,13 +155,18 @@ def launch_training(
     eval_path: Path | None = None,
     resume: bool = False,
     on_progress: Callable[[dict], None] | None = None,
+    reward_model_path: Path | None = None,
 ) -> TrainResult:
     """Run one method as a DeepSpeed job in separate processes; return where its model is."""
     if method not in METHODS:
         raise ConfigError(f"unknown training method {method!r}; known: {', '.join(METHODS)}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    job_path = write_job(method, cfg, model_path, train_path, output_dir, eval_path, resume)
+    if method in ("ppo", "rloo", "grpo") and reward_model_path is None:
+        raise ConfigError(f"{method} needs reward_model_path (a trained reward model folder)")
+    job_path = write_job(
+        method, cfg, model_path, train_path, output_dir, eval_path, resume, reward_model_path
+    )
     port = cfg.train.distributed.master_port or free_port()
     command = build_command(cfg, job_path, port)
     log_path = output_dir / "train.log"

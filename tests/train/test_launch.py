@@ -168,7 +168,7 @@ def test_failing_job_raises_training_failed_with_the_log_tail(tiny_model_dir, tm
 
 def test_unknown_method_is_a_config_error(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="unknown training method"):
-        launch_training("ppo", _config(), tiny_model_dir, tmp_path / "x.parquet", tmp_path / "out")
+        launch_training("xyz", _config(), tiny_model_dir, tmp_path / "x.parquet", tmp_path / "out")
 
 
 def test_command_lines_single_and_multi_node(tmp_path):

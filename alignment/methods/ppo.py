@@ -1,0 +1,522 @@
+"""PPO, the RL stage of classic RLHF, as a compact trainer on transformers + DeepSpeed.
+
+TRL removed its PPOTrainer (1.13), so this file is the platform's own. It reads top to bottom:
+setup (policy and value model as DeepSpeed engines, frozen reference and reward model), then per
+step: rollout (sample responses to a batch of prompts), score (reward model at the last token,
+minus a per-token KL penalty to the reference), advantages (GAE, whitened), update (several epochs
+of clipped policy and value losses), and save (checkpoints at an interval; the final policy).
+
+Each process samples for its own shard of the prompts. The losses are the pure functions of
+`alignment.methods.losses`. Policy, reference and reward model must share one tokenizer (the
+reward model is trained from the SFT checkpoint). ZeRO stages 0-2: the policy generates from its
+whole weights, which ZeRO-3 would first have to gather.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from alignment.errors import ConfigError
+from alignment.methods.losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    clipped_policy_loss,
+    clipped_value_loss,
+    gae_advantages,
+    kl_penalty,
+    masked_mean,
+    whiten,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignment.config import PPOConfig
+    from alignment.train.entry import Job
+
+# (query_responses [B, P + R], attention_mask [B, P + R], response_mask [B, R]) -> scores [B]
+ScoreFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+# --- model pieces -------------------------------------------------------------------------
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as `generate` uses them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def response_logprobs(
+    model: Any,
+    query_responses: torch.Tensor,
+    attention_mask: torch.Tensor,
+    context_length: int,
+    temperature: float,
+) -> torch.Tensor:
+    """log pi(token) of each response token under a causal LM (sampling temperature applied): [B, R]."""
+    import torch
+
+    logits = model(
+        input_ids=query_responses,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+    ).logits[:, context_length - 1 : -1]
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, query_responses[:, context_length:].unsqueeze(-1)).squeeze(-1)
+
+
+def token_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The scalar head of a sequence-classification model at every position: [B, T].
+
+    The value model needs a value per token; the reward model's score is this at the last token.
+    Uses the backbone (`base_model_prefix`) and the `score` head that transformers' *ForSequence
+    Classification models share.
+    """
+    backbone = getattr(model, model.base_model_prefix)
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    return model.score(hidden).squeeze(-1).float()
+
+
+def reward_model_score_fn(reward_model: Any) -> ScoreFn:
+    """Score each response with a sequence-classification reward model at its last token."""
+    import torch
+
+    def score(query_responses, attention_mask, response_mask):
+        with torch.no_grad():
+            scores = token_scores(reward_model, query_responses, attention_mask)
+        context_length = query_responses.shape[1] - response_mask.shape[1]
+        last = context_length + response_mask.sum(1).long() - 1
+        return scores.gather(1, last.unsqueeze(1)).squeeze(1)
+
+    return score
+
+
+class TorchEngine:
+    """A plain module + optimizer with the three calls PPO makes of a DeepSpeed engine."""
+
+    def __init__(self, module: Any, optimizer: Any, max_grad_norm: float = 1.0) -> None:
+        self.module, self.optimizer, self.max_grad_norm = module, optimizer, max_grad_norm
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+# --- one PPO step: rollout, score, advantages, update -----------------------------------------
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled responses and everything scored on them before any update."""
+
+    query_responses: torch.Tensor  # [B, P + R] left-padded prompts, right-padded responses
+    attention_mask: torch.Tensor  # [B, P + R]
+    response_mask: torch.Tensor  # [B, R] 1 up to and including the first end-of-sequence token
+    context_length: int  # P
+    logprobs: torch.Tensor  # [B, R] under the policy that sampled them
+    ref_logprobs: torch.Tensor  # [B, R] under the frozen reference
+    values: torch.Tensor  # [B, R] value of the state before each response token
+    scores: torch.Tensor  # [B] reward model at the last response token
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of prompts padded on the left to one width."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+def rollout(
+    policy: Any,
+    reference: Any,
+    value: Any,
+    score_fn: ScoreFn,
+    prompts: list[list[int]],
+    cfg: PPOConfig,
+    pad_id: int,
+    eos_id: int,
+) -> Rollout:
+    """Sample one response per prompt and score it under policy, reference, value and reward."""
+    import torch
+    from transformers import GenerationConfig
+
+    device = next(policy.module.parameters()).device
+    query, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
+    context_length = query.shape[1]
+    generation = GenerationConfig(
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=True,
+        temperature=cfg.temperature,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+    )
+    policy.module.eval()
+    with torch.no_grad():
+        generated = policy.module.generate(
+            input_ids=query, attention_mask=query_mask, generation_config=generation
+        )
+        responses = generated[:, context_length:]
+        # Same width on every step and rank, whether or not generation stopped early.
+        missing = cfg.max_new_tokens - responses.shape[1]
+        responses = torch.nn.functional.pad(responses, (0, missing), value=pad_id)
+        is_eos = responses == eos_id
+        ended = is_eos.any(1)
+        first_eos = torch.where(ended, is_eos.float().argmax(1), responses.shape[1] - 1)
+        positions = torch.arange(responses.shape[1], device=device)
+        response_mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
+        responses = torch.where(response_mask.bool(), responses, pad_id)
+        query_responses = torch.cat([query, responses], dim=1)
+        attention = torch.cat([query_mask, response_mask], dim=1)
+
+        logprobs = response_logprobs(
+            policy.module, query_responses, attention, context_length, cfg.temperature
+        )
+        ref_logprobs = response_logprobs(
+            reference, query_responses, attention, context_length, cfg.temperature
+        )
+        values = token_scores(value.module, query_responses, attention)[:, context_length - 1 : -1]
+        scores = score_fn(query_responses, attention, response_mask).float()
+        if cfg.missing_eos_penalty is not None:
+            scores = scores - cfg.missing_eos_penalty * (~ended).float()
+    policy.module.train()
+    return Rollout(
+        query_responses,
+        attention,
+        response_mask,
+        context_length,
+        logprobs,
+        ref_logprobs,
+        values,
+        scores,
+    )
+
+
+def rewards_and_advantages(
+    batch: Rollout, cfg: PPOConfig, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token rewards (score at the last token, KL penalty on every token), whitened
+    advantages, returns, and the per-token KL."""
+    mask = batch.response_mask
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator) * mask
+    rewards = -kl_coef * kl
+    last = (mask.sum(1) - 1).long().unsqueeze(1)
+    rewards = rewards.scatter_add(1, last, batch.scores.unsqueeze(1).to(rewards.dtype))
+    if cfg.whiten_rewards:
+        rewards = whiten(rewards, mask, shift_mean=False)
+    advantages, returns = gae_advantages(rewards, batch.values, mask, cfg.gamma, cfg.lam)
+    return rewards, whiten(advantages, mask), returns, kl
+
+
+def update(
+    policy: Any,
+    value: Any,
+    batch: Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """ppo_epochs passes of clipped policy and value updates over the rollouts, in mini-batches."""
+    import torch
+
+    size = batch.query_responses.shape[0]
+    mini = min(cfg.mini_batch_size or size, size)
+    totals: dict[str, float] = {}
+    count = 0
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(size, generator=generator).to(batch.query_responses.device)
+        for first in range(0, size - mini + 1, mini):
+            idx = order[first : first + mini]
+            ids, attention, mask = (
+                batch.query_responses[idx],
+                batch.attention_mask[idx],
+                batch.response_mask[idx],
+            )
+            logp = response_logprobs(
+                policy.module, ids, attention, batch.context_length, cfg.temperature
+            )
+            pg_loss, pg_clip = clipped_policy_loss(
+                logp, batch.logprobs[idx], advantages[idx], mask, cfg.clip_range
+            )
+            policy.backward(pg_loss)
+            policy.step()
+
+            values = token_scores(value.module, ids, attention)[:, batch.context_length - 1 : -1]
+            vf_loss, vf_clip = clipped_value_loss(
+                values, batch.values[idx], returns[idx], mask, cfg.clip_range_value
+            )
+            value.backward(cfg.vf_coef * vf_loss)
+            value.step()
+
+            with torch.no_grad():
+                approx_kl = masked_mean(0.5 * (logp - batch.logprobs[idx]) ** 2, mask)
+            for key, number in (
+                ("policy/loss", pg_loss),
+                ("policy/clipfrac", pg_clip),
+                ("policy/approx_kl", approx_kl),
+                ("value/loss", vf_loss),
+                ("value/clipfrac", vf_clip),
+            ):
+                totals[key] = totals.get(key, 0.0) + number.item()
+            count += 1
+    return {key: total / count for key, total in totals.items()}
+
+
+def ppo_step(
+    policy: Any,
+    value: Any,
+    reference: Any,
+    score_fn: ScoreFn,
+    prompts: list[list[int]],
+    cfg: PPOConfig,
+    kl_coef: float,
+    pad_id: int,
+    eos_id: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Rollout, score, advantages, update on one batch of prompts; this process's metrics."""
+    batch = rollout(policy, reference, value, score_fn, prompts, cfg, pad_id, eos_id)
+    rewards, advantages, returns, kl = rewards_and_advantages(batch, cfg, kl_coef)
+    metrics = update(policy, value, batch, advantages, returns, cfg, generator)
+    kl_per_sequence = kl.sum(1).mean()
+    metrics.update(
+        {
+            "reward": float(batch.scores.mean()),  # the reward model's score, no KL
+            "kl": float(kl_per_sequence),
+            "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * kl_per_sequence),
+            "objective/non_score_reward": float((rewards.sum(1) - batch.scores).mean()),
+            "response_length": float(batch.response_mask.sum(1).float().mean()),
+        }
+    )
+    metrics["loss"] = metrics["policy/loss"] + cfg.vf_coef * metrics["value/loss"]
+    return metrics
+
+
+# --- the job: setup, loop, checkpoints, save ---------------------------------------------
+
+
+def prompt_ids(tokenizer: Any, dataset: Any, max_prompt_length: int) -> list[list[int]]:
+    """Chat-templated prompt token ids (with the generation prompt), cut from the left."""
+    prompts = []
+    for prompt in dataset["prompt"]:
+        ids = tokenizer.apply_chat_template(
+            list(prompt), add_generation_prompt=True, return_dict=False
+        )
+        prompts.append(list(ids)[-max_prompt_length:])
+    return prompts
+
+
+def prompts_for_step(shard: list, step: int, batch_size: int, seed: int) -> list:
+    """The batch of a step: a fresh shuffle of the shard every epoch, the same on a resume."""
+    import torch
+
+    orders: dict[int, list[int]] = {}
+    batch = []
+    for k in range(step * batch_size, (step + 1) * batch_size):
+        epoch, position = divmod(k, len(shard))
+        if epoch not in orders:
+            generator = torch.Generator().manual_seed(seed + epoch)
+            orders[epoch] = torch.randperm(len(shard), generator=generator).tolist()
+        batch.append(shard[orders[epoch][position]])
+    return batch
+
+
+def _engine(model: Any, learning_rate: float, job: Job, micro_batch: int, world: int):
+    import deepspeed
+    import torch
+
+    from alignment.train.deepspeed import build_deepspeed_config
+
+    config = build_deepspeed_config(job.cfg.train.distributed, job.device)
+    config.update(
+        train_micro_batch_size_per_gpu=micro_batch,
+        gradient_accumulation_steps=1,
+        train_batch_size=micro_batch * world,
+        gradient_clipping=1.0,
+        bf16={"enabled": False},  # one precision for policy, reference, value and reward
+    )
+    config["zero_optimization"]["reduce_bucket_size"] = 50_000_000
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=learning_rate
+    )
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
+
+
+def _all_reduce_mean(metrics: dict[str, float], device) -> dict[str, float]:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return metrics
+    keys = sorted(metrics)
+    packed = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(packed)
+    return {k: float(v) / dist.get_world_size() for k, v in zip(keys, packed.tolist(), strict=True)}
+
+
+def train(job: Job) -> dict:
+    """PPO from job.model_path (policy and reference) against job.reward_model_path."""
+    import torch
+    import torch.distributed as dist
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from alignment.train.launch import PROGRESS_PREFIX
+    from alignment.workspace import atomic_write_text
+
+    cfg = job.cfg.train.ppo
+    if job.reward_model_path is None:
+        raise ConfigError("ppo needs a reward model: pass reward_model_path to launch_training")
+    if job.cfg.train.distributed.zero_stage == 3:
+        raise ConfigError(
+            "ppo runs with train.distributed.zero_stage 0-2 (it generates in-process)"
+        )
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    torch.manual_seed(cfg.seed + rank)  # different samples on every rank
+    device = torch.device(job.device)
+
+    # Setup: policy and value train; reference and reward model stay frozen.
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    load = {"dtype": torch.float32, "trust_remote_code": False}
+    policy_model = AutoModelForCausalLM.from_pretrained(job.model_path, **load)
+    reference = AutoModelForCausalLM.from_pretrained(job.model_path, **load).to(device).eval()
+    reward_model = (
+        AutoModelForSequenceClassification.from_pretrained(job.reward_model_path, **load)
+        .to(device)
+        .eval()
+    )
+    value_model = AutoModelForSequenceClassification.from_pretrained(
+        cfg.value_model_path or job.reward_model_path, num_labels=1, **load
+    )
+    for frozen in (reference, reward_model):
+        frozen.requires_grad_(False)
+    for model in (policy_model, value_model):  # dropout would make old and new log-probs differ
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+
+    prompts = Dataset.from_parquet(
+        sorted(str(p) for p in job.train_path.glob("*.parquet"))
+        if job.train_path.is_dir()
+        else str(job.train_path),
+        columns=["prompt"],
+        cache_dir=str(job.output_dir / "datasets-cache"),
+    )
+    all_prompts = prompt_ids(tokenizer, prompts, max(1, cfg.max_length - cfg.max_new_tokens))
+    shard = all_prompts[rank::world]
+    if not shard:
+        raise ConfigError(f"ppo: {len(all_prompts)} prompts cannot feed {world} processes")
+    batch_size = cfg.per_device_train_batch_size
+    mini = min(cfg.mini_batch_size or batch_size, batch_size)
+    total_steps = (
+        cfg.max_steps
+        if cfg.max_steps > 0
+        else max(1, math.ceil(cfg.num_train_epochs * len(shard) / batch_size))
+    )
+
+    policy = _engine(policy_model, cfg.learning_rate, job, mini, world)
+    value = _engine(value_model, cfg.value_learning_rate or cfg.learning_rate, job, mini, world)
+    kl_ctl = (
+        AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+        if cfg.adaptive_kl
+        else FixedKLController(cfg.kl_coef)
+    )
+    score_fn = reward_model_score_fn(reward_model)
+
+    # Resume: engines restore weights and optimizer state; state.json the step and KL coefficient.
+    step, history = 0, []
+    state_path = job.checkpoints_dir / "state.json"
+    if job.resume and state_path.is_file():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        tag = f"step-{state['step']}"
+        policy.load_checkpoint(str(job.checkpoints_dir / "policy"), tag=tag)
+        value.load_checkpoint(str(job.checkpoints_dir / "value"), tag=tag)
+        step, kl_ctl.value, history = state["step"], state["kl_coef"], state["history"]
+
+    start = time.monotonic()
+    steps_at_start = step
+    while step < total_steps:
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + step)
+        batch_prompts = prompts_for_step(shard, step, batch_size, cfg.seed)
+        metrics = ppo_step(
+            policy,
+            value,
+            reference,
+            score_fn,
+            batch_prompts,
+            cfg,
+            kl_ctl.value,
+            tokenizer.pad_token_id,
+            tokenizer.eos_token_id,
+            generator,
+        )
+        metrics = _all_reduce_mean(metrics, device)
+        metrics["kl_coef"] = kl_ctl.value
+        kl_ctl.update(metrics["kl"], batch_size * world)
+        step += 1
+        history.append({"step": step, **metrics})
+        if rank == 0 and step % cfg.logging_steps == 0:
+            event = {
+                "step": step,
+                "max_steps": total_steps,
+                "epoch": step * batch_size / len(shard),
+                "train_seconds": time.monotonic() - start,
+                "logs": metrics,
+            }
+            print(PROGRESS_PREFIX + json.dumps(event), flush=True)
+        if step % cfg.save_steps == 0 and step < total_steps:
+            tag = f"step-{step}"
+            policy.save_checkpoint(str(job.checkpoints_dir / "policy"), tag=tag)
+            value.save_checkpoint(str(job.checkpoints_dir / "value"), tag=tag)
+            if rank == 0:  # written last: a checkpoint counts once its state file names it
+                state = {"step": step, "kl_coef": kl_ctl.value, "history": history}
+                atomic_write_text(state_path, json.dumps(state))
+
+    # Save: rank 0 writes the policy (a plain causal LM) and the value model beside it.
+    train_seconds = time.monotonic() - start
+    if rank == 0:
+        policy.module.save_pretrained(str(job.model_dir))
+        tokenizer.save_pretrained(str(job.model_dir))
+        value.module.save_pretrained(str(job.output_dir / "value_model"))
+        last = history[-min(len(history), 4) :]
+        metrics = {
+            "global_step": step,
+            "train_runtime": train_seconds,
+            "train_steps_per_second": (step - steps_at_start) / max(train_seconds, 1e-9),
+            "reward": sum(h["reward"] for h in last) / max(len(last), 1),
+            "kl": sum(h["kl"] for h in last) / max(len(last), 1),
+            "kl_coef": kl_ctl.value,
+        }
+        atomic_write_text(job.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(job.output_dir / "history.json", json.dumps(history, indent=2))
+        return metrics
+    return {}
