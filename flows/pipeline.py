@@ -22,6 +22,8 @@ from alignment.workspace import Workspace
 from flows.ingest import ingest_task, version_task
 from flows.subprocess_stage import run_cli_stage
 
+RL_METHODS = ("ppo", "rloo", "grpo")
+
 
 @dataclass
 class PipelineResult:
@@ -59,7 +61,13 @@ def base_model_task(run: RunDir) -> Path:
 
 
 @task(name="train")
-def train_task(method: str, cfg: PipelineConfig, model_path: Path, run: RunDir) -> TrainResult:
+def train_task(
+    method: str,
+    cfg: PipelineConfig,
+    model_path: Path,
+    run: RunDir,
+    reward_model_path: Path | None = None,
+) -> TrainResult:
     logger = get_run_logger()
 
     def progress(p: dict) -> None:
@@ -73,6 +81,7 @@ def train_task(method: str, cfg: PipelineConfig, model_path: Path, run: RunDir) 
         run.job(method),
         eval_path=run.eval_data,
         on_progress=progress,
+        reward_model_path=reward_model_path,
     )
 
 
@@ -106,7 +115,7 @@ def register_task(
     from alignment import registry
 
     experiment_id = registry.connect(ws, cfg.registry.experiment)
-    final_method = cfg.train.methods[-1]
+    final_method = [m for m in cfg.train.methods if m != "reward"][-1]
     with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
         mlflow.log_params(
             {k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()}
@@ -140,7 +149,7 @@ def register_task(
         }
         mlflow.set_tags({k: v for k, v in tags.items() if not k.startswith("eval.")})
         registered = registry.register_policy(
-            training[final_method].output_dir, cfg.registry.model_name, tags
+            _final_policy(cfg, training), cfg.registry.model_name, tags
         )
     return registered, active.info.run_id
 
@@ -166,25 +175,54 @@ def train_and_register(
     run = RunDir.create(ws, cfg)
     _timed(times, "split", split_task, ws, version, run, cfg.split.eval_fraction)
     base = _timed(times, "base_model", base_model_task, run)
-    training: dict[str, TrainResult] = {}
-    start_from = base
-    for method in cfg.train.methods:
-        training[method] = _timed(
-            times, f"train_{method}", train_task, method, cfg, start_from, run
-        )
-        start_from = training[method].output_dir
-    final = training[cfg.train.methods[-1]].output_dir
-    # DPO's implicit reward is measured against the model it started from
-    reference = (
-        training["sft"].output_dir
-        if "sft" in training and final != training["sft"].output_dir
-        else base
-    )
+    training, final, reference = _train_methods(cfg, run, base, times)
     evaluation = _timed(times, "evaluate", evaluate_task, run, final, reference)
     registered, mlflow_run_id = _timed(
         times, "register", register_task, cfg, ws, run, version, base, training, evaluation
     )
     return run, training, evaluation, registered, mlflow_run_id
+
+
+def _train_methods(
+    cfg: PipelineConfig, run: RunDir, base: Path, times: dict[str, float]
+) -> tuple[dict[str, TrainResult], Path, Path]:
+    """Run the configured methods in order; return results, the final policy and its reference.
+
+    Policy methods (sft, dpo, kto, ppo, rloo, grpo) continue from the policy so far; a reward
+    model starts from the policy so far but does not replace it, and the RL methods after it
+    score with it.
+    """
+    training: dict[str, TrainResult] = {}
+    policy = base
+    reference = base
+    reward_model: Path | None = None
+    for method in cfg.train.methods:
+        if method in RL_METHODS and reward_model is None:
+            raise ConfigError(f"train.methods: {method} needs a 'reward' stage before it")
+        result = _timed(
+            times,
+            f"train_{method}",
+            train_task,
+            method,
+            cfg,
+            policy,
+            run,
+            reward_model_path=reward_model if method in RL_METHODS else None,
+        )
+        training[method] = result
+        if method == "reward":
+            reward_model = result.output_dir
+            continue
+        # preference methods are judged against the policy they started from (SFT, usually)
+        reference = policy
+        policy = result.output_dir
+    if policy == base:
+        raise ConfigError("train.methods has no policy-training stage (only 'reward')")
+    return training, policy, reference
+
+
+def _final_policy(cfg: PipelineConfig, training: dict[str, TrainResult]) -> Path:
+    return training[[m for m in cfg.train.methods if m != "reward"][-1]].output_dir
 
 
 def _timed(times: dict[str, float], name: str, fn, *args, **kwargs):

