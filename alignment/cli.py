@@ -359,6 +359,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         Path(args.output),
         eval_path=Path(args.eval_data) if args.eval_data else None,
         resume=args.resume,
+        reward_model_path=Path(args.reward_model) if args.reward_model else None,
     )
     print(f"{args.method} finished in {result.wall_seconds:.0f} s; model at {result.output_dir}")
     _write_json(args.json, {"output_dir": str(result.output_dir), "metrics": result.metrics})
@@ -788,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run one training method as a DeepSpeed job")
     _common(p)
-    p.add_argument("method", choices=["sft", "dpo"])
+    p.add_argument("method", choices=["sft", "dpo", "kto", "reward", "ppo", "rloo", "grpo"])
+    p.add_argument("--reward-model", help="reward model folder (ppo, rloo, grpo)")
     p.add_argument("--model", required=True, help="starting checkpoint folder")
     p.add_argument("--train-data", required=True, help="canonical preference Parquet")
     p.add_argument("--eval-data", help="held-out canonical Parquet")
