@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED=false
 export HF_HUB_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup demo test lint format smollm2 clean-workspace
+.PHONY: setup demo test test-all lint format smollm2 clean-workspace
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# everything, including the `heavy` real runs the default suite leaves out
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "heavy or not heavy" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

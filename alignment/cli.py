@@ -368,6 +368,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if args.suite:
+        return _evaluate_suite(args, cfg)
     from alignment.evaluation.dpo import evaluate_dpo_policy
 
     metrics = evaluate_dpo_policy(
@@ -375,6 +377,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for key, value in metrics.items():
         print(f"{key:28s} {value:.4f}")
+    _write_json(args.out, metrics)
+    return 0
+
+
+def _evaluate_suite(args: argparse.Namespace, cfg) -> int:
+    """The full suite: candidate vs champion and reference; table on stdout, report folder."""
+    from alignment.evaluation.report import format_table
+    from alignment.evaluation.suite import evaluate_candidate
+
+    prompts = args.prompts or cfg.evaluation.prompts
+    metrics = evaluate_candidate(
+        Path(args.policy),
+        Path(args.champion) if args.champion else None,
+        Path(args.reference),
+        Path(args.data),
+        Path(prompts) if prompts else None,
+        cfg.evaluation,
+        reward_model=Path(args.reward_model) if args.reward_model else None,
+        judge_model=Path(args.judge_model) if args.judge_model else None,
+        beta=cfg.train.dpo.beta,
+        out_dir=Path(args.report_dir) if args.report_dir else None,
+    )
+    print(format_table(metrics, f"evaluation of {args.policy}"))
     _write_json(args.out, metrics)
     return 0
 
@@ -798,12 +823,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="held-out DPO reward accuracy and margin of a policy")
+    p = sub.add_parser(
+        "evaluate",
+        help="held-out DPO reward accuracy and margin of a policy (--suite: the full suite)",
+    )
     _common(p)
     p.add_argument("--policy", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--data", required=True, help="held-out canonical Parquet")
     p.add_argument("--out", help="write metrics JSON here")
+    p.add_argument(
+        "--suite",
+        action="store_true",
+        help="the full suite: win rates vs --champion, KL, lengths, refusals, alignment tax",
+    )
+    p.add_argument("--champion", help="(suite) champion checkpoint folder; none: no vs-champion")
+    p.add_argument("--reward-model", help="(suite) reward model folder: judge and rm_accuracy")
+    p.add_argument("--judge-model", help="(suite) constitution judge (feedback) model folder")
+    p.add_argument("--prompts", help="(suite) held-out prompts JSONL (default evaluation.prompts)")
+    p.add_argument("--report-dir", help="(suite) write table, samples and plots here")
     p.set_defaults(func=cmd_evaluate)
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(

@@ -306,6 +306,38 @@ class EvaluationConfig(_Strict):
 
     batch_size: int = Field(8, ge=1, description="Pairs per forward pass.")
     max_length: int = Field(256, ge=8, description="Truncate sequences to this many tokens.")
+    # --- the evaluation suite (alignment evaluate --suite) ---
+    prompts: Path | None = Field(
+        None,
+        description="Held-out prompts (JSONL: prompt, category, kind benign|red_team); the "
+        "shipped data/eval_prompts.jsonl if unset.",
+    )
+    max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    max_new_tokens: int = Field(64, ge=1, description="Longest sampled response in tokens.")
+    temperature: float = Field(
+        1.0,
+        ge=0,
+        description="Sampling temperature (0: greedy). KL is an unbiased estimate only at 1.0 "
+        "with top_p 1.0, where the samples come from the policy itself.",
+    )
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling when sampling.")
+    seed: int = Field(0, description="Seed of sampling, bootstrap and principle choice.")
+    bootstrap_samples: int = Field(1000, ge=10, description="Bootstrap resamples per interval.")
+    ci_alpha: float = Field(
+        0.05, gt=0, lt=1, description="Intervals cover 1 - ci_alpha (0.05: 95%)."
+    )
+    refusal_detector: Literal["markers", "judge"] = Field(
+        "markers",
+        description="Refusals by the documented marker list (metrics.REFUSAL_MARKERS), or by "
+        "asking the judge model (markers when there is no judge).",
+    )
+    constitution: Path | None = Field(
+        None, description="Constitution of the judge; the project's own if unset."
+    )
+    judge_max_length: int = Field(
+        1024, ge=16, description="Longest judge question in tokens (cut from the start)."
+    )
+    device: str = Field("auto", description="Where the models run: auto, cpu, cuda, cuda:N.")
 
 
 class RegistryConfig(_Strict):
@@ -467,6 +499,8 @@ PATH_FIELDS = (
     ("cai", "constitution"),
     ("cai", "prompts"),
     ("cai", "feedback_model"),
+    ("evaluation", "prompts"),
+    ("evaluation", "constitution"),
 )
 
 

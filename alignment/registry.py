@@ -211,3 +211,16 @@ def lineage(name: str, version: str | int) -> dict[str, Any]:
         "tags": dict(sorted(mv.tags.items())),
         "history": [e for e in history if version in (e.get("version"), e.get("from"))],
     }
+
+
+def download_checkpoint(name: str, alias: str, dest: Path) -> Path | None:
+    """The checkpoint folder of ``name@alias`` downloaded under ``dest``, or None if no such alias."""
+    import mlflow
+
+    if current_alias_version(name, alias) is None:
+        return None
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}", dst_path=str(dest)))
+    found = sorted(p.parent for p in (local / "artifacts").rglob("config.json"))
+    if not found:
+        raise RegistryError(f"{name}@{alias} holds no checkpoint (no config.json under artifacts/)")
+    return found[0]

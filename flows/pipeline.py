@@ -85,19 +85,40 @@ def train_task(
     )
 
 
+@task(name="fetch-champion")
+def champion_task(cfg: PipelineConfig, ws: Workspace, run: RunDir) -> Path | None:
+    """The current champion's checkpoint, to evaluate the candidate against (None at first)."""
+    from alignment import registry
+
+    registry.connect(ws, cfg.registry.experiment)
+    return registry.download_checkpoint(
+        cfg.registry.model_name, registry.CHAMPION, run.root / "champion"
+    )
+
+
 @task(name="evaluate")
-def evaluate_task(run: RunDir, policy: Path, reference: Path) -> dict[str, float]:
-    args = [
-        "evaluate",
-        "--config",
-        str(run.config),
-        "--policy",
-        str(policy),
-        "--reference",
-        str(reference),
-    ]
+def evaluate_task(
+    run: RunDir,
+    policy: Path,
+    reference: Path,
+    champion: Path | None = None,
+    reward_model: Path | None = None,
+) -> dict[str, float]:
+    report_dir = run.root / "evaluation"
+    args = ["evaluate", "--suite", "--config", str(run.config)]
+    args += ["--policy", str(policy), "--reference", str(reference)]
     args += ["--data", str(run.eval_data), "--out", str(run.evaluation)]
-    return run_cli_stage(args, run.evaluation)
+    args += ["--report-dir", str(report_dir)]
+    for flag, path in (("--champion", champion), ("--reward-model", reward_model)):
+        if path:
+            args += [flag, str(path)]
+    metrics = run_cli_stage(args, run.evaluation)
+    table = report_dir / "table.md"
+    if table.exists():
+        create_markdown_artifact(
+            key="evaluation", markdown=table.read_text(), description="Candidate vs champion"
+        )
+    return metrics
 
 
 @task(name="register", retries=2, retry_delay_seconds=5)
@@ -134,6 +155,9 @@ def register_task(
             )
             mlflow.log_artifact(str(result.log_path), artifact_path=f"logs/{method}")
         mlflow.log_metrics({f"eval/{k}": v for k, v in evaluation.items()})
+        if (run.root / "evaluation").is_dir():
+            # the table, every sampled response with its scores, and the plots
+            mlflow.log_artifacts(str(run.root / "evaluation"), artifact_path="evaluation")
         tags = {
             "data_version": version.id,
             "data_tag": version.tag,
@@ -176,7 +200,11 @@ def train_and_register(
     _timed(times, "split", split_task, ws, version, run, cfg.split.eval_fraction)
     base = _timed(times, "base_model", base_model_task, run)
     training, final, reference = _train_methods(cfg, run, base, times)
-    evaluation = _timed(times, "evaluate", evaluate_task, run, final, reference)
+    champion = _timed(times, "fetch_champion", champion_task, cfg, ws, run)
+    reward_model = training["reward"].output_dir if "reward" in training else None
+    evaluation = _timed(
+        times, "evaluate", evaluate_task, run, final, reference, champion, reward_model
+    )
     registered, mlflow_run_id = _timed(
         times, "register", register_task, cfg, ws, run, version, base, training, evaluation
     )

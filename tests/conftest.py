@@ -32,3 +32,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         f"What is {a} plus {b}? {a} plus {b} is {a + b}." for a in range(10) for b in range(10)
     ]
     return resolve_base_model(ModelConfig(), ws, [*corpus, "I refuse to answer."])
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test API for the whole session (about 15 s to start, so started once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

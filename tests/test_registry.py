@@ -44,6 +44,10 @@ def test_first_version_is_champion_then_challenger_with_lineage(tmp_path: Path, 
     assert registry.trained_data_versions("policy") == {"d1", "d2"}
     assert registry.trained_data_versions("no-such-model") == set()
 
+    fetched = registry.download_checkpoint("policy", "champion", tmp_path / "dl")
+    assert (fetched / "config.json").is_file() and (fetched / "model.safetensors").is_file()
+    assert registry.download_checkpoint("policy", "no-such-alias", tmp_path / "dl2") is None
+
     model = mlflow.pyfunc.load_model("models:/policy@champion")
     out = model.predict(["hello"], params={"max_new_tokens": 3})
     assert list(out.columns) == ["response"] and isinstance(out["response"][0], str)

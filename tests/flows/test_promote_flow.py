@@ -6,16 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
 
 def _paused_run_id(flow_name: str, deadline: float):
     from prefect import get_client

@@ -31,6 +31,7 @@ def _assert_loadable_plain_model(model_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # LoRA wiring is unit-tested in the default suite; this is the real run
 def test_dpo_lora_job_uses_the_adapter_free_base_as_reference_and_fills_the_cache(
     tiny_model_dir, preference_parquet, tmp_path
 ):

@@ -72,6 +72,7 @@ def _assert_loadable(model_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the e2e pipeline runs the same 2-process SFT job in the default suite
 def test_sft_job_lowers_the_loss_and_saves_a_loadable_model(
     tiny_model_dir, train_parquet, tmp_path
 ):
@@ -98,6 +99,7 @@ def test_sft_job_lowers_the_loss_and_saves_a_loadable_model(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the e2e pipeline runs the same 2-process DPO job in the default suite
 def test_dpo_job_separates_chosen_from_rejected(tiny_model_dir, train_parquet, tmp_path):
     result = launch_training(
         "dpo",
