@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,13 @@ def _config(**method) -> PipelineConfig:
     """2 processes, ZeRO-2, CPU; 64 rows x 2 epochs at batch 4 per process = 16 steps."""
     return PipelineConfig.model_validate(
         {
+            # a workspace of the test's own: the DPO reference cache lives there
+            "workspace": {"root": tempfile.mkdtemp(prefix="ws-")},
             "train": {
                 "sft": {"learning_rate": 3e-3, "num_train_epochs": 2, **method},
                 "dpo": {"learning_rate": 1e-3, "num_train_epochs": 2, **method},
                 "distributed": {"num_processes": 2, "zero_stage": 2, "device": "cpu"},
-            }
+            },
         }
     )
 
