@@ -69,6 +69,12 @@ class IngestConfig(_Strict):
     max_row_bytes: int = Field(
         8 << 20, ge=1024, description="A line or row longer than this is quarantined unread."
     )
+    validate_rows: int = Field(
+        200_000,
+        ge=1,
+        description="Rows of one file validated together (one Great Expectations run): read "
+        "chunks are gathered up to this many rows, so bigger means fewer runs and more memory.",
+    )
 
 
 class ValidationConfig(_Strict):

@@ -210,37 +210,42 @@ def _check_encodable(obj: Any, what: str = "row") -> None:
             _check_encodable(v, what)
 
 
+def _jsonl_line(lineno: int, line: bytes, length: int, max_bytes: int) -> tuple[Any, str] | None:
+    """(parsed object or _Malformed, raw text) for one JSONL line; None for a blank line."""
+    if lineno == 0 and line.startswith(b"\xef\xbb\xbf"):
+        line = line[3:]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if length > max_bytes:
+        raw = line.decode("utf-8", "backslashreplace")
+        return _Malformed(f"too_large: line of {length} bytes > {max_bytes}"), raw
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raw = line.decode("utf-8", "backslashreplace")
+        return _Malformed(f"bad_encoding: invalid UTF-8 at byte {exc.start}"), raw
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+            _check_encodable(obj)
+    except json.JSONDecodeError as exc:
+        obj = _Malformed(f"invalid_json: {exc.msg} at column {exc.colno}")
+    except _Malformed as exc:
+        obj = exc
+    return obj, text
+
+
 def _iter_jsonl(stream: Any, max_bytes: int) -> Iterator[tuple[int, Any, str]]:
     """Yield (line number, parsed object or _Malformed, raw line); blank lines are no rows.
 
     Each line is decoded on its own, so a bad byte or a huge line costs that line only.
     """
     for lineno, (line, length) in enumerate(_byte_lines(stream, max_bytes)):
-        if lineno == 0 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if length > max_bytes:
-            raw = line.decode("utf-8", "backslashreplace")
-            yield lineno, _Malformed(f"too_large: line of {length} bytes > {max_bytes}"), raw
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = line.decode("utf-8", "backslashreplace")
-            yield lineno, _Malformed(f"bad_encoding: invalid UTF-8 at byte {exc.start}"), raw
-            continue
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-            if "\\u" in text and _SURROGATE_ESCAPE.search(text):
-                _check_encodable(obj)
-        except json.JSONDecodeError as exc:
-            obj = _Malformed(f"invalid_json: {exc.msg} at column {exc.colno}")
-        except _Malformed as exc:
-            obj = exc
-        yield lineno, obj, text
+        parsed = _jsonl_line(lineno, line, length, max_bytes)
+        if parsed is not None:
+            yield lineno, *parsed
 
 
 def _iter_json(path: Path, stream: Any) -> Iterator[tuple[int, Any, str]]:
@@ -586,14 +591,313 @@ def _to_records(obj: Any, fmt: str, source: str, row: int, ranked_pairs: str = "
     return records
 
 
+# --------------------------------------------------------------------------- columnar records
+
+
+def _arrow() -> tuple[Any, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa, pc
+
+
+def messages_type() -> Any:
+    pa, _ = _arrow()
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def records_schema() -> Any:
+    """Canonical records as Arrow columns, plus ``score_raw``: the JSON of both scores when
+    one of them is not a number (e.g. ``"high"``), kept for the bad_score rule and raw text."""
+    pa, _ = _arrow()
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", messages_type()),
+            ("chosen", messages_type()),
+            ("rejected", messages_type()),
+            ("source", pa.string()),
+            ("row", pa.int64()),
+            ("score_chosen", pa.float64()),
+            ("score_rejected", pa.float64()),
+            ("meta", pa.string()),
+            ("score_raw", pa.string()),
+        ]
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def records_table(records: list[dict]) -> Any:
+    """Canonical record dicts as a table in ``records_schema()`` (see ``table_records``)."""
+    pa, _ = _arrow()
+    rows = []
+    for rec in records:
+        sc, sr = rec["score_chosen"], rec["score_rejected"]
+        plain = (sc is None or _number(sc)) and (sr is None or _number(sr))
+        rows.append(
+            {
+                **rec,
+                "score_chosen": float(sc) if _number(sc) else None,
+                "score_rejected": float(sr) if _number(sr) else None,
+                "score_raw": None if plain else _dump([sc, sr]),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=records_schema())
+
+
+def table_records(table: Any) -> list[dict]:
+    """Rows of a ``records_table`` as canonical record dicts (scores as they were read)."""
+    out = []
+    for rec in table.to_pylist():
+        raw = rec.pop("score_raw")
+        if raw is not None:
+            rec["score_chosen"], rec["score_rejected"] = json.loads(raw)
+        out.append(rec)
+    return out
+
+
+def join_record_tables(tables: list[Any]) -> Any:
+    """Record tables as one, ordered by input row (stable: a row's records keep their order)."""
+    pa, _ = _arrow()
+    if not tables:
+        return records_schema().empty_table()
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables)
+    return table.take(table.column("row").to_numpy().argsort(kind="stable"))
+
+
+_ENCODE = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for strings
+
+
+def messages_json(column: Any) -> list[str]:
+    """Canonical JSON of each row's message list, exactly as ``json.dumps(messages,
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes it."""
+    _, pc = _arrow()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(column)
+    turns = [
+        f'{{"content":{_ENCODE(c)},"role":{_ENCODE(r)}}}'
+        for c, r in zip(
+            pc.struct_field(flat, "content").to_pylist(),
+            pc.struct_field(flat, "role").to_pylist(),
+            strict=True,
+        )
+    ]
+    out, start = [], 0
+    for n in lengths.tolist():
+        out.append("[" + ",".join(turns[start : start + n]) + "]")
+        start += n
+    return out
+
+
+def record_ids(prompt: Any, chosen: Any, rejected: Any) -> list[str]:
+    """``record_id`` of each row of three message-list columns (same canonical JSON)."""
+    return [
+        hashlib.sha256(f'{{"chosen":{c},"prompt":{p},"rejected":{r}}}'.encode()).hexdigest()[:16]
+        for p, c, r in zip(
+            messages_json(prompt), messages_json(chosen), messages_json(rejected), strict=True
+        )
+    ]
+
+
+# JSONL rows of the conversational shape with nothing else are parsed by Arrow, a block of
+# lines at a time; a block Arrow refuses (a broken line, another shape, extra fields) is
+# halved until it is small, then read line by line, so a bad line still costs only itself.
+_FAST_FORMATS = ("trl_conversational", "trl_standard")
+_FAST_BLOCK = 8192
+_SLOW_BLOCK = 64
+_FAST_FIELDS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected")
+
+
+def _fast_options() -> tuple[Any, Any]:
+    pa, _ = _arrow()
+    import pyarrow.json as paj
+
+    schema = pa.schema(
+        [(name, messages_type()) for name in _FAST_FIELDS[:3]]
+        + [(name, pa.float64()) for name in _FAST_FIELDS[3:]]
+    )
+    return (
+        paj.ReadOptions(use_threads=False, block_size=16 << 20),
+        paj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+    )
+
+
+def _arrow_block(lines: list[tuple[int, bytes]], source: str, options: tuple) -> Any:
+    """The block's records as a table, or None when Arrow cannot map every line exactly."""
+    pa, pc = _arrow()
+    import pyarrow.json as paj
+
+    try:
+        table = paj.read_json(io.BytesIO(b"\n".join(line for _, line in lines)), *options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(lines):  # Arrow skips blank-looking lines the reader kept
+        return None
+    columns = {}
+    for name in _FAST_FIELDS[:3]:
+        col = table.column(name).combine_chunks()
+        flat = pc.list_flatten(col)
+        role, content = pc.struct_field(flat, "role"), pc.struct_field(flat, "content")
+        if col.null_count or flat.null_count or role.null_count or content.null_count:
+            return None  # missing field or message part: the line reader names it
+        try:
+            role.validate(full=True)
+            content.validate(full=True)
+        except pa.ArrowInvalid:
+            return None  # not UTF-8
+        columns[name] = col
+    n = table.num_rows
+    return pa.table(
+        {
+            "id": pa.array(record_ids(columns["prompt"], columns["chosen"], columns["rejected"])),
+            **columns,
+            "source": pa.array([source] * n, pa.string()),
+            "row": pa.array([lineno for lineno, _ in lines], pa.int64()),
+            "score_chosen": table.column("score_chosen"),
+            "score_rejected": table.column("score_rejected"),
+            "meta": pa.nulls(n, pa.string()),
+            "score_raw": pa.nulls(n, pa.string()),
+        },
+        schema=records_schema(),
+    )
+
+
+def _read_block(
+    lines: list[tuple[int, bytes]], source: str, fmt: str, ranked_pairs: str, options: tuple
+) -> tuple[list[Any], list[dict], int]:
+    """(record tables, malformed rows, blank lines) of a block of lines, bisecting on failure."""
+    if len(lines) > _SLOW_BLOCK:
+        table = _arrow_block(lines, source, options)
+        if table is not None:
+            return [table], [], 0
+        half = len(lines) // 2
+        t1, m1, b1 = _read_block(lines[:half], source, fmt, ranked_pairs, options)
+        t2, m2, b2 = _read_block(lines[half:], source, fmt, ranked_pairs, options)
+        return t1 + t2, m1 + m2, b1 + b2
+    records, malformed, blank = [], [], 0
+    for lineno, line in lines:
+        parsed = _jsonl_line(lineno, line, len(line), MAX_ROW_BYTES)
+        if parsed is None:  # whitespace that is not ASCII: no row after all
+            blank += 1
+            continue
+        obj, raw = parsed
+        try:
+            if isinstance(obj, _Malformed):
+                raise obj
+            records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
+        except _Malformed as exc:
+            malformed.append(
+                {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
+            )
+    return ([records_table(records)] if records else []), malformed, blank
+
+
+def _fast_jsonl_chunks(
+    file: Path,
+    source: str,
+    info: FileInfo,
+    fmt: str,
+    chunk_rows: int,
+    ranked_pairs: str,
+    max_row_bytes: int,
+) -> Iterator[Chunk]:
+    """``_file_chunks`` for JSONL of a conversational format: the same rows, read by Arrow."""
+    options = _fast_options()
+    pending: list[tuple[int, bytes]] = []  # lines for Arrow
+    chunk = Chunk([], [], 0, source)
+    tables: list[Any] = []
+
+    def finish() -> Chunk:
+        for start in range(0, len(pending), _FAST_BLOCK):
+            got, bad, blank = _read_block(
+                pending[start : start + _FAST_BLOCK], source, fmt, ranked_pairs, options
+            )
+            tables.extend(got)
+            chunk.malformed.extend(bad)
+            chunk.rows -= blank
+        pending.clear()
+        if chunk.records:
+            tables.append(records_table(chunk.records))
+            chunk.records = []
+        chunk.malformed.sort(key=lambda m: m["row"])
+        chunk.table = join_record_tables(tables)
+        tables.clear()
+        info.rows_read += chunk.rows
+        return chunk
+
+    with contextlib.ExitStack() as stack:
+        stream = _open_binary(file, _suffixes(file)[1], stack)
+        for lineno, (line, length) in enumerate(_byte_lines(stream, max_row_bytes)):
+            if length > max_row_bytes or (lineno == 0 and line.startswith(b"\xef\xbb\xbf")):
+                parsed = _jsonl_line(lineno, line, length, max_row_bytes)
+                if parsed is None:
+                    continue
+                obj, raw = parsed
+                chunk.rows += 1
+                try:
+                    if isinstance(obj, _Malformed):
+                        raise obj
+                    chunk.records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
+                except _Malformed as exc:
+                    chunk.malformed.append(
+                        {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
+                    )
+            else:
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if not line or line.isspace():
+                    continue  # a blank line is no row
+                pending.append((lineno, line))
+                chunk.rows += 1
+            if chunk.rows >= chunk_rows:
+                done = finish()
+                if done.rows:
+                    yield done
+                chunk = Chunk([], [], 0, source)
+        if _truncated(stream):
+            info.notes.append(
+                f"{file.name}: truncated gzip: rows after the last complete one are lost"
+            )
+    if chunk.rows:
+        done = finish()
+        if done.rows:
+            yield done
+
+
 @dataclass
 class Chunk:
-    """Up to ``chunk_rows`` input rows of one file, as records and malformed rows."""
+    """Up to ``chunk_rows`` input rows of one file, as records and malformed rows.
+
+    Records come as dicts (``records``) or, from the columnar JSONL reader, as an Arrow table
+    in ``RECORDS_SCHEMA`` (``table``); ``record_table`` gives both as one table in row order.
+    """
 
     records: list[dict]
     malformed: list[dict]
     rows: int  # input rows this chunk covers
     source: str
+    table: Any = None  # pa.Table | None
+
+    def record_table(self) -> Any:
+        """Every record of the chunk as one table (RECORDS_SCHEMA), in input order."""
+        return join_record_tables(
+            [
+                t
+                for t in (self.table, records_table(self.records) if self.records else None)
+                if t is not None
+            ]
+        )
+
+    def record_dicts(self) -> list[dict]:
+        """Every record of the chunk as canonical dicts, in input order."""
+        if self.table is None:
+            return self.records
+        return table_records(self.record_table())
 
 
 @dataclass
@@ -655,13 +959,20 @@ def _file_chunks(
     ranked_pairs: str,
     max_row_bytes: int,
 ) -> Iterator[Chunk]:
-    rows = _iter_rows(file, info.notes, max_row_bytes)
+    reader = _iter_rows(file, info.notes, max_row_bytes)
+    rows: Iterator[tuple[int, Any, str]] = reader
     fmt: str | None = format
     if format == "auto":
-        head = list(itertools.islice(rows, _SNIFF_ROWS * 4))
+        head = list(itertools.islice(reader, _SNIFF_ROWS * 4))
         fmt = _detect([r for r in head if not isinstance(r[1], _Malformed)])
-        rows = itertools.chain(head, rows)
+        rows = itertools.chain(head, reader)
     info.detected_format = fmt or "unknown"
+    if fmt in _FAST_FORMATS and _suffixes(file)[0] in (".jsonl", ".ndjson"):
+        reader.close()  # the columnar reader opens the file afresh
+        yield from _fast_jsonl_chunks(
+            file, source, info, fmt, chunk_rows, ranked_pairs, max_row_bytes
+        )
+        return
     chunk = Chunk([], [], 0, source)
     for lineno, obj, raw in rows:
         chunk.rows += 1
@@ -696,7 +1007,7 @@ def read_preferences(path: Path, format: str = "auto", ranked_pairs: str = "all"
     for chunk in read_chunks(
         path, format, chunk_rows=1 << 62, ranked_pairs=ranked_pairs, files=files
     ):
-        records.extend(chunk.records)
+        records.extend(chunk.record_dicts())
         malformed.extend(chunk.malformed)
     formats = sorted({f.detected_format for f in files})
     return ReadResult(

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from alignment.config import IngestConfig, SplitConfig, ValidationConfig
-from alignment.data.formats import CANONICAL_COLUMNS, FileInfo, read_chunks
+from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, read_chunks
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
 from alignment.workspace import atomic_write_text
@@ -100,8 +101,11 @@ class _ParquetOut:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(str(self.tmp), schema, **_PARQUET_OPTIONS)
 
-    def write(self, rows: list[dict]) -> None:
-        if rows:
+    def write(self, rows: list[dict] | pa.Table) -> None:
+        if isinstance(rows, pa.Table):
+            if rows.num_rows:
+                self.writer.write_table(rows.cast(self.schema).replace_schema_metadata(None))
+        elif rows:
             self.writer.write_table(_table(rows, self.schema))
 
     def close(self) -> Path:
@@ -142,6 +146,17 @@ def ingest_file(
     accepted_out = _ParquetOut(out_dir / "accepted.parquet", ACCEPTED_SCHEMA)
     rejected_out = _ParquetOut(out_dir / "rejected.parquet", REJECTED_SCHEMA)
     rows_with_records = 0
+    group: list[tuple[Chunk, pa.Table]] = []  # read chunks of one file, validated together
+
+    def validate_group() -> None:
+        tables = [table for _, table in group]
+        records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        malformed = [m for chunk, _ in group for m in chunk.malformed]
+        accepted, rejected = validator.validate_chunk(records, malformed)
+        accepted_out.write(accepted)
+        rejected_out.write(rejected)
+        group.clear()
+
     try:
         for chunk in read_chunks(
             path,
@@ -151,12 +166,18 @@ def ingest_file(
             max_row_bytes=ingest_cfg.max_row_bytes,
             files=files,
         ):
-            accepted, rejected = validator.validate_chunk(chunk.records, chunk.malformed)
-            accepted_out.write(accepted)
-            rejected_out.write(rejected)
-            rows_with_records += len({r["row"] for r in chunk.records})
-            if len({r["row"] for r in chunk.records}) + len(chunk.malformed) != chunk.rows:
+            records = chunk.record_table()
+            parsed_rows = pc.count_distinct(records.column("row")).as_py()
+            rows_with_records += parsed_rows
+            if parsed_rows + len(chunk.malformed) != chunk.rows:
                 raise RuntimeError(f"{chunk.source}: rows lost between reading and validation")
+            if group and group[0][0].source != chunk.source:
+                validate_group()
+            group.append((chunk, records))
+            if sum(c.rows for c, _ in group) >= ingest_cfg.validate_rows:
+                validate_group()
+        if group:
+            validate_group()
     except BaseException:
         accepted_out.abort()
         rejected_out.abort()

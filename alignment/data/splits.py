@@ -49,6 +49,16 @@ def prompt_bucket(prompt: Any) -> float:
     return int(digest[:15], 16) / 16**15
 
 
+def prompt_buckets(prompts: Any) -> list[float]:
+    """``prompt_bucket`` of each row of an Arrow message-list column (same canonical JSON)."""
+    from alignment.data.formats import messages_json
+
+    return [
+        int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
+        for key in messages_json(prompts)
+    ]
+
+
 def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows into (train, eval) by prompt hash; all rows of a prompt land on one side.
 

@@ -204,3 +204,38 @@ def test_bom_and_crlf_written_here(tmp_path, good_rows):
     csv_path.write_bytes(b"\xef\xbb\xbfprompt,chosen,rejected\r\nQ?,Yes.,No.\r\n")
     (rec,) = read_preferences(csv_path).records
     assert rec["prompt"] == [{"role": "user", "content": "Q?"}]
+
+
+def test_columnar_jsonl_reader_keeps_bad_lines_to_themselves(tmp_path):
+    """Blocks Arrow reads whole; a block with a bad line is split until that line is alone."""
+    good = [
+        conv(f"Question {i}?", f"Answer {i}.", "No.", score_chosen=1, score_rejected=0.5)
+        for i in range(300)
+    ]
+    lines = [json.dumps(r) for r in good]
+    bad = {
+        40: "{not json",
+        41: json.dumps(conv("Q?", "A.", "B.", score_chosen="high")),  # kept: bad_score rule
+        150: json.dumps({**conv("Q?", "A.", "B."), "meta": {"k": 1}}),  # another shape
+        151: "",  # blank: no row
+        299: json.dumps({"prompt": [{"role": "user"}], "chosen": "A.", "rejected": "B."}),
+    }
+    for at, line in sorted(bad.items()):
+        lines.insert(at, line)
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\r\n".join(lines) + "\n", encoding="utf-8")
+    result = read_preferences(path)
+    assert result.rows_read == len(lines) - 1
+    assert [(m["row"], m["reasons"][0].split(":")[0]) for m in result.malformed] == [
+        (40, "invalid_json"),
+        (299, "wrong_type"),
+    ]
+    assert len(result.records) == len(lines) - 3
+    rows = [r["row"] for r in result.records]
+    assert rows == sorted(rows) and 40 not in rows and 151 not in rows
+    by_row = {r["row"]: r for r in result.records}
+    assert by_row[41]["score_chosen"] == "high"
+    assert json.loads(by_row[150]["meta"]) == {"k": 1}
+    assert by_row[0]["score_chosen"] == 1.0
+    for rec in result.records:
+        assert rec["id"] == record_id(rec["prompt"], rec["chosen"], rec["rejected"])

@@ -162,7 +162,7 @@ def test_duplicates_are_found_across_chunks_and_files(tmp_path):
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", rows)
     write_jsonl(folder / "b.jsonl", [rows[1], conv("q3", "C.", "D.")])
-    result = ingest_file(folder, tmp_path / "o", IngestConfig(chunk_rows=2), LOOSE)
+    result = ingest_file(folder, tmp_path / "o", IngestConfig(chunk_rows=2, validate_rows=2), LOOSE)
     assert _reasons(pd.read_parquet(result.rejected_path)) == {
         ("b.jsonl", 0): ["duplicate"],
         ("b.jsonl", 1): ["near_duplicate"],
@@ -172,8 +172,9 @@ def test_duplicates_are_found_across_chunks_and_files(tmp_path):
 def test_chunked_output_is_deterministic_and_matches_unchunked_rows(tmp_path):
     rows = [conv(f"Question {i}?", f"Answer {i}.", "No.") for i in range(30)] + ["bad"]
     src = write_jsonl(tmp_path / "in.jsonl", rows)
-    a = ingest_file(src, tmp_path / "a", IngestConfig(chunk_rows=7), LOOSE)
-    b = ingest_file(src, tmp_path / "b", IngestConfig(chunk_rows=7), LOOSE)
+    small = IngestConfig(chunk_rows=7, validate_rows=7)  # one GX run per read chunk
+    a = ingest_file(src, tmp_path / "a", small, LOOSE)
+    b = ingest_file(src, tmp_path / "b", small, LOOSE)
     whole = ingest_file(src, tmp_path / "w", IngestConfig(), LOOSE)
     assert a.accepted_path.read_bytes() == b.accepted_path.read_bytes()
     assert pd.read_parquet(a.accepted_path).equals(pd.read_parquet(whole.accepted_path))
