@@ -60,7 +60,7 @@ def base_model_task(run: RunDir) -> Path:
     return Path(run_cli_stage([*args, "--json", str(out)], out)["path"])
 
 
-@task(name="train")
+@task(name="train", retries=1, retry_delay_seconds=2)
 def train_task(
     method: str,
     cfg: PipelineConfig,
@@ -68,7 +68,13 @@ def train_task(
     run: RunDir,
     reward_model_path: Path | None = None,
 ) -> TrainResult:
+    from prefect.runtime import task_run
+
     logger = get_run_logger()
+    # a retried task continues from the job's last checkpoint instead of starting over
+    resume = (task_run.run_count or 1) > 1
+    if resume:
+        logger.warning("retrying %s: resuming from its last checkpoint", method)
 
     def progress(p: dict) -> None:
         logger.info(p.get("message") or json.dumps(p))
@@ -82,6 +88,7 @@ def train_task(
         eval_path=run.eval_data,
         on_progress=progress,
         reward_model_path=reward_model_path,
+        resume=resume,
     )
 
 

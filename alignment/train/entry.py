@@ -233,6 +233,10 @@ def run(job: Job) -> int:
     try:
         method = importlib.import_module(f"alignment.methods.{job.method}")
         method.train(job)
+        if dist.is_initialized():
+            # Rank 0 is still writing the final files when the others return; a rank that tears
+            # down gloo under a peer can abort ("terminate called without an active exception").
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
