@@ -49,6 +49,8 @@ def test_killed_training_job_resumes_and_registers_one_version(tmp_path):
         "train.sft.max_steps=12",
         "train.sft.save_steps=2",
         "train.sft.per_device_train_batch_size=2",
+        "evaluation.max_prompts=8",  # the evaluation suite is not what this test is about
+        "evaluation.max_new_tokens=16",
     ):
         args += ["--set", override]
     stop, killed = threading.Event(), []

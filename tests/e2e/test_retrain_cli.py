@@ -20,6 +20,8 @@ CHEAP = [
     "train.methods=[sft]",
     "train.sft.max_steps=2",
     "train.sft.save_steps=100",
+    "evaluation.max_prompts=8",
+    "evaluation.max_new_tokens=16",
 ]
 
 
