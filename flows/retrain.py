@@ -95,14 +95,19 @@ def retrain(
     name = cfg.registry.model_name
     lock = ws.root / "locks" / f"retrain-{name}.lock"
     wait = cfg.retrain.wait_timeout_s if cfg.retrain.on_busy == "wait" else 0
+    held = file_lock(lock, timeout=wait)
     try:
-        with file_lock(lock, timeout=wait):
-            result = _retrain_locked(cfg, ws, Path(source))
-    except TimeoutError:
+        held.__enter__()
+    except TimeoutError:  # only the lock's own time-out means "busy"; the body's propagate
         result = RetrainResult("busy", f"another retrain of {name!r} is running; skipped")
-    except Exception as exc:
-        notify(cfg, "retrain-failed", f"retrain of {name!r} failed: {exc}")
-        raise
+    else:
+        try:
+            result = _retrain_locked(cfg, ws, Path(source))
+        except Exception as exc:
+            notify(cfg, "retrain-failed", f"retrain of {name!r} failed: {exc}")
+            raise
+        finally:
+            held.__exit__(None, None, None)
     print(result.message)
     create_markdown_artifact(
         key="retrain-result",
