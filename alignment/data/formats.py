@@ -232,6 +232,8 @@ def _jsonl_line(lineno: int, line: bytes, length: int, max_bytes: int) -> tuple[
             _check_encodable(obj)
     except json.JSONDecodeError as exc:
         obj = _Malformed(f"invalid_json: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        obj = _Malformed("too_deep: JSON nested deeper than the parser's recursion limit")
     except _Malformed as exc:
         obj = exc
     return obj, text
@@ -263,6 +265,8 @@ def _iter_json(path: Path, stream: Any) -> Iterator[tuple[int, Any, str]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    except RecursionError:
+        raise DataFormatError(f"{path}: JSON nested too deeply to read") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
