@@ -66,3 +66,71 @@ def test_flatten_and_history_logging_shapes():
         "a.c.d": "x",
         "e": 2,
     }
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, checkpoint: Path):
+    """`mlflow models serve` on models:/NAME@champion answers /invocations like load_model does."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import mlflow
+
+    from alignment.train.launch import free_port
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    experiment = registry.connect(ws, "serve")
+    with mlflow.start_run(experiment_id=experiment):
+        registry.register_policy(checkpoint, "served", {"method": "sft"})
+    local = mlflow.pyfunc.load_model("models:/served@champion")
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.tracking_uri, "HF_HUB_OFFLINE": "1"}
+    # the scoring server runs `uvicorn` from PATH: the environment's own, as when it is activated
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/served@champion",
+            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def ask(prompts: list[str], params: dict) -> list[str]:
+        body = json.dumps({"inputs": prompts, "params": params}).encode()
+        request = urllib.request.Request(
+            f"{base}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return [row["response"] for row in json.loads(resp.read())["predictions"]]
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        prompts = ["hello", "What is 2 plus 3?"]
+        for params in ({"max_new_tokens": 2}, {"max_new_tokens": 12}):
+            expected = list(local.predict(prompts, params=params)["response"])
+            assert ask(prompts, params) == expected
+        short, long = ask(prompts, {"max_new_tokens": 2}), ask(prompts, {"max_new_tokens": 12})
+        tokenizer = local.unwrap_python_model().tokenizer
+        assert all(len(tokenizer(s, add_special_tokens=False)["input_ids"]) <= 2 for s in short)
+        assert any(len(lg) > len(s) for s, lg in zip(short, long, strict=True))
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
