@@ -35,7 +35,9 @@ from alignment.registry import (
     HISTORY_TAG,
     PREVIOUS,
     current_alias_version,
+    is_not_found,
     model_version,
+    unreachable,
 )
 from alignment.workspace import Workspace, file_lock
 
@@ -312,6 +314,8 @@ def read_history(name: str) -> list[dict[str, Any]]:
     try:
         raw = _client().get_registered_model(name).tags.get(HISTORY_TAG)
     except MlflowException as exc:
+        if not is_not_found(exc):
+            raise unreachable(exc) from exc
         raise RegistryError(f"no registered model named {name!r}") from exc
     return json.loads(raw) if raw else []
 

@@ -17,6 +17,10 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"  # the champion before the current one (promotion sets it, rollback uses it)
 HISTORY_TAG = "promotion.history"  # registered-model tag: JSON list of champion moves
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "mlflow==3.17.2", "alignment"]
+COMPLETE_TAG = "registration"  # set last: a version without it is a half-made registration
+# what MLflow answers for a model, version or alias that is not there (anything else, such as an
+# unreachable server, is an error to raise, never an empty answer)
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,20 @@ class RegisteredVersion:
 
 def connect(ws: Workspace, experiment: str) -> str:
     """Point MLflow at the workspace's store; return the experiment id (created once)."""
+    import os
+
     import mlflow
 
+    # MLflow also writes both URIs into the environment, where Workspace.tracking_uri would
+    # read them back as the user's choice: the first workspace of a process would win forever
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(ws.tracking_uri)
     mlflow.set_registry_uri(ws.tracking_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
@@ -95,14 +109,29 @@ def log_history(history: Iterable[dict], prefix: str) -> None:
             mlflow.log_metrics(metrics, step=step)
 
 
+def is_not_found(exc: Exception) -> bool:
+    """True when an MlflowException says the model, version or alias does not exist."""
+    return getattr(exc, "error_code", None) in _NOT_FOUND
+
+
+def unreachable(exc: Exception) -> RegistryError:
+    """The error for an MLflow call that failed for another reason than 'not found'."""
+    import mlflow
+
+    return RegistryError(f"MLflow at {mlflow.get_tracking_uri()} failed to answer: {exc}")
+
+
 def current_alias_version(name: str, alias: str) -> str | None:
+    """The version holding ``alias``; None only when MLflow says there is none."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise unreachable(exc) from exc
 
 
 def register_policy(
@@ -140,9 +169,49 @@ def register_policy(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     alias = CHAMPION if current_alias_version(name, CHAMPION) is None else CHALLENGER
-    client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "initial_alias", alias)
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, COMPLETE_TAG, "complete")
     return RegisteredVersion(name, version, alias, run.info.run_id, f"models:/{name}/{version}")
+
+
+def settle_earlier_attempt(
+    name: str, experiment_id: str, run_name: str
+) -> RegisteredVersion | None:
+    """Make a retried registration safe: look at what earlier attempts of ``run_name`` left.
+
+    A version they registered completely is returned (register nothing more); a half-made one
+    (its attempt died between creating the version and its last tag) is deleted, so the retry
+    leaves exactly one version.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"attributes.run_name = '{run_name}'", max_results=100
+    )
+    run_ids = {r.info.run_id for r in runs}
+    if not run_ids:
+        return None
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise unreachable(exc) from exc
+    done = None
+    for v in versions:
+        if v.run_id not in run_ids:
+            continue
+        if v.tags.get(COMPLETE_TAG) == "complete":
+            alias = v.tags.get("initial_alias", CHALLENGER)
+            done = RegisteredVersion(
+                name, str(v.version), alias, v.run_id, f"models:/{name}/{v.version}"
+            )
+        else:
+            client.delete_model_version(name, str(v.version))
+    return done
 
 
 def trained_data_versions(name: str) -> set[str]:
@@ -152,8 +221,10 @@ def trained_data_versions(name: str) -> set[str]:
 
     try:
         versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return set()
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return set()
+        raise unreachable(exc) from exc
     return {v.tags["data_version"] for v in versions if "data_version" in v.tags}
 
 
@@ -165,6 +236,8 @@ def model_version(name: str, version: str | int):
     try:
         return MlflowClient().get_model_version(name, str(version))
     except MlflowException as exc:
+        if not is_not_found(exc):
+            raise unreachable(exc) from exc
         raise RegistryError(f"{name} version {version} is not registered") from exc
 
 
@@ -179,6 +252,8 @@ def resolve_ref(ref: str, default_name: str) -> tuple[str, str]:
         try:
             return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
+            if not is_not_found(exc):
+                raise unreachable(exc) from exc
             raise RegistryError(f"{name} has no alias {alias!r}") from exc
     name, _, number = ref.rpartition("/")
     name = name or default_name
@@ -198,6 +273,8 @@ def lineage(name: str, version: str | int) -> dict[str, Any]:
     try:
         model = MlflowClient().get_registered_model(name)
     except MlflowException as exc:
+        if not is_not_found(exc):
+            raise unreachable(exc) from exc
         raise RegistryError(f"no registered model named {name!r}") from exc
     version = str(version)
     history = json.loads(model.tags.get(HISTORY_TAG) or "[]")

@@ -143,6 +143,12 @@ def register_task(
     from alignment import registry
 
     experiment_id = registry.connect(ws, cfg.registry.experiment)
+    # a retry (MLflow was unreachable, the process died) must not leave two versions, or one
+    # half-made: keep what an earlier attempt finished, delete what it left half done
+    earlier = registry.settle_earlier_attempt(cfg.registry.model_name, experiment_id, run.name)
+    if earlier is not None:
+        print(f"version {earlier.version} was registered by an earlier attempt; keeping it")
+        return earlier, earlier.run_id
     final_method = [m for m in cfg.train.methods if m != "reward"][-1]
     with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
         mlflow.log_params(

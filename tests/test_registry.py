@@ -53,6 +53,60 @@ def test_first_version_is_champion_then_challenger_with_lineage(tmp_path: Path, 
     assert list(out.columns) == ["response"] and isinstance(out["response"][0], str)
 
 
+def test_a_retried_registration_keeps_one_complete_version(tmp_path, checkpoint, monkeypatch):
+    """An attempt that dies half-way is cleaned up; a finished one is kept, not repeated."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    experiment = registry.connect(ws, "retry")
+    real_alias = MlflowClient.set_registered_model_alias
+
+    def dies(self, *args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", dies)
+    with pytest.raises(ConnectionError), mlflow.start_run(experiment_id=experiment, run_name="r1"):
+        registry.register_policy(checkpoint, "policy", {"data_version": "d1"})
+    assert len(MlflowClient().search_model_versions("name = 'policy'")) == 1  # half-made
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", real_alias)
+    assert registry.settle_earlier_attempt("policy", experiment, "r1") is None
+    assert MlflowClient().search_model_versions("name = 'policy'") == []
+    with mlflow.start_run(experiment_id=experiment, run_name="r1"):
+        made = registry.register_policy(checkpoint, "policy", {"data_version": "d1"})
+    again = registry.settle_earlier_attempt("policy", experiment, "r1")
+    assert again is not None and (again.version, again.alias) == (made.version, "champion")
+    assert [str(v.version) for v in MlflowClient().search_model_versions("name = 'policy'")] == [
+        made.version
+    ]
+    assert registry.settle_earlier_attempt("policy", experiment, "another-run") is None
+
+
+def test_an_unreachable_tracking_server_is_an_error_not_an_empty_registry(monkeypatch):
+    """'No champion' or 'no data version trained' must never be read from a server that is down."""
+    import mlflow
+
+    from alignment.train.launch import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    down = f"http://127.0.0.1:{free_port()}"
+    mlflow.set_tracking_uri(down)
+    mlflow.set_registry_uri(down)
+    try:
+        with pytest.raises(RegistryError, match="failed to answer"):
+            registry.current_alias_version("policy", "champion")
+        with pytest.raises(RegistryError, match="failed to answer"):
+            registry.trained_data_versions("policy")
+        with pytest.raises(RegistryError, match="failed to answer"):
+            registry.model_version("policy", 1)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
 def test_registering_outside_a_run_is_refused(tmp_path: Path, checkpoint: Path):
     ws = Workspace(tmp_path / "ws").ensure()
     registry.connect(ws, "test")
