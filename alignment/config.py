@@ -354,6 +354,12 @@ class RegistryConfig(_Strict):
     gate_policy: Path | None = Field(
         None, description="Gate policy YAML; default configs/gates/default.yaml."
     )
+    retries: int = Field(
+        3, ge=0, description="Retries of a flow task that talks to MLflow (server unreachable)."
+    )
+    retry_delay_s: float = Field(
+        15, ge=0, description="Seconds between those retries (the MLflow client retries too)."
+    )
 
 
 class RetrainConfig(_Strict):

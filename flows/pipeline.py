@@ -128,7 +128,7 @@ def evaluate_task(
     return metrics
 
 
-@task(name="register", retries=2, retry_delay_seconds=5)
+@task(name="register")
 def register_task(
     cfg: PipelineConfig,
     ws: Workspace,
@@ -213,14 +213,24 @@ def train_and_register(
     _timed(times, "split", split_task, ws, version, run, cfg.split.eval_fraction)
     base = _timed(times, "base_model", base_model_task, run)
     training, final, reference = _train_methods(cfg, run, base, times)
-    champion = _timed(times, "fetch_champion", champion_task, cfg, ws, run)
+    # the tasks that talk to MLflow ride out a tracking server that is away for a while
+    mlflow_retries = {
+        "retries": cfg.registry.retries,
+        "retry_delay_seconds": cfg.registry.retry_delay_s,
+    }
+    champion = _timed(
+        times, "fetch_champion", champion_task.with_options(**mlflow_retries), cfg, ws, run
+    )
     reward_model = training["reward"].output_dir if "reward" in training else None
     evaluation = _timed(
         times, "evaluate", evaluate_task, run, final, reference, champion, reward_model
     )
     registered, mlflow_run_id = _timed(
-        times, "register", register_task, cfg, ws, run, version, base, training, evaluation
-    )
+        times,
+        "register",
+        register_task.with_options(**mlflow_retries),
+        cfg, ws, run, version, base, training, evaluation,
+    )  # fmt: skip
     return run, training, evaluation, registered, mlflow_run_id
 
 

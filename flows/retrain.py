@@ -49,6 +49,13 @@ def fresh_data_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> tuple[s
     return fingerprint, known_source(ws, cfg.ingest.dataset, fingerprint)
 
 
+@task(name="read-trained-data-versions")
+def trained_versions_task(cfg: PipelineConfig, ws: Workspace) -> set[str]:
+    """The data versions some registered version of this use case was trained on."""
+    registry.connect(ws, cfg.registry.experiment)
+    return registry.trained_data_versions(cfg.registry.model_name)
+
+
 @task(name="promote-through-gate")
 def gate_task(cfg: PipelineConfig, ws: Workspace, version: str, data_version: str):
     policy, path = promotion.load_policy(cfg.registry.gate_policy)
@@ -122,8 +129,9 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
     name = cfg.registry.model_name
     times: dict[str, float] = {}
     start = time.perf_counter()
-    registry.connect(ws, cfg.registry.experiment)
-    trained = registry.trained_data_versions(name)
+    trained = trained_versions_task.with_options(
+        retries=cfg.registry.retries, retry_delay_seconds=cfg.registry.retry_delay_s
+    )(cfg, ws)
     fingerprint, known = fresh_data_task(cfg, ws, source)
     if known is not None and known in trained:
         times["check"] = round(time.perf_counter() - start, 2)
