@@ -478,6 +478,31 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promotion_limit(name: str):
+    """With a Prefect server configured, hold its global concurrency limit ``promote-<name>``.
+
+    The workspace's file lock serialises promotions on one machine; promotions from several
+    machines that share an MLflow server are serialised by this limit (create it once with
+    ``prefect gcl create promote-<name> --limit 1``), as the approval flow's are.
+    """
+    import contextlib
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        from prefect.concurrency.sync import concurrency
+
+        limit = f"promote-{name}"
+        print(f"taking concurrency limit {limit} (waits while another promotion holds it)")
+        sys.stdout.flush()
+        with concurrency(limit, occupy=1, strict=False):
+            yield
+
+    return held()
+
+
 def cmd_models_promote(args: argparse.Namespace) -> int:
     cfg, ws = _registry_session(args)
     from alignment import promotion, registry
@@ -506,16 +531,17 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         )
     else:
         policy, _ = promotion.load_policy(policy_path)
-        decision = promotion.promote(
-            ws,
-            name,
-            version,
-            policy,
-            policy_path=policy_path,
-            actor=actor,
-            reason=args.reason or "",
-            force=args.force,
-        )
+        with _promotion_limit(name):
+            decision = promotion.promote(
+                ws,
+                name,
+                version,
+                policy,
+                policy_path=policy_path,
+                actor=actor,
+                reason=args.reason or "",
+                force=args.force,
+            )
     print(decision.table())
     _write_json(args.json, decision.to_dict())
     return 0 if decision.promoted else 3
