@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -119,6 +121,63 @@ def unreachable(exc: Exception) -> RegistryError:
     import mlflow
 
     return RegistryError(f"MLflow at {mlflow.get_tracking_uri()} failed to answer: {exc}")
+
+
+def open_tracking_run(ws: Workspace, experiment: str, run_name: str, tags: dict[str, str]):
+    """Create the pipeline's MLflow run before training, so metrics can stream into it.
+
+    Returns the run id, or None when MLflow cannot be reached now (training goes on; the
+    register task then creates the run and logs the whole history at the end).
+    """
+    import logging
+
+    from mlflow import MlflowClient
+
+    try:
+        experiment_id = connect(ws, experiment)
+        run = MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
+    except Exception as exc:  # any failure here only costs the live view
+        logging.getLogger(__name__).warning(
+            "MLflow run not opened before training (%s); metrics are logged at the end", exc
+        )
+        return None
+    return run.info.run_id
+
+
+class LiveMetrics:
+    """Streams a job's per-step metrics into an MLflow run while it trains (best effort).
+
+    A failure to log never fails training: the first one is reported, logging stops, and
+    ``complete`` turns False so the register task logs the whole history from the job's file.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str, prefix: str, warn=print):
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.run_id, self.prefix, self.warn = run_id, prefix, warn
+        self.complete = True
+        self.logged = 0
+
+    def __call__(self, step: int, values: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        if not self.complete:
+            return
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"{self.prefix}/{k}", float(v), now, int(step))
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ]
+        if not metrics:
+            return
+        try:
+            self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+            self.logged += 1
+        except Exception as exc:
+            self.complete = False
+            self.warn(f"live metrics to MLflow stopped ({exc}); the history is logged at the end")
 
 
 def current_alias_version(name: str, alias: str) -> str | None:

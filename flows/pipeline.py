@@ -67,19 +67,30 @@ def train_task(
     model_path: Path,
     run: RunDir,
     reward_model_path: Path | None = None,
+    ws: Workspace | None = None,
+    mlflow_run_id: str | None = None,
 ) -> TrainResult:
     from prefect.runtime import task_run
+
+    from alignment.registry import LiveMetrics
 
     logger = get_run_logger()
     # a retried task continues from the job's last checkpoint instead of starting over
     resume = (task_run.run_count or 1) > 1
     if resume:
         logger.warning("retrying %s: resuming from its last checkpoint", method)
+    live = (
+        LiveMetrics(ws.tracking_uri, mlflow_run_id, method, warn=logger.warning)
+        if ws is not None and mlflow_run_id
+        else None
+    )
 
     def progress(p: dict) -> None:
         logger.info(p.get("message") or json.dumps(p))
+        if live is not None and p.get("logs"):
+            live(p.get("step") or 0, p["logs"])
 
-    return launch_training(
+    result = launch_training(
         method,
         cfg,
         model_path,
@@ -90,6 +101,8 @@ def train_task(
         reward_model_path=reward_model_path,
         resume=resume,
     )
+    result.live_logged = live is not None and live.complete and live.logged > 0
+    return result
 
 
 @task(name="fetch-champion")
@@ -137,6 +150,7 @@ def register_task(
     base_model: Path,
     training: dict[str, TrainResult],
     evaluation: dict[str, float],
+    mlflow_run_id: str | None = None,
 ) -> tuple[RegisteredVersion, str]:
     import mlflow
 
@@ -150,7 +164,13 @@ def register_task(
         print(f"version {earlier.version} was registered by an earlier attempt; keeping it")
         return earlier, earlier.run_id
     final_method = [m for m in cfg.train.methods if m != "reward"][-1]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
+    # the run opened before training (metrics streamed into it), or a new one
+    opened = (
+        mlflow.start_run(run_id=mlflow_run_id)
+        if mlflow_run_id
+        else mlflow.start_run(experiment_id=experiment_id, run_name=run.name)
+    )
+    with opened as active:
         mlflow.log_params(
             {k: str(v)[:500] for k, v in registry.flatten(cfg.model_dump(mode="json")).items()}
         )
@@ -158,7 +178,8 @@ def register_task(
         report = materialize(ws, version, run.root / "data" / "report.json", name="report.json")
         mlflow.log_artifact(str(report), artifact_path="data")
         for method, result in training.items():
-            registry.log_history(result.history, method)
+            if not result.live_logged:
+                registry.log_history(result.history, method)
             mlflow.log_metrics(
                 {
                     f"{method}/final_{k}": float(v)
@@ -209,10 +230,19 @@ def train_and_register(
     cfg: PipelineConfig, ws: Workspace, version: DataVersion, times: dict[str, float]
 ) -> tuple[RunDir, dict[str, TrainResult], dict[str, float], RegisteredVersion, str]:
     """Split a recorded data version, train each configured method, evaluate and register."""
+    from alignment import registry
+
     run = RunDir.create(ws, cfg)
     _timed(times, "split", split_task, ws, version, run, cfg.split.eval_fraction)
     base = _timed(times, "base_model", base_model_task, run)
-    training, final, reference = _train_methods(cfg, run, base, times)
+    # opened now so that the training jobs' metrics show in MLflow while they train
+    mlflow_run_id = registry.open_tracking_run(
+        ws,
+        cfg.registry.experiment,
+        run.name,
+        {"pipeline_run": run.name, "data_version": version.id, "dataset": version.dataset},
+    )
+    training, final, reference = _train_methods(cfg, ws, run, base, times, mlflow_run_id)
     # the tasks that talk to MLflow ride out a tracking server that is away for a while
     mlflow_retries = {
         "retries": cfg.registry.retries,
@@ -229,13 +259,18 @@ def train_and_register(
         times,
         "register",
         register_task.with_options(**mlflow_retries),
-        cfg, ws, run, version, base, training, evaluation,
+        cfg, ws, run, version, base, training, evaluation, mlflow_run_id,
     )  # fmt: skip
     return run, training, evaluation, registered, mlflow_run_id
 
 
 def _train_methods(
-    cfg: PipelineConfig, run: RunDir, base: Path, times: dict[str, float]
+    cfg: PipelineConfig,
+    ws: Workspace,
+    run: RunDir,
+    base: Path,
+    times: dict[str, float],
+    mlflow_run_id: str | None = None,
 ) -> tuple[dict[str, TrainResult], Path, Path]:
     """Run the configured methods in order; return results, the final policy and its reference.
 
@@ -259,6 +294,8 @@ def _train_methods(
             policy,
             run,
             reward_model_path=reward_model if method in RL_METHODS else None,
+            ws=ws,
+            mlflow_run_id=mlflow_run_id,
         )
         training[method] = result
         if method == "reward":

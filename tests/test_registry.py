@@ -188,3 +188,34 @@ def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, chec
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
+
+
+def test_live_metrics_stream_into_the_run_and_stop_quietly_when_mlflow_goes(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    run_id = registry.open_tracking_run(ws, "live", "run-1", {"pipeline_run": "run-1"})
+    assert run_id is not None
+    warnings_seen: list[str] = []
+    live = registry.LiveMetrics(ws.tracking_uri, run_id, "sft", warn=warnings_seen.append)
+    for step in (1, 2, 3):
+        live(step, {"loss": 1.0 / step, "learning_rate": 1e-3, "epoch": step / 3, "note": "x"})
+    client = MlflowClient(tracking_uri=ws.tracking_uri)
+    history = client.get_metric_history(run_id, "sft/loss")
+    assert [(m.step, round(m.value, 4)) for m in history] == [(1, 1.0), (2, 0.5), (3, 0.3333)]
+    assert live.complete and live.logged == 3 and not warnings_seen
+
+    def down(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(live.client, "log_batch", down)
+    live(4, {"loss": 0.2})  # does not raise: training must go on
+    live(5, {"loss": 0.1})
+    assert not live.complete and len(warnings_seen) == 1
+    assert len(client.get_metric_history(run_id, "sft/loss")) == 3
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    from alignment.train.launch import free_port
+
+    away = Workspace(tmp_path / "away", tracking_uri_override=f"http://127.0.0.1:{free_port()}")
+    assert registry.open_tracking_run(away, "live", "run-2", {}) is None

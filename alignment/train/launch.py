@@ -41,6 +41,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     log_path: Path = Path()
     wall_seconds: float = 0.0
+    live_logged: bool = False  # every step's metrics reached MLflow while it trained
 
 
 def free_port() -> int:
