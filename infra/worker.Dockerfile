@@ -6,5 +6,5 @@ WORKDIR /opt/alignment
 COPY . .
 RUN python3.11 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir torch==2.13.0 \
     && DS_BUILD_OPS=0 /opt/venv/bin/pip install --no-cache-dir --no-build-isolation -c constraints.txt deepspeed \
-    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -e . dvc-s3
+    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -e ".[s3]"
 ENV PATH=/opt/venv/bin:$PATH
