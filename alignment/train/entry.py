@@ -62,12 +62,27 @@ class Job:
         return self.output_dir / "model"
 
     def last_checkpoint(self) -> str | None:
-        """The checkpoint to resume from, when resuming and one exists."""
+        """The newest complete checkpoint to resume from, when resuming and one exists.
+
+        The trainer writes ``trainer_state.json`` after the weights, optimizer, scheduler and
+        RNG states: a checkpoint without a readable one was cut off while saving (the job was
+        killed then), and the one before it is used instead.
+        """
         if not self.resume or not self.checkpoints_dir.is_dir():
             return None
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(str(self.checkpoints_dir))
+        steps = sorted(
+            (int(p.name.rpartition("-")[2]), p)
+            for p in self.checkpoints_dir.glob("checkpoint-*")
+            if p.is_dir() and p.name.rpartition("-")[2].isdigit()
+        )
+        for _, path in reversed(steps):
+            try:
+                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                print(f"skipping {path.name}: cut off while it was being saved", flush=True)
+                continue
+            return str(path)
+        return None
 
 
 def load_preferences(
