@@ -23,11 +23,11 @@ MAX_OUTAGE_S = 240  # MLflow comes back after the register task failed on it, or
 
 
 def _kill_job_after_a_checkpoint(ws: Path, stop: threading.Event, killed: list[int]) -> None:
-    """Wait until the SFT job has saved a checkpoint, then SIGKILL its training processes."""
+    """Wait until the SFT job has saved a whole checkpoint, then SIGKILL its processes."""
     import psutil
 
     while not stop.is_set():
-        if list(ws.glob("runs/*/sft/checkpoints/checkpoint-*")):
+        if list(ws.glob("runs/*/sft/checkpoints/checkpoint-*/trainer_state.json")):
             for proc in psutil.process_iter(["pid", "cmdline"]):
                 cmdline = " ".join(proc.info["cmdline"] or [])
                 if "alignment.train.entry" in cmdline and str(ws) in cmdline:
