@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import math
+import operator
 import re
 import zlib
 from collections import Counter
@@ -671,41 +672,144 @@ def join_record_tables(tables: list[Any]) -> Any:
     if len(tables) == 1:
         return tables[0]
     table = pa.concat_tables(tables)
-    return table.take(table.column("row").to_numpy().argsort(kind="stable"))
+    rows = table.column("row").to_numpy()
+    if (rows[1:] >= rows[:-1]).all():  # already in order (the usual case): no gather
+        # one chunk per table, as the gather gives: the Parquet pages follow the chunks
+        return table.combine_chunks()
+    return table.take(rows.argsort(kind="stable"))
 
 
 _ENCODE = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for strings
 
 
-def messages_json(column: Any) -> list[str]:
-    """Canonical JSON of each row's message list, exactly as ``json.dumps(messages,
-    sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes it."""
-    _, pc = _arrow()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(column)
-    turns = [
-        f'{{"content":{_ENCODE(c)},"role":{_ENCODE(r)}}}'
-        for c, r in zip(
-            pc.struct_field(flat, "content").to_pylist(),
-            pc.struct_field(flat, "role").to_pylist(),
-            strict=True,
-        )
+def string_rows_with(values: Any, flag: Any) -> Any:
+    """Per string of an Arrow string array: whether ``flag`` (bytes as a uint8 numpy array ->
+    bool array) marks any of its UTF-8 bytes. A vectorized scan of the data buffer, a window
+    at a time so that the temporaries stay in cache."""
+    pa, pc = _arrow()
+    import numpy as np
+
+    values = values.cast(pa.large_string())
+    n = len(values)
+    out = np.zeros(n, dtype=bool)
+    _, offsets_buf, data_buf = values.buffers()
+    if not n or data_buf is None:
+        return out
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[values.offset : values.offset + n + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    hits = [
+        np.flatnonzero(flag(data[w : min(w + _SCAN_WINDOW, end)])) + w
+        for w in range(start, end, _SCAN_WINDOW)
     ]
-    out, start = [], 0
-    for n in lengths.tolist():
-        out.append("[" + ",".join(turns[start : start + n]) + "]")
-        start += n
+    hits = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    if len(hits):
+        out[np.searchsorted(offsets, hits, side="right") - 1] = True
+    if values.null_count:
+        out &= pc.is_valid(values).to_numpy(zero_copy_only=False)
     return out
 
 
-def record_ids(prompt: Any, chosen: Any, rejected: Any) -> list[str]:
+_SCAN_WINDOW = 1 << 18
+
+
+def _json_escaped_bytes(data: Any) -> Any:
+    # what _ENCODE escapes: C0 controls, the quote and the backslash (all ASCII bytes)
+    flagged = data < 0x20
+    flagged |= data == 0x22
+    flagged |= data == 0x5C
+    return flagged
+
+
+def _json_escape(values: Any) -> Any:
+    """Each string of an Arrow array as the inside of its JSON literal, as ``_ENCODE`` writes
+    it: strings that need no escaping (the most) are kept as they are, the others go through
+    ``_ENCODE`` itself, so both give the same text."""
+    pa, pc = _arrow()
+
+    values = values.cast(pa.large_string())
+    special = string_rows_with(values, _json_escaped_bytes)
+    if special.any():
+        mask = pa.array(special)
+        escaped = [_ENCODE(s)[1:-1] for s in values.filter(mask).to_pylist()]
+        values = pc.replace_with_mask(values, mask, pa.array(escaped, pa.large_string()))
+    return values
+
+
+def concat_strings(*parts: Any) -> Any:
+    """Row-wise concatenation of large_string arrays and str constants."""
+    pa, pc = _arrow()
+    text = pa.large_string()
+    pieces = [pa.scalar(p, text) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*pieces, pa.scalar("", text))
+
+
+def messages_json(column: Any, spaced: bool = False) -> Any:
+    """Canonical JSON of each row's message list, exactly as ``json.dumps(messages,
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes it (an Arrow array);
+    ``spaced``: with json.dumps' default separators (", ", ": ") instead."""
+    pa, pc = _arrow()
+    import numpy as np
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    flat = pc.list_flatten(column)
+    content = _json_escape(pc.struct_field(flat, "content"))
+    role = _json_escape(pc.struct_field(flat, "role"))
+    colon, comma = (": ", ", ") if spaced else (":", ",")
+    head, middle = f'{{"content"{colon}"', f'"{comma}"role"{colon}"'
+    counts = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if (counts == 1).all():  # one turn per row (a response, most prompts): one concatenation
+        return concat_strings("[" + head, content, middle, role, '"}]')
+    turns = concat_strings(head, content, middle, role, '"}')
+    offsets = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    text = pa.large_string()
+    joined = pc.binary_join(
+        pa.LargeListArray.from_arrays(pa.array(offsets), turns), pa.scalar(comma, text)
+    )
+    return concat_strings("[", joined, "]")
+
+
+def sha256_digests(strings: Any) -> Any:
+    """The sha256 digest of each string of an Arrow string array, as an (n, 32) uint8 array."""
+    pa, _ = _arrow()
+    import numpy as np
+
+    if strings.null_count:
+        raise ValueError("sha256_digests: null strings have no digest")
+    # map() over C callables: no Python frame per row
+    blobs = strings.cast(pa.large_binary()).to_pylist()
+    digests = b"".join(map(_DIGEST, map(hashlib.sha256, blobs)))
+    return np.frombuffer(digests, dtype=np.uint8).reshape(len(strings), 32)
+
+
+_DIGEST = operator.methodcaller("digest")
+
+
+def digest_hex16(digests: Any) -> Any:
+    """The first 16 hex characters of each digest (``hexdigest()[:16]``), as an Arrow array."""
+    pa, _ = _arrow()
+    import numpy as np
+
+    n = len(digests)
+    hexed = np.ascontiguousarray(digests[:, :8]).tobytes().hex().encode("ascii")
+    offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(hexed)])
+
+
+def record_ids(prompt: Any, chosen: Any, rejected: Any) -> Any:
     """``record_id`` of each row of three message-list columns (same canonical JSON)."""
-    return [
-        hashlib.sha256(f'{{"chosen":{c},"prompt":{p},"rejected":{r}}}'.encode()).hexdigest()[:16]
-        for p, c, r in zip(
-            messages_json(prompt), messages_json(chosen), messages_json(rejected), strict=True
-        )
-    ]
+    blobs = concat_strings(
+        '{"chosen":',
+        messages_json(chosen),
+        ',"prompt":',
+        messages_json(prompt),
+        ',"rejected":',
+        messages_json(rejected),
+        "}",
+    )
+    return digest_hex16(sha256_digests(blobs))
 
 
 # JSONL rows of the conversational shape with nothing else are parsed by Arrow, a block of
@@ -731,13 +835,107 @@ def _fast_options() -> tuple[Any, Any]:
     )
 
 
-def _arrow_block(lines: list[tuple[int, bytes]], source: str, options: tuple) -> Any:
+def _line_batches(stream: Any, max_bytes: int) -> Iterator[tuple]:
+    """``_byte_lines`` a read at a time: the complete lines of each read as one batch
+    ``(buffer, starts, ends)`` (offsets into the buffer, newline excluded), and a line over
+    max_bytes that had to be dropped while read as ``(head, full length)``."""
+    import numpy as np
+
+    buf = b""
+    skipped = 0  # bytes of an overlong line already dropped
+    head = b""
+    while True:
+        data = stream.read(_READ_BYTES)
+        if not data:
+            break
+        buf += data
+        if skipped:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                skipped += len(buf)
+                buf = b""
+                continue
+            yield head, skipped + nl
+            skipped, head = 0, b""
+            buf = buf[nl + 1 :]
+        ends = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 0x0A)
+        if len(ends):
+            starts = np.empty_like(ends)
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+            yield buf, starts, ends
+            buf = buf[int(ends[-1]) + 1 :]
+        if len(buf) > max_bytes:
+            head = buf[: RAW_KEEP_CHARS * 4]
+            skipped += len(buf)
+            buf = b""
+    if skipped:
+        yield head, skipped + len(buf)
+    elif buf:
+        yield buf, np.zeros(1, dtype=np.int64), np.array([len(buf)], dtype=np.int64)
+
+
+@dataclass
+class _Lines:
+    """Lines joined by newlines in ``data``: line i is ``data[bounds[i]:bounds[i + 1] - 1]``,
+    and came from input line ``linenos[i]``."""
+
+    data: bytes
+    bounds: Any  # np.ndarray, one more than the lines
+    linenos: Any  # np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.linenos)
+
+    def part(self, start: int, stop: int) -> _Lines:
+        return _Lines(self.data, self.bounds[start : stop + 1], self.linenos[start:stop])
+
+    def text(self) -> memoryview:
+        """The lines of this part joined by newlines, without a copy."""
+        return memoryview(self.data)[int(self.bounds[0]) : int(self.bounds[-1]) - 1]
+
+    def items(self) -> Iterator[tuple[int, bytes]]:
+        bounds = self.bounds.tolist()
+        for i, lineno in enumerate(self.linenos.tolist()):
+            yield lineno, self.data[bounds[i] : bounds[i + 1] - 1]
+
+    @classmethod
+    def join(cls, segments: list[tuple[bytes, Any, Any, Any]]) -> _Lines:
+        """One ``_Lines`` of (buffer, starts, ends, line numbers) segments, in order; a run of
+        lines that lies newline-separated in its buffer is taken in one slice."""
+        import numpy as np
+
+        parts, bounds, linenos = [], [], []
+        pos = 0
+        for buf, starts, ends, numbers in segments:
+            if not len(starts):
+                continue
+            if (starts[1:] == ends[:-1] + 1).all():
+                data = buf[int(starts[0]) : int(ends[-1])]
+                local = starts - starts[0]
+            else:
+                spans = zip(starts.tolist(), ends.tolist(), strict=True)
+                data = b"\n".join([buf[s:e] for s, e in spans])
+                local = np.zeros(len(starts), dtype=np.int64)
+                np.cumsum(ends[:-1] - starts[:-1] + 1, out=local[1:])
+            parts.append(data)
+            bounds.append(local + pos)
+            linenos.append(numbers)
+            pos += len(data) + 1
+        return cls(
+            b"\n".join(parts),
+            np.concatenate([*bounds, np.array([pos], dtype=np.int64)]),
+            np.concatenate(linenos) if linenos else np.zeros(0, dtype=np.int64),
+        )
+
+
+def _arrow_block(lines: _Lines, source: str, options: tuple) -> Any:
     """The block's records as a table, or None when Arrow cannot map every line exactly."""
     pa, pc = _arrow()
     import pyarrow.json as paj
 
     try:
-        table = paj.read_json(io.BytesIO(b"\n".join(line for _, line in lines)), *options)
+        table = paj.read_json(pa.BufferReader(pa.py_buffer(lines.text())), *options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(lines):  # Arrow skips blank-looking lines the reader kept
@@ -758,10 +956,10 @@ def _arrow_block(lines: list[tuple[int, bytes]], source: str, options: tuple) ->
     n = table.num_rows
     return pa.table(
         {
-            "id": pa.array(record_ids(columns["prompt"], columns["chosen"], columns["rejected"])),
+            "id": record_ids(columns["prompt"], columns["chosen"], columns["rejected"]),
             **columns,
             "source": pa.array([source] * n, pa.string()),
-            "row": pa.array([lineno for lineno, _ in lines], pa.int64()),
+            "row": pa.array(lines.linenos, pa.int64()),
             "score_chosen": table.column("score_chosen"),
             "score_rejected": table.column("score_rejected"),
             "meta": pa.nulls(n, pa.string()),
@@ -772,7 +970,7 @@ def _arrow_block(lines: list[tuple[int, bytes]], source: str, options: tuple) ->
 
 
 def _read_block(
-    lines: list[tuple[int, bytes]], source: str, fmt: str, ranked_pairs: str, options: tuple
+    lines: _Lines, source: str, fmt: str, ranked_pairs: str, options: tuple
 ) -> tuple[list[Any], list[dict], int]:
     """(record tables, malformed rows, blank lines) of a block of lines, bisecting on failure."""
     if len(lines) > _SLOW_BLOCK:
@@ -780,11 +978,11 @@ def _read_block(
         if table is not None:
             return [table], [], 0
         half = len(lines) // 2
-        t1, m1, b1 = _read_block(lines[:half], source, fmt, ranked_pairs, options)
-        t2, m2, b2 = _read_block(lines[half:], source, fmt, ranked_pairs, options)
+        t1, m1, b1 = _read_block(lines.part(0, half), source, fmt, ranked_pairs, options)
+        t2, m2, b2 = _read_block(lines.part(half, len(lines)), source, fmt, ranked_pairs, options)
         return t1 + t2, m1 + m2, b1 + b2
     records, malformed, blank = [], [], 0
-    for lineno, line in lines:
+    for lineno, line in lines.items():
         parsed = _jsonl_line(lineno, line, len(line), MAX_ROW_BYTES)
         if parsed is None:  # whitespace that is not ASCII: no row after all
             blank += 1
@@ -801,6 +999,9 @@ def _read_block(
     return ([records_table(records)] if records else []), malformed, blank
 
 
+_ASCII_SPACE = (0x20, 0x09, 0x0B, 0x0C, 0x0D)  # what bytes.isspace() takes, but the newline
+
+
 def _fast_jsonl_chunks(
     file: Path,
     source: str,
@@ -810,21 +1011,33 @@ def _fast_jsonl_chunks(
     ranked_pairs: str,
     max_row_bytes: int,
 ) -> Iterator[Chunk]:
-    """``_file_chunks`` for JSONL of a conversational format: the same rows, read by Arrow."""
+    """``_file_chunks`` for JSONL of a conversational format: the same rows, read by Arrow.
+
+    Lines are found, classified and gathered with array operations a read at a time; only
+    lines that need a look of their own (over max_row_bytes, a BOM, blank-looking) go one
+    by one.
+    """
+    import numpy as np
+
     options = _fast_options()
-    pending: list[tuple[int, bytes]] = []  # lines for Arrow
+    pending: list[tuple[bytes, Any, Any, Any]] = []  # (buffer, starts, ends, line numbers)
     chunk = Chunk([], [], 0, source)
     tables: list[Any] = []
 
     def finish() -> Chunk:
-        for start in range(0, len(pending), _FAST_BLOCK):
+        lines = _Lines.join(pending)
+        pending.clear()
+        for start in range(0, len(lines), _FAST_BLOCK):
             got, bad, blank = _read_block(
-                pending[start : start + _FAST_BLOCK], source, fmt, ranked_pairs, options
+                lines.part(start, min(start + _FAST_BLOCK, len(lines))),
+                source,
+                fmt,
+                ranked_pairs,
+                options,
             )
             tables.extend(got)
             chunk.malformed.extend(bad)
             chunk.rows -= blank
-        pending.clear()
         if chunk.records:
             tables.append(records_table(chunk.records))
             chunk.records = []
@@ -834,35 +1047,74 @@ def _fast_jsonl_chunks(
         info.rows_read += chunk.rows
         return chunk
 
+    def one_line(lineno: int, line: bytes, length: int) -> None:
+        parsed = _jsonl_line(lineno, line, length, max_row_bytes)
+        if parsed is None:
+            return
+        obj, raw = parsed
+        chunk.rows += 1
+        try:
+            if isinstance(obj, _Malformed):
+                raise obj
+            chunk.records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
+        except _Malformed as exc:
+            chunk.malformed.append(
+                {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
+            )
+
     with contextlib.ExitStack() as stack:
         stream = _open_binary(file, _suffixes(file)[1], stack)
-        for lineno, (line, length) in enumerate(_byte_lines(stream, max_row_bytes)):
-            if length > max_row_bytes or (lineno == 0 and line.startswith(b"\xef\xbb\xbf")):
-                parsed = _jsonl_line(lineno, line, length, max_row_bytes)
-                if parsed is None:
-                    continue
-                obj, raw = parsed
-                chunk.rows += 1
-                try:
-                    if isinstance(obj, _Malformed):
-                        raise obj
-                    chunk.records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
-                except _Malformed as exc:
-                    chunk.malformed.append(
-                        {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
+        lineno = 0
+        for batch in _line_batches(stream, max_row_bytes):
+            if len(batch) == 2:  # an overlong line, dropped while read
+                one_line(lineno, *batch)
+                lineno += 1
+                if chunk.rows >= chunk_rows:
+                    done = finish()
+                    if done.rows:
+                        yield done
+                    chunk = Chunk([], [], 0, source)
+                continue
+            buf, starts, ends = batch
+            k = len(starts)
+            numbers = np.arange(lineno, lineno + k, dtype=np.int64)
+            data = np.frombuffer(buf, dtype=np.uint8)
+            special = ends - starts > max_row_bytes
+            if lineno == 0 and buf.startswith(b"\xef\xbb\xbf"):
+                special[0] = True
+            # a line's trailing \r is no part of it; a line of ASCII whitespace is no row
+            ends = ends - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 0x0D) & ~special)
+            blank = (ends == starts) & ~special
+            spacy = np.isin(data[np.minimum(starts, len(data) - 1)], _ASCII_SPACE)
+            for i in np.flatnonzero(spacy & ~blank & ~special).tolist():
+                blank[i] = buf[starts[i] : ends[i]].isspace()
+            pos = 0
+            for stop in [*np.flatnonzero(special).tolist(), k]:
+                while pos < stop:  # ordinary lines pos..stop, up to the end of the chunk
+                    rows = np.flatnonzero(~blank[pos:stop]) + pos
+                    room = chunk_rows - chunk.rows
+                    take = rows[:room]
+                    pending.append((buf, starts[take], ends[take], numbers[take]))
+                    chunk.rows += len(take)
+                    pos = int(rows[room]) if len(rows) > room else stop
+                    if chunk.rows >= chunk_rows:
+                        done = finish()
+                        if done.rows:
+                            yield done
+                        chunk = Chunk([], [], 0, source)
+                if stop < k:
+                    one_line(
+                        lineno + stop,
+                        buf[starts[stop] : ends[stop]],
+                        int(ends[stop] - starts[stop]),
                     )
-            else:
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if not line or line.isspace():
-                    continue  # a blank line is no row
-                pending.append((lineno, line))
-                chunk.rows += 1
-            if chunk.rows >= chunk_rows:
-                done = finish()
-                if done.rows:
-                    yield done
-                chunk = Chunk([], [], 0, source)
+                    pos = stop + 1
+                    if chunk.rows >= chunk_rows:
+                        done = finish()
+                        if done.rows:
+                            yield done
+                        chunk = Chunk([], [], 0, source)
+            lineno += k
         if _truncated(stream):
             info.notes.append(
                 f"{file.name}: truncated gzip: rows after the last complete one are lost"

@@ -6,9 +6,11 @@ memory is bounded by a chunk plus the hash sets that find duplicates across chun
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,11 +76,19 @@ def _score(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    rows = [{k: _cell(v) for k, v in rec.items()} for rec in rows]
-    for rec in rows:
-        rec["score_chosen"] = _score(rec["score_chosen"])
-        rec["score_rejected"] = _score(rec["score_rejected"])
+def _table(rows: list[dict], schema: pa.Schema, plain: bool = False) -> pa.Table:
+    """Rows as a table; ``plain``: the values are Python's own already (no numpy, no NaN
+    but in scores), as the validator gives them, so only the scores need a look."""
+    if not plain:
+        rows = [{k: _cell(v) for k, v in rec.items()} for rec in rows]
+    rows = [
+        {
+            **rec,
+            "score_chosen": _score(rec["score_chosen"]),
+            "score_rejected": _score(rec["score_rejected"]),
+        }
+        for rec in rows
+    ]
     return pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(None)
 
 
@@ -93,27 +103,53 @@ def parquet_bytes(df: pd.DataFrame, schema: pa.Schema) -> bytes:
 
 
 class _ParquetOut:
-    """A Parquet file written chunk by chunk under a temporary name, renamed when complete."""
+    """A Parquet file written chunk by chunk under a temporary name, renamed when complete.
+
+    Each chunk is encoded and compressed on a writer thread (Arrow releases the GIL there)
+    while the caller reads and validates the next one; one chunk at most is in flight, and
+    chunks are written in the order given, so the bytes are those of a plain sequential write.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.path, self.schema = path, schema
         self.tmp = path.with_name(f".{path.name}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(str(self.tmp), schema, **_PARQUET_OPTIONS)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-out")
+        self._pending: Future | None = None
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # a write error surfaces here, in the caller
 
     def write(self, rows: list[dict] | pa.Table) -> None:
         if isinstance(rows, pa.Table):
-            if rows.num_rows:
-                self.writer.write_table(rows.cast(self.schema).replace_schema_metadata(None))
+            if not rows.num_rows:
+                return
+            table = rows.cast(self.schema).replace_schema_metadata(None)
         elif rows:
-            self.writer.write_table(_table(rows, self.schema))
+            table = _table(rows, self.schema, plain=True)
+        else:
+            return
+        self._wait()
+        self._pending = self._thread.submit(self.writer.write_table, table)
 
     def close(self) -> Path:
+        try:
+            self._wait()
+        except BaseException:
+            self.abort()
+            raise
+        self._thread.shutdown()
         self.writer.close()
         self.tmp.replace(self.path)
         return self.path
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the error being handled is the one to report
+            self._wait()
+        self._thread.shutdown()
         self.writer.close()
         self.tmp.unlink(missing_ok=True)
 

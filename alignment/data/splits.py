@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -49,14 +50,19 @@ def prompt_bucket(prompt: Any) -> float:
     return int(digest[:15], 16) / 16**15
 
 
-def prompt_buckets(prompts: Any) -> list[float]:
-    """``prompt_bucket`` of each row of an Arrow message-list column (same canonical JSON)."""
-    from alignment.data.formats import messages_json
+def digest_buckets(digests: Any) -> np.ndarray:
+    """``prompt_bucket`` from sha256 digests of prompt keys ((n, 32) uint8): the first 15 hex
+    digits (60 bits) over 16**15, the same float as the per-prompt function gives."""
+    head = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+    # both exact: a 60-bit integer rounds once to float64, and 2**60 is a power of two
+    return (head >> np.uint64(4)).astype(np.float64) / float(16**15)
 
-    return [
-        int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
-        for key in messages_json(prompts)
-    ]
+
+def prompt_buckets(prompts: Any) -> np.ndarray:
+    """``prompt_bucket`` of each row of an Arrow message-list column (same canonical JSON)."""
+    from alignment.data.formats import messages_json, sha256_digests
+
+    return digest_buckets(sha256_digests(messages_json(prompts)))
 
 
 def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,15 +14,17 @@ Speed: records arrive as Arrow tables; ``flatten`` derives one narrow frame of p
 measurements and flags (lengths, roles, equality, control characters, scores, hashed
 duplicate keys) with column kernels, and GX validates that frame, its unexpected indexes
 naming the rows to quarantine. No text passes through GX and no Python runs per row except
-the duplicate bookkeeping across chunks.
+the duplicate bookkeeping across chunks (C-level ``map`` over sets). GX itself is imported on
+a thread while the first chunk is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
-import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,14 @@ import pyarrow.compute as pc
 from alignment.config import ValidationConfig
 from alignment.data.formats import (
     CANONICAL_COLUMNS,
+    concat_strings,
+    messages_json,
     records_table,
+    sha256_digests,
+    string_rows_with,
     table_records,
 )
-from alignment.data.splits import normalized_prompt, prompt_buckets
+from alignment.data.splits import digest_buckets, normalized_prompt
 from alignment.workspace import atomic_write_text
 
 REJECTED_COLUMNS = [*CANONICAL_COLUMNS, "raw", "reasons"]
@@ -154,6 +160,8 @@ class _Turns:
         return pa.ListArray.from_arrays(pa.array(offsets), values)
 
     def joined(self, sep: str) -> pa.Array:
+        if (self.count == 1).all():  # one turn per row (chosen, rejected): the text itself
+            return self.content
         return pc.binary_join(self.regroup(self.content), sep)
 
     def shape(self) -> np.ndarray:
@@ -172,7 +180,9 @@ def _row_max(turns: _Turns, values: np.ndarray, n: int, empty: int = 0) -> np.nd
 
 
 def _stripped_chars(text: pa.Array) -> np.ndarray:
-    return pc.utf8_length(pc.utf8_trim(text, _PY_WHITESPACE)).to_numpy(zero_copy_only=False)
+    # int64, not Arrow's int32: GX compares int64/float columns vectorized, others row by row
+    chars = pc.utf8_length(pc.utf8_trim(text, _PY_WHITESPACE)).to_numpy(zero_copy_only=False)
+    return chars.astype(np.int64)
 
 
 def flatten(
@@ -205,13 +215,7 @@ def flatten(
         _row_max(prompt, prompt.chars, n),
         np.maximum(_row_max(chosen, chosen.chars, n), _row_max(rejected, rejected.chars, n)),
     )
-    control = pc.or_(
-        pc.match_substring_regex(prompt_text, CONTROL_CHARS),
-        pc.or_(
-            pc.match_substring_regex(chosen_text, CONTROL_CHARS),
-            pc.match_substring_regex(rejected_text, CONTROL_CHARS),
-        ),
-    )
+    control = _control_rows(prompt_text) | _control_rows(chosen_text) | _control_rows(rejected_text)
     scores = {}
     scores_ok = pc.is_null(table.column("score_raw")).to_numpy(zero_copy_only=False)
     for col in ("score_chosen", "score_rejected"):
@@ -232,14 +236,14 @@ def flatten(
             "chosen_role": chosen.shape(),
             "rejected_role": rejected.shape(),
             "max_turn_chars": max_turn,
-            "control_characters": control.to_numpy(zero_copy_only=False),
+            "control_characters": control,
             "scores_ok": scores_ok,
             **scores,
             "prompt_chars": pc.utf8_length(prompt_text).to_numpy(zero_copy_only=False),
         },
         index=pd.RangeIndex(n),
     )
-    _set_keys(frame, table, prompt, prompt_text, seen)
+    _set_keys(frame, table, prompt_text, seen)
     if tokenizer is not None:
         texts = {"prompt_text": prompt_text, "chosen_text": chosen_text}
         texts["rejected_text"] = rejected_text
@@ -247,43 +251,116 @@ def flatten(
     return frame
 
 
+def _control_candidate_bytes(data: np.ndarray) -> np.ndarray:
+    # C0 controls but \t \n \r, DEL, and 0xC2: the lead byte of every C1 control in UTF-8
+    flagged = data < 0x20
+    for allowed in (0x09, 0x0A, 0x0D):
+        flagged &= data != allowed
+    flagged |= data == 0x7F
+    flagged |= data == 0xC2
+    return flagged
+
+
+def _control_rows(text: pa.Array) -> np.ndarray:
+    """Rows whose text holds a CONTROL_CHARS character: a byte scan finds the few candidate
+    rows, the regex decides on those alone."""
+    out = string_rows_with(text, _control_candidate_bytes)
+    if out.any():
+        rows = np.flatnonzero(out)
+        found = pc.match_substring_regex(text.take(pa.array(rows)), CONTROL_CHARS)
+        out[rows] = pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+    return out
+
+
 def _hashes(strings: pa.Array) -> np.ndarray:
     """A 64-bit hash per string (pandas' keyed SipHash: fixed across runs and processes)."""
     return pd.util.hash_array(strings.to_numpy(zero_copy_only=False), categorize=False)
 
 
-def _normalized(prompt_text: pa.Array) -> pa.Array:
-    """``splits.normalized_prompt`` of each text: Arrow kernels for ASCII text (where RE2's
-    ``\\W`` and lowercasing agree with Python's), Python's own regex for the rest."""
-    ascii_rows = pc.string_is_ascii(prompt_text)
-    fast = pc.utf8_trim(
-        pc.replace_substring_regex(pc.ascii_lower(prompt_text), r"[\W_]+", " "), " "
+def _id_keys(ids: pa.Array) -> np.ndarray:
+    """A 64-bit key per record id: the id's own 16 hex digits (ids are content hashes), or
+    the id's hash for an id of another shape."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    hex16 = pc.fill_null(pc.match_substring_regex(ids, "^[0-9a-f]{16}$"), False)
+    keys = np.zeros(len(ids), dtype=np.uint64)
+    well = hex16.to_numpy(zero_copy_only=False)
+    if well.any():
+        hex_ids = ids.filter(hex16)
+        one_row = pa.ListArray.from_arrays(pa.array([0, len(hex_ids)], pa.int32()), hex_ids)
+        digits = pc.binary_join(one_row, "")[0].as_py()
+        keys[well] = np.frombuffer(bytes.fromhex(digits), dtype=">u8")
+    if not well.all():
+        keys[~well] = _hashes(pc.fill_null(ids.filter(pc.invert(hex16)), ""))
+    return keys
+
+
+# ASCII bytes as ``splits.normalized_prompt`` sees them: letters lowercased, digits kept,
+# everything else (``[\W_]``) a space
+_WORD_BYTES = np.full(256, 0x20, dtype=np.uint8)
+_WORD_BYTES[ord("0") : ord("9") + 1] = np.arange(ord("0"), ord("9") + 1)
+_WORD_BYTES[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_WORD_BYTES[ord("A") : ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
+
+
+def _ascii_normalized(text: pa.Array) -> pa.Array:
+    """``splits.normalized_prompt`` of ASCII strings, on the bytes: map each byte through
+    ``_WORD_BYTES``, drop every space that starts a row or follows a space, trim the end."""
+    text = text.cast(pa.large_string())
+    n = len(text)
+    _, offsets_buf, data_buf = text.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[text.offset : text.offset + n + 1]
+    if not n or data_buf is None or offsets[-1] == offsets[0]:
+        return pa.array([""] * n, pa.large_string())
+    rel = offsets - offsets[0]
+    data = _WORD_BYTES[np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]]
+    space = data == 0x20
+    after_space = np.empty_like(space)
+    after_space[0] = True
+    after_space[1:] = space[:-1]
+    starts = rel[:-1]
+    after_space[starts[starts < len(data)]] = True
+    dropped = space & after_space
+    row_of_dropped = np.searchsorted(rel, np.flatnonzero(dropped), side="right") - 1
+    new_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.diff(rel) - np.bincount(row_of_dropped, minlength=n), out=new_offsets[1:])
+    keep = ~dropped
+    collapsed = pa.Array.from_buffers(
+        pa.large_string(), n, [None, pa.py_buffer(new_offsets), pa.py_buffer(data[keep])]
     )
-    if pc.all(ascii_rows).as_py() is not False:
-        return fast
-    other = np.flatnonzero(~ascii_rows.to_numpy(zero_copy_only=False))
-    slow = [normalized_prompt(t) for t in prompt_text.take(pa.array(other)).to_pylist()]
-    values = fast.to_numpy(zero_copy_only=False).astype(object)
-    values[other] = slow
-    return pa.array(values, pa.string())
+    return pc.utf8_rtrim(collapsed, " ")
 
 
-def _set_keys(
-    frame: pd.DataFrame, table: pa.Table, prompt: _Turns, prompt_text: pa.Array, seen: SeenState
-) -> None:
-    """duplicate / near_duplicate against every earlier row, and the normalized prompt key."""
-    exact_turns = pc.binary_join_element_wise(prompt.role, prompt.content, "\x1f")
-    exact = _hashes(pc.binary_join(prompt.regroup(exact_turns), "\x1e")).tolist()
-    norms = _hashes(_normalized(prompt_text))
-    ids = _hashes(table.column("id").combine_chunks()).tolist()
-    duplicate, near = [], []
-    for rid, norm, key in zip(ids, norms.tolist(), exact, strict=True):
-        duplicate.append(rid in seen.ids)
-        seen.ids.add(rid)
-        near.append(seen.spelling.setdefault(norm, key) != key)
-    frame["duplicate"] = np.array(duplicate, dtype=bool)
-    frame["near_duplicate"] = np.array(near, dtype=bool)
+def _norm_keys(prompt_text: pa.Array) -> np.ndarray:
+    """Hash of ``splits.normalized_prompt`` of each text: byte kernels for ASCII text,
+    Python's own regex for the rest."""
+    ascii_rows = pc.string_is_ascii(prompt_text).to_numpy(zero_copy_only=False)
+    keys = _hashes(_ascii_normalized(prompt_text))
+    if not ascii_rows.all():
+        other = np.flatnonzero(~ascii_rows)
+        slow = [normalized_prompt(t) for t in prompt_text.take(pa.array(other)).to_pylist()]
+        keys[other] = _hashes(pa.array(slow, pa.string()))
+    return keys
+
+
+def _set_keys(frame: pd.DataFrame, table: pa.Table, prompt_text: pa.Array, seen: SeenState) -> None:
+    """duplicate / near_duplicate against every earlier row, the normalized prompt key, and
+    the prompt's split bucket.
+
+    One sha256 of the prompt's canonical JSON gives both its exact-spelling key and its
+    bucket (``splits.prompt_bucket``); the seen-state updates run as C-level ``map`` calls.
+    """
+    digests = sha256_digests(messages_json(table.column("prompt")))
+    exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+    norms = _norm_keys(prompt_text)
+    ids = _id_keys(table.column("id")).tolist()
+    earlier = np.fromiter(map(seen.ids.__contains__, ids), dtype=bool, count=len(ids))
+    seen.ids.update(ids)
+    # an id twice in this chunk: every occurrence after the first is a duplicate
+    frame["duplicate"] = earlier | pd.Series(ids, dtype=np.uint64).duplicated().to_numpy()
+    first = list(map(seen.spelling.setdefault, norms.tolist(), exact.tolist()))
+    frame["near_duplicate"] = np.array(first, dtype=np.uint64) != exact
     frame["norm_key"] = norms
+    frame["bucket"] = digest_buckets(digests)
 
 
 def _token_columns(
@@ -376,6 +453,25 @@ def _suite(gx: Any, gxe: Any, cfg: ValidationConfig) -> Any:
     return suite
 
 
+def _import_gx() -> None:
+    """Import Great Expectations (seconds of pure import work) ahead of its first use."""
+    # a failure here is left to the import where GX is used, which reports it
+    with contextlib.suppress(Exception):
+        import great_expectations.expectations  # noqa: F401
+        from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: F401
+
+
+def _start_gx_import() -> threading.Thread:
+    """Import GX on a thread while the first chunk is read; ``join`` before using it."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # the readers' own lazy import, done first so the two threads never wait on each other
+    import pyarrow.json  # noqa: F401
+
+    thread = threading.Thread(target=_import_gx, name="gx-import", daemon=True)
+    thread.start()
+    return thread
+
+
 class _GXRunner:
     """One ephemeral GX context, suite and checkpoint, run once per chunk."""
 
@@ -457,6 +553,35 @@ def _raw(rec: dict) -> str:
     return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def _raw_texts(table: pa.Table, records: list[dict]) -> list[str]:
+    """``_raw`` of each record of ``table`` (``records``: the same rows as dicts), with the
+    message lists written by column kernels; the same text."""
+    if not records:
+        return []
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+    scores = {
+        col: pa.array([dump(rec[col]) for rec in records], pa.large_string())
+        for col in ("score_chosen", "score_rejected")
+    }
+    raw = concat_strings(
+        '{"chosen": ',
+        messages_json(table.column("chosen"), spaced=True),
+        ', "prompt": ',
+        messages_json(table.column("prompt"), spaced=True),
+        ', "rejected": ',
+        messages_json(table.column("rejected"), spaced=True),
+        ', "score_chosen": ',
+        scores["score_chosen"],
+        ', "score_rejected": ',
+        scores["score_rejected"],
+        "}",
+    )
+    return raw.to_pylist()
+
+
 class Validator:
     """Validate chunk after chunk; ``finish`` applies the set-level rules and gives the report.
 
@@ -478,11 +603,14 @@ class Validator:
         self.tokenizer = load_tokenizer(cfg)
         self.seen = SeenState.empty()
         self._gx: _GXRunner | None = None
+        self._gx_import = _start_gx_import()
         self.records = self.malformed = self.accepted = self.rejected = 0
         self.rule_counts = dict.fromkeys(self._rules(), 0)
         self.malformed_counts: dict[str, int] = {}
         self.expectations: dict[str, dict] = {}
-        self._side: dict[int, int] = {}  # normalized prompt -> 1 train, 2 eval, 3 both
+        # normalized prompts accepted on each side of the split
+        self._train_prompts: set[int] = set()
+        self._eval_prompts: set[int] = set()
         self._stats = {"chosen_longer": 0, "unequal": 0, "log_ratio_sum": 0.0}
         self._chars = {"prompt": 0, "chosen": 0, "rejected": 0}
 
@@ -500,6 +628,7 @@ class Validator:
         if table.num_rows:
             flat = flatten(table, self.seen, self.tokenizer, self.cfg.max_tokens)
             if self._gx is None:
+                self._gx_import.join()
                 docs_dir = self.report_dir / "data_docs" if self.build_docs else None
                 self._gx = _GXRunner(self.cfg, docs_dir)
             columns = GX_COLUMNS + (list(TOKEN_COLUMNS) if self.tokenizer is not None else [])
@@ -517,9 +646,13 @@ class Validator:
         bad = np.array(sorted(reasons), dtype=np.int64)
         keep[bad] = False
         accepted = table.filter(pa.array(keep)).drop_columns(["score_raw"])
+        bad_rows = table.take(pa.array(bad))
+        bad_records = table_records(bad_rows)
         rejected = [
-            {**rec, "raw": _raw(rec), "reasons": reasons[int(i)]}
-            for i, rec in zip(bad, table_records(table.take(pa.array(bad))), strict=True)
+            {**rec, "raw": raw, "reasons": reasons[i]}
+            for i, rec, raw in zip(
+                bad.tolist(), bad_records, _raw_texts(bad_rows, bad_records), strict=True
+            )
         ]
         for m in malformed:
             rejected.append(
@@ -538,29 +671,29 @@ class Validator:
         if accepted.num_rows + len(rejected) != table.num_rows + len(malformed):
             raise RuntimeError("validation lost rows: accepted + rejected != records + malformed")
         if flat is not None and accepted.num_rows:
-            self._account(flat[keep], accepted)
+            self._account(flat[keep])
         self.records += table.num_rows
         self.malformed += len(malformed)
         self.accepted += accepted.num_rows
         self.rejected += len(rejected)
         return accepted, rejected
 
-    def _account(self, flat: pd.DataFrame, accepted: pa.Table) -> None:
+    def _account(self, flat: pd.DataFrame) -> None:
         """Set-level statistics over accepted rows: lengths and split sides."""
         c = flat["chosen_chars"].to_numpy()
         r = flat["rejected_chars"].to_numpy()
         self._stats["chosen_longer"] += int((c > r).sum())
         self._stats["unequal"] += int((c != r).sum())
         self._stats["log_ratio_sum"] += float(
-            pd.Series(c + 1).map(math.log).sum() - pd.Series(r + 1).map(math.log).sum()
+            np.log(c + 1.0).sum(dtype=np.float64) - np.log(r + 1.0).sum(dtype=np.float64)
         )
         self._chars["prompt"] += int(flat["prompt_chars"].sum())
         self._chars["chosen"] += int(c.sum())
         self._chars["rejected"] += int(r.sum())
-        buckets = prompt_buckets(accepted.column("prompt"))
-        for norm, bucket in zip(flat["norm_key"].tolist(), buckets, strict=True):
-            side = 2 if bucket < self.eval_fraction else 1
-            self._side[norm] = self._side.get(norm, 0) | side
+        norms = flat["norm_key"].to_numpy()
+        is_eval = flat["bucket"].to_numpy() < self.eval_fraction
+        self._eval_prompts.update(norms[is_eval].tolist())
+        self._train_prompts.update(norms[~is_eval].tolist())
 
     def statistics(self) -> dict:
         n = self.accepted
@@ -573,9 +706,9 @@ class Validator:
             "mean_prompt_chars": round(self._chars["prompt"] / n, 3) if n else None,
             "mean_chosen_chars": round(self._chars["chosen"] / n, 3) if n else None,
             "mean_rejected_chars": round(self._chars["rejected"] / n, 3) if n else None,
-            "prompts": len(self._side),
-            "eval_prompts": sum(1 for s in self._side.values() if s & 2),
-            "leaked_prompts": sum(1 for s in self._side.values() if s == 3),
+            "prompts": len(self._train_prompts | self._eval_prompts),
+            "eval_prompts": len(self._eval_prompts),
+            "leaked_prompts": len(self._train_prompts & self._eval_prompts),
         }
 
     def finish(self) -> tuple[dict, Path | None]:

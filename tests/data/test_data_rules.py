@@ -223,7 +223,9 @@ def test_prompt_leakage_check_on_split_outputs(tmp_path):
 
 def test_leakage_is_a_set_level_failure_of_the_validator(tmp_path):
     validator = Validator(LOOSE, tmp_path, build_docs=False, eval_fraction=0.5)
-    validator._side[1] = 3  # as if one normalized prompt had been accepted on both sides
+    # as if one normalized prompt had been accepted on both sides
+    validator._train_prompts.add(1)
+    validator._eval_prompts.add(1)
     report, _ = validator.finish()
     assert report["passed"] is False and report["failures"][0].startswith("prompt_leakage: 1")
 
