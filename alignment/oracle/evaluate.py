@@ -1,0 +1,179 @@
+"""Score a policy on the oracle task: mean oracle reward, win rate against the SFT policy, KL to
+the SFT policy, and length/diversity statistics, all on responses sampled for held-out prompts.
+
+KL(policy || SFT) is estimated on the policy's own samples (temperature 1, no top-k/top-p, so
+the samples come from the policy itself) from the log-probs both models give the sampled tokens:
+k1 = log pi(y) - log pi_sft(y) per response, averaged (unbiased), and k3 (never negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignment.evaluation.metrics import bootstrap_ci, kl_estimate, win_indicators
+from alignment.oracle.task import as_messages, oracle_reward, text_stats
+
+
+@dataclass
+class Samples:
+    """Responses sampled from one policy, with per-token log-probs under it and the reference."""
+
+    prompts: list[str]
+    texts: list[str]
+    token_counts: list[int]
+    logp_policy: np.ndarray  # [n, tokens]
+    logp_reference: np.ndarray | None = None  # [n, tokens]
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return np.array([oracle_reward(t) for t in self.texts], float)
+
+
+def load_policy(path: Path | str, device: str = "cpu") -> tuple[Any, Any]:
+    """A causal LM in eval mode (fp32, safetensors, no remote code) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, trust_remote_code=False, use_safetensors=True
+    ).to(device)
+    return model.eval(), tokenizer
+
+
+def sample(
+    policy: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    seed: int,
+    reference: Any = None,
+    batch_size: int = 64,
+    temperature: float = 1.0,
+) -> Samples:
+    """One response per prompt (pure sampling), scored under the policy and the reference."""
+    import torch
+    from transformers import GenerationConfig
+
+    from alignment.methods.ppo import left_pad, response_logprobs
+
+    device = next(policy.parameters()).device
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    generation = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=pad,
+        eos_token_id=eos,
+    )
+    texts, counts = [], []
+    logps, ref_logps = [], []
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for first in range(0, len(prompts), batch_size):
+            batch = prompts[first : first + batch_size]
+            ids = [
+                list(
+                    tokenizer.apply_chat_template(
+                        as_messages(p), add_generation_prompt=True, return_dict=False
+                    )
+                )
+                for p in batch
+            ]
+            query, query_mask = (t.to(device) for t in left_pad(ids, pad))
+            context = query.shape[1]
+            out = policy.generate(
+                input_ids=query, attention_mask=query_mask, generation_config=generation
+            )
+            responses = out[:, context:]
+            responses = torch.nn.functional.pad(
+                responses, (0, max_new_tokens - responses.shape[1]), value=pad
+            )
+            is_eos = responses == eos
+            ended = is_eos.any(1)
+            first_eos = torch.where(ended, is_eos.float().argmax(1), responses.shape[1] - 1)
+            positions = torch.arange(responses.shape[1], device=device)
+            mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
+            responses = torch.where(mask.bool(), responses, pad)
+            full = torch.cat([query, responses], dim=1)
+            attention = torch.cat([query_mask, mask], dim=1)
+            lp = response_logprobs(policy, full, attention, context, temperature) * mask
+            logps.append(lp.cpu().numpy())
+            if reference is not None:
+                rlp = response_logprobs(reference, full, attention, context, temperature) * mask
+                ref_logps.append(rlp.cpu().numpy())
+            for row in range(len(batch)):
+                kept = responses[row][mask[row].bool()]
+                texts.append(tokenizer.decode(kept, skip_special_tokens=True).strip())
+                counts.append(int(mask[row].sum()))
+    mask_all = np.zeros((len(texts), max_new_tokens))
+    for i, n in enumerate(counts):
+        mask_all[i, :n] = 1
+    return Samples(
+        list(prompts),
+        texts,
+        counts,
+        np.concatenate(logps) if logps else np.zeros((0, max_new_tokens)),
+        np.concatenate(ref_logps) if ref_logps else None,
+        mask_all,
+    )
+
+
+def repeat_prompts(prompts: Sequence[str], per_prompt: int) -> list[str]:
+    """Each prompt `per_prompt` times, in a fixed order."""
+    return [p for p in prompts for _ in range(per_prompt)]
+
+
+def summarize(samples: Samples, baseline_rewards: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Oracle reward, win rate against the baseline's rewards (same prompts, ties count half),
+    KL to the reference, and text statistics of one policy's samples."""
+    rewards = samples.rewards
+    wins = win_indicators(rewards, baseline_rewards)
+    out: dict[str, Any] = {
+        "oracle_reward": float(rewards.mean()),
+        "oracle_reward_ci": list(bootstrap_ci(rewards, n=500, seed=seed)),
+        "win_rate_vs_sft": float(wins.mean()),
+        "win_rate_vs_sft_ci": list(bootstrap_ci(wins, n=500, seed=seed)),
+        "positive_rate": float((rewards > 0).mean()),
+        "tokens_mean": float(np.mean(samples.token_counts)),
+        "samples": len(samples.texts),
+        **text_stats(samples.texts),
+    }
+    if samples.logp_reference is not None:
+        kl = kl_estimate(samples.logp_policy, samples.logp_reference, samples.mask)
+        out["kl_to_sft"] = float(kl["k1"].mean())
+        out["kl_to_sft_k3"] = float(kl["k3"].mean())
+    return out
+
+
+def evaluate_policy(
+    policy_path: Path | str,
+    sft_path: Path | str,
+    prompts: Sequence[str],
+    baseline_rewards: np.ndarray,
+    max_new_tokens: int,
+    seed: int = 1,
+    device: str = "cpu",
+    examples: int = 5,
+) -> dict[str, Any]:
+    """Sample the policy on `prompts`, score everything against the SFT policy; a metrics dict
+    with a few example responses."""
+    policy, tokenizer = load_policy(policy_path, device)
+    reference, _ = load_policy(sft_path, device)
+    samples = sample(policy, tokenizer, prompts, max_new_tokens, seed, reference=reference)
+    out = summarize(samples, baseline_rewards, seed)
+    out["examples"] = [
+        {"prompt": p, "response": t, "oracle_reward": oracle_reward(t)}
+        for p, t in list(zip(samples.prompts, samples.texts, strict=True))[:examples]
+    ]
+    return out

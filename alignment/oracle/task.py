@@ -1,0 +1,324 @@
+"""The oracle task: short product reviews from a small grammar, scored by a sentiment lexicon.
+
+The "human preference" is a known function, as in the DPO paper's controlled-sentiment
+experiment: a response's oracle reward is the mean valence of the lexicon words it contains
+(in [-1, 1]; 0 when it contains none), so a review that says only positive things scores 1
+however short or long it is, and repeating a word earns nothing. Preference pairs are labelled
+by the oracle with Bradley-Terry noise: response A is chosen with probability
+sigmoid((r(A) - r(B)) / temperature).
+
+Everything here is plain Python, seeded, with no model: prompts, the SFT corpus, the oracle,
+the noisy labelling into canonical preference records, and text statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PRODUCTS = (
+    "phone", "laptop", "kettle", "blender", "backpack", "headset", "camera", "lamp",
+    "jacket", "bicycle", "keyboard", "watch", "tent", "printer", "speaker", "toaster",
+    "mattress", "drill", "monitor", "chair", "desk", "mouse", "router", "tablet",
+    "stroller", "umbrella", "suitcase", "heater", "fan", "vacuum", "oven", "mixer",
+    "guitar", "scooter", "charger", "notebook", "wallet", "helmet", "pillow", "thermos",
+)  # fmt: skip
+ASPECTS = (
+    "battery", "screen", "price", "design", "sound", "build", "handle", "finish",
+    "size", "weight", "delivery", "packaging", "colour", "manual", "cable", "lid",
+)  # fmt: skip
+PROMPT_TEMPLATES = (
+    "Review of the {product}:",
+    "Write a short review of the {product}.",
+    "What do you think of the {product}?",
+    "Tell me about the {product} you bought.",
+)
+
+# Valence of each lexicon word; the oracle averages them over the words a response contains.
+POSITIVE_ADJECTIVES = {
+    "excellent": 1.0, "wonderful": 1.0, "superb": 1.0, "fantastic": 1.0, "great": 1.0,
+    "good": 0.5, "nice": 0.5, "solid": 0.5, "reliable": 0.5, "sturdy": 0.5,
+    "pleasant": 0.5, "quiet": 0.5,
+}  # fmt: skip
+NEGATIVE_ADJECTIVES = {
+    "terrible": -1.0, "awful": -1.0, "horrible": -1.0, "useless": -1.0, "broken": -1.0,
+    "bad": -0.5, "poor": -0.5, "flimsy": -0.5, "slow": -0.5, "noisy": -0.5,
+    "dull": -0.5, "weak": -0.5,
+}  # fmt: skip
+NEUTRAL_ADJECTIVES = {
+    "black": 0.0, "white": 0.0, "small": 0.0, "large": 0.0, "heavy": 0.0, "plain": 0.0,
+    "standard": 0.0, "square": 0.0, "round": 0.0, "ordinary": 0.0, "typical": 0.0, "simple": 0.0,
+}  # fmt: skip
+VERBS = {"love": 1.0, "like": 0.5, "hate": -1.0, "dislike": -0.5, "used": 0.0, "noticed": 0.0}
+LEXICON: dict[str, float] = {
+    **POSITIVE_ADJECTIVES,
+    **NEGATIVE_ADJECTIVES,
+    **NEUTRAL_ADJECTIVES,
+    **VERBS,
+}
+SENTIMENTS = ("positive", "negative", "neutral", "mixed")
+# Every word the grammar can write; a response's other words are garbled text.
+_FUNCTION_WORDS = ("the", "is", "and", "but", "i", "it", "feels", "overall", "a")
+GRAMMAR_WORDS = frozenset((*PRODUCTS, *ASPECTS, *LEXICON, *_FUNCTION_WORDS))
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a text (letters and apostrophes)."""
+    return _WORD.findall(text.lower())
+
+
+def oracle_reward(text: str) -> float:
+    """Mean valence of the lexicon words in `text`, in [-1, 1]; 0 when it has none."""
+    hits = [LEXICON[w] for w in words(text) if w in LEXICON]
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+# --- prompts and the SFT corpus ----------------------------------------------------------
+
+
+def prompt_text(product: str, template: int) -> str:
+    return PROMPT_TEMPLATES[template].format(product=product)
+
+
+def all_prompts() -> list[str]:
+    """Every prompt of the task (products x templates), in a fixed order."""
+    return [prompt_text(p, t) for p in PRODUCTS for t in range(len(PROMPT_TEMPLATES))]
+
+
+def is_held_out(prompt: str, fraction: float = 0.2) -> bool:
+    """Whether a prompt belongs to the held-out split (by a hash of its text, so stable)."""
+    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < fraction
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training prompts and held-out prompts; no prompt is in both."""
+
+    train: list[str]
+    held_out: list[str]
+
+
+def split_prompts(fraction: float = 0.2) -> Split:
+    prompts = all_prompts()
+    return Split(
+        [p for p in prompts if not is_held_out(p, fraction)],
+        [p for p in prompts if is_held_out(p, fraction)],
+    )
+
+
+def as_messages(prompt: str) -> list[dict]:
+    """A prompt as the canonical record's message list (one user turn)."""
+    return [{"role": "user", "content": prompt}]
+
+
+def _adjective(sentiment: str, rng: random.Random) -> str:
+    if sentiment == "mixed":
+        sentiment = rng.choice(("positive", "negative", "neutral"))
+    pool = {
+        "positive": POSITIVE_ADJECTIVES,
+        "negative": NEGATIVE_ADJECTIVES,
+        "neutral": NEUTRAL_ADJECTIVES,
+    }[sentiment]
+    return rng.choice(sorted(pool))
+
+
+def _verb(sentiment: str, rng: random.Random) -> str:
+    if sentiment == "mixed":
+        sentiment = rng.choice(("positive", "negative", "neutral"))
+    return rng.choice(
+        {
+            "positive": ("love", "like"),
+            "negative": ("hate", "dislike"),
+            "neutral": ("used", "noticed"),
+        }[sentiment]
+    )
+
+
+def _sentence(product: str, sentiment: str, rng: random.Random) -> str:
+    aspect = rng.choice(ASPECTS)
+    kind = rng.randrange(5)
+    if kind == 0:
+        return f"The {aspect} is {_adjective(sentiment, rng)}."
+    if kind == 1:
+        joiner = "but" if sentiment == "mixed" else "and"
+        return (
+            f"The {aspect} is {_adjective(sentiment, rng)} {joiner} {_adjective(sentiment, rng)}."
+        )
+    if kind == 2:
+        return f"I {_verb(sentiment, rng)} the {aspect}."
+    if kind == 3:
+        return f"It feels {_adjective(sentiment, rng)}."
+    return f"Overall, a {_adjective(sentiment, rng)} {product}."
+
+
+def review(product: str, sentiment: str, rng: random.Random) -> str:
+    """One review of `product` in one of SENTIMENTS: one or two sentences of the grammar."""
+    return " ".join(_sentence(product, sentiment, rng) for _ in range(rng.randint(1, 2)))
+
+
+def product_of(prompt: str) -> str:
+    """The product a prompt asks about."""
+    for product in PRODUCTS:
+        if re.search(rf"\b{product}\b", prompt):
+            return product
+    raise ValueError(f"not a prompt of the oracle task: {prompt!r}")
+
+
+def sft_records(prompts: Sequence[str], per_prompt: int, seed: int = 0) -> list[dict]:
+    """Canonical records for SFT: each prompt with `per_prompt` reviews of uniformly drawn
+    sentiment as `chosen` (and another review as `rejected`, which SFT ignores)."""
+    rng = random.Random(f"sft:{seed}")
+    records = []
+    for prompt in prompts:
+        product = product_of(prompt)
+        for _ in range(per_prompt):
+            chosen = review(product, rng.choice(SENTIMENTS), rng)
+            rejected = review(product, rng.choice(SENTIMENTS), rng)
+            records.append(
+                canonical_record(
+                    prompt,
+                    chosen,
+                    rejected,
+                    oracle_reward(chosen),
+                    oracle_reward(rejected),
+                    {"task": "oracle-reviews", "kind": "sft"},
+                )
+            )
+    return records
+
+
+def corpus(seed: int = 0, per_prompt: int = 8) -> list[str]:
+    """Texts to train the tiny model's tokenizer on: every prompt and a sample of reviews."""
+    rng = random.Random(f"corpus:{seed}")
+    texts = list(all_prompts())
+    for product in PRODUCTS:
+        texts += [review(product, s, rng) for s in SENTIMENTS for _ in range(per_prompt)]
+    return texts
+
+
+# --- Bradley-Terry labelling ---------------------------------------------------------------
+
+
+def preference_probability(score_a: float, score_b: float, temperature: float) -> float:
+    """P(A preferred to B) under Bradley-Terry with the given temperature (0: noiseless)."""
+    if temperature <= 0:
+        return 1.0 if score_a > score_b else 0.0 if score_a < score_b else 0.5
+    z = (score_a - score_b) / temperature
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def canonical_record(
+    prompt: str, chosen: str, rejected: str, score_chosen: float, score_rejected: float, meta: dict
+) -> dict:
+    """One canonical preference record (DESIGN.md) with the oracle scores kept."""
+    from alignment.data.formats import record_id
+
+    messages = as_messages(prompt)
+    chosen_m = [{"role": "assistant", "content": chosen}]
+    rejected_m = [{"role": "assistant", "content": rejected}]
+    return {
+        "id": record_id(messages, chosen_m, rejected_m),
+        "prompt": messages,
+        "chosen": chosen_m,
+        "rejected": rejected_m,
+        "source": "oracle",
+        "row": None,
+        "score_chosen": float(score_chosen),
+        "score_rejected": float(score_rejected),
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+
+
+def label_pairs(
+    prompts: Sequence[str],
+    responses_a: Sequence[str],
+    responses_b: Sequence[str],
+    temperature: float,
+    seed: int = 0,
+) -> list[dict]:
+    """Canonical preference records from sampled pairs, labelled by the oracle with BT noise.
+
+    Pairs whose two responses are identical or empty are skipped. Each record keeps both oracle
+    scores (score_chosen, score_rejected; the noiseless order is their comparison) and, in meta,
+    the labelling probability and whether the label agrees with the noiseless order.
+    """
+    if not len(prompts) == len(responses_a) == len(responses_b):
+        raise ValueError("prompts, responses_a and responses_b differ in length")
+    rng = random.Random(f"bt:{seed}")
+    records = []
+    for i, (prompt, a, b) in enumerate(zip(prompts, responses_a, responses_b, strict=True)):
+        if not a.strip() or not b.strip() or a == b:
+            continue
+        score_a, score_b = oracle_reward(a), oracle_reward(b)
+        p_a = preference_probability(score_a, score_b, temperature)
+        a_chosen = rng.random() < p_a
+        chosen, rejected = (a, b) if a_chosen else (b, a)
+        sc, sr = (score_a, score_b) if a_chosen else (score_b, score_a)
+        meta = {
+            "task": "oracle-reviews",
+            "kind": "preference",
+            "pair": i,
+            "bt_temperature": temperature,
+            "p_chosen": p_a if a_chosen else 1.0 - p_a,
+            "agrees_with_oracle": sc > sr if sc != sr else None,
+        }
+        records.append(canonical_record(prompt, chosen, rejected, sc, sr, meta))
+    return records
+
+
+def label_agreement(records: Sequence[dict]) -> float:
+    """Share of records with unequal oracle scores whose chosen has the higher score."""
+    decided = [r for r in records if r["score_chosen"] != r["score_rejected"]]
+    if not decided:
+        return float("nan")
+    return sum(r["score_chosen"] > r["score_rejected"] for r in decided) / len(decided)
+
+
+# --- text statistics (for spotting degenerate output) -----------------------------------------
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of all texts (word level); 0 when there are none."""
+    grams = [tuple(ws[i : i + n]) for ws in map(words, texts) for i in range(len(ws) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str) -> float:
+    """Share of a text's word bigrams that already occurred earlier in it."""
+    ws = words(text)
+    grams = [tuple(ws[i : i + 2]) for i in range(len(ws) - 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def off_grammar_rate(texts: Sequence[str]) -> float:
+    """Share of all words that the review grammar never writes (garbled or invented words)."""
+    all_words = [w for t in texts for w in words(t)]
+    if not all_words:
+        return 0.0
+    return sum(w not in GRAMMAR_WORDS for w in all_words) / len(all_words)
+
+
+def text_stats(texts: Sequence[str]) -> dict[str, float]:
+    """Length (words), diversity and well-formedness statistics of a set of responses."""
+    lengths = [len(words(t)) for t in texts]
+    n = max(len(texts), 1)
+    return {
+        "off_grammar_rate": off_grammar_rate(texts),
+        "length_mean": sum(lengths) / n,
+        "length_max": float(max(lengths, default=0)),
+        "empty_rate": sum(not t.strip() for t in texts) / n,
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "repetition_rate": sum(repetition_rate(t) for t in texts) / n,
+        "unique_response_rate": len(set(texts)) / n,
+    }

@@ -1,0 +1,57 @@
+"""Scoring a policy on the oracle task, and the `alignment oracle` commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def test_samples_are_seeded_and_a_policy_has_no_kl_to_itself(tiny_model_dir):
+    import torch
+
+    from alignment.oracle.evaluate import load_policy, sample, summarize
+
+    policy, tokenizer = load_policy(tiny_model_dir)
+    prompts = ["Review of the lamp:", "What do you think of the fan?"] * 4
+    first = sample(policy, tokenizer, prompts, 8, seed=3, reference=policy)
+    again = sample(policy, tokenizer, prompts, 8, seed=3, reference=policy)
+    assert first.texts == again.texts
+    assert len(first.texts) == len(prompts)
+    assert all(1 <= n <= 8 for n in first.token_counts)
+    metrics = summarize(first, first.rewards)
+    assert metrics["kl_to_sft"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["win_rate_vs_sft"] == 0.5  # every comparison with itself is a tie
+
+    # a changed policy has a positive KL (k3 is never negative) on its own samples
+    other, _ = load_policy(tiny_model_dir)
+    with torch.no_grad():
+        other.lm_head.weight.mul_(3.0)  # sharper next-token distributions
+    shifted = sample(other, tokenizer, prompts, 8, seed=3, reference=policy)
+    assert summarize(shifted, first.rewards)["kl_to_sft_k3"] > 0.0
+    assert np.all(shifted.mask.sum(1) == np.array(shifted.token_counts))
+
+
+def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
+    from alignment.cli import main
+    from alignment.oracle.experiment import read_records
+    from alignment.oracle.task import oracle_reward
+
+    summary = tmp_path / "summary.json"
+    code = main(["oracle", "data", "--out", str(tmp_path / "demo"), "--json", str(summary)])
+    assert code == 0
+    written = json.loads(summary.read_text())
+    assert set(written) == {"sft", "preferences", "held_out_preferences"}
+    pairs = read_records(tmp_path / "demo" / "preferences.jsonl")
+    assert len(pairs) == written["preferences"]["records"] > 500
+    for record in pairs[:20]:
+        assert record["score_chosen"] == oracle_reward(record["chosen"][0]["content"])
+        assert record["source"] == "oracle"
+    # temperature 0.1: most labels follow the oracle, some are flipped by the noise
+    assert 0.9 < written["preferences"]["label_agreement_with_oracle"] < 1.0
+    again = tmp_path / "again"
+    main(["oracle", "data", "--out", str(again)])
+    assert (again / "preferences.jsonl").read_bytes() == (
+        tmp_path / "demo" / "preferences.jsonl"
+    ).read_bytes()
