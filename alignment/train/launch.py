@@ -85,6 +85,9 @@ def job_environment(cfg: PipelineConfig) -> dict[str, str]:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     env["OMP_NUM_THREADS"] = str(max(1, cores // cfg.train.distributed.num_processes))
+    # idle OpenMP threads sleep instead of spinning: with more busy processes than cores (two
+    # ranks beside a flow, a server, another job) spinning made a 0.06 s step take seconds
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["HF_HUB_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
     env.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
