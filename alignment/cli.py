@@ -162,13 +162,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "accepted": result.accepted,
         "rejected": result.rejected,
     }
-    if args.version:
+    if args.version or args.print_commands:
         from alignment.data.version import version_dataset
 
-        version = version_dataset(ws, cfg.ingest.dataset, out)
-        print(
-            f"data version {version.id} ({'new' if version.created else 'already versioned'}), tag {version.tag}"
-        )
+        version = version_dataset(ws, cfg.ingest.dataset, out, commit=not args.print_commands)
+        if version.commands:
+            print(f"data version {version.id}: added to DVC; record it with:")
+            print("\n".join(f"  {command}" for command in version.commands))
+        else:
+            state = "new" if version.created else "already versioned"
+            print(f"data version {version.id} ({state}), tag {version.tag}")
         payload["data_version"] = version.to_dict()
     _write_json(args.json, payload)
     return 0
@@ -816,6 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
     p.add_argument("--out", help="folder for accepted/rejected rows and the report")
     p.add_argument("--version", action="store_true", help="also version the result with DVC")
+    p.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="version with DVC but print the git commit/tag and dvc push commands "
+        "instead of running them",
+    )
     p.set_defaults(func=cmd_ingest)
     p = data.add_parser("versions", help="list the recorded versions of a dataset")
     _common(p)

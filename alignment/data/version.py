@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -34,6 +35,8 @@ class DataVersion:
     folder: Path
     created: bool
     remote: str
+    # set when the caller asked to record the version itself: the commands that would do it
+    commands: tuple[str, ...] = ()
 
     @property
     def accepted_path(self) -> Path:
@@ -147,10 +150,14 @@ def list_versions(ws: Workspace, dataset: str) -> list[DataVersion]:
     return versions
 
 
-def version_dataset(ws: Workspace, dataset: str, files_dir: Path, push: bool = True) -> DataVersion:
+def version_dataset(
+    ws: Workspace, dataset: str, files_dir: Path, push: bool = True, commit: bool = True
+) -> DataVersion:
     """Record accepted rows, rejected rows and report from ``files_dir`` as a data version.
 
-    Identical accepted rows give the same id and create no new version.
+    Identical accepted rows give the same id and create no new version. With ``commit=False``
+    the files are added to DVC (cached, ``.dvc`` files written) but the git commit, tag and
+    push are left to the caller: the returned version carries the commands that record it.
     """
     from dvc.repo import Repo
 
@@ -182,11 +189,22 @@ def version_dataset(ws: Workspace, dataset: str, files_dir: Path, push: bool = T
         json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
     )
     rel = f"datasets/{dataset}"
-    _git(
-        repo, "add", f"{rel}/.gitignore", f"{rel}/version.json", *[f"{rel}/{n}.dvc" for n in FILES]
-    )
-    _git(repo, "commit", "-q", "-m", f"data({dataset}): version {version_id}")
+    tracked = [f"{rel}/.gitignore", f"{rel}/version.json", *[f"{rel}/{n}.dvc" for n in FILES]]
+    message = f"data({dataset}): version {version_id}"
     tag = f"{dataset}-{version_id[:12]}"
+    if not commit:
+        commands = (
+            f"cd {shlex.quote(str(repo))}",
+            "git add " + " ".join(tracked),
+            f"git commit -m {shlex.quote(message)}",
+            f"git tag {tag}",
+            *(("dvc push",) if push else ()),
+        )
+        return DataVersion(
+            version_id, dataset, tag, "", folder, True, ws.dvc_remote, commands=commands
+        )
+    _git(repo, "add", *tracked)
+    _git(repo, "commit", "-q", "-m", message)
     _git(repo, "tag", tag)
     commit = _git(repo, "rev-parse", "HEAD")
     if push:

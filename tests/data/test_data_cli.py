@@ -77,3 +77,29 @@ def test_ingest_version_show_diff_get(tmp_path):
 
     missing = _cli("data", "show", "deadbeef", ws=ws, check=False)
     assert missing.returncode == 2 and "no version 'deadbeef'" in missing.stderr
+
+
+def test_print_commands_leaves_the_git_record_to_the_user(tmp_path):
+    ws = tmp_path / "ws"
+    rows = [conv(f"Question {i}?", f"Answer {i}.", f"Wrong {i}.") for i in range(8)]
+    raw = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    out = tmp_path / "out.json"
+    shown = _cli("data", "ingest", "-i", str(raw), "--print-commands", "--json", str(out), ws=ws)
+    version = json.loads(out.read_text())["data_version"]
+    commands = version["commands"]
+    assert "record it with:" in shown.stdout and all(c in shown.stdout for c in commands)
+    repo = ws / "data-repo"
+    assert (
+        subprocess.run(["git", "-C", str(repo), "tag"], capture_output=True, text=True).stdout == ""
+    )
+    assert _cli("data", "versions", ws=ws).stdout.strip() == "no versions recorded yet"
+    # the data is in DVC's cache already; the printed commands record and push it
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    subprocess.run(["bash", "-ec", "\n".join(commands)], env=env, check=True, capture_output=True)
+    listed = _cli("data", "versions", ws=ws).stdout.split()
+    assert listed[0] == version["id"] and version["tag"] in listed
+    md5 = version["id"]
+    assert (ws / "dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
