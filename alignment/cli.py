@@ -676,6 +676,25 @@ def cmd_cai_review(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from alignment.cai.review import apply_review, read_verdicts, sample_for_review
 
+    if args.action == "pause":
+        from flows.cai import cai_review_flow
+
+        overrides = list(args.set or [])
+        if args.workspace:
+            overrides.append(f"workspace.root={args.workspace}")
+        result = cai_review_flow(
+            labelled=str(Path(args.labelled).resolve()),
+            config_path=args.config,
+            overrides=overrides,
+            timeout_seconds=args.timeout,
+        )
+        rate = "-" if result.agreement_rate is None else f"{result.agreement_rate:.1%}"
+        print(f"reviewed {result.reviewed}: agree {result.agreed}, flip {result.flipped}; "
+              f"AI-human agreement {rate}")  # fmt: skip
+        _write_json(args.json, {**result.__dict__})
+        return 0
+    if not args.csv:
+        raise AlignmentError(f"cai review {args.action} needs --csv")
     if args.action == "sample":
         sheet = sample_for_review(
             args.labelled, args.csv, args.n or cfg.cai.review_sample_size, cfg.cai.seed
@@ -873,11 +892,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "label":
             p.add_argument("--judge", help="feedback model folder (default: cai.feedback_model)")
         p.set_defaults(func=func)
-    p = cai.add_parser("review", help="human review of AI labels: sample to CSV, or apply")
+    p = cai.add_parser(
+        "review",
+        help="human review of AI labels: sample to CSV, apply a filled CSV, or pause a Prefect "
+        "run for verdicts given in the UI",
+    )
     _common(p)
-    p.add_argument("action", choices=["sample", "apply"])
+    p.add_argument("action", choices=["sample", "apply", "pause"])
     p.add_argument("--labelled", required=True, help="AI-labelled pairs (JSONL or Parquet)")
-    p.add_argument("--csv", required=True, help="review sheet to write (sample) or read (apply)")
+    p.add_argument("--csv", help="review sheet to write (sample) or read (apply)")
+    p.add_argument(
+        "--timeout", type=int, default=86_400, help="pause: seconds to wait for the verdicts"
+    )
     p.add_argument("--n", type=int, help="pairs to sample (default cai.review_sample_size)")
     p.add_argument("--out", help="apply: write all pairs, flips applied, to this JSONL")
     p.add_argument("--version", action="store_true", help="apply: ingest and version --out")

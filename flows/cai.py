@@ -190,6 +190,31 @@ class ReviewInput(RunInput):
     verdicts: dict[str, Literal["agree", "flip"]]
 
 
+def _review_markdown(sheet: Path, width: int = 160) -> str:
+    """The review sheet as a table a person can read in the Prefect UI."""
+    import csv
+
+    def cell(text: str) -> str:
+        text = " ".join(text.split()).replace("|", "\\|")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    with sheet.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        f"Review sheet `{sheet}` ({len(rows)} pairs). Resume the run with verdicts "
+        "`{pair id: agree | flip}`: *flip* when the AI chose the worse response.",
+        "",
+        "| id | principle | P(chosen) | prompt | AI chose | AI rejected |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['id']} | {r['principle']} | {r['p_chosen']} | {cell(r['prompt'])} "
+        f"| {cell(r['chosen'])} | {cell(r['rejected'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 @flow(name="cai-review", log_prints=True)
 def cai_review_flow(
     labelled: str,
@@ -212,9 +237,18 @@ def cai_review_flow(
                                   cfg.cai.seed)  # fmt: skip
         create_markdown_artifact(
             key="cai-review-sample",
-            markdown=f"Review sheet: `{sheet}`. Resume with verdicts {{id: agree|flip}}.",
+            markdown=_review_markdown(sheet),
+            description="AI-labelled pairs to review before resuming the run",
         )
-        verdicts = pause_flow_run(wait_for_input=ReviewInput, timeout=timeout_seconds).verdicts
+        answer = pause_flow_run(
+            wait_for_input=ReviewInput.with_initial_data(
+                description="Verdicts for the pairs in the cai-review-sample artifact: "
+                "{pair id: 'agree' | 'flip'}; pairs left out are not reviewed.",
+                verdicts={},
+            ),
+            timeout=timeout_seconds,
+        )
+        verdicts = answer.verdicts
     result = apply_review(labelled, verdicts, out / "reviewed.jsonl")
     print(f"AI-human agreement {result.agreement_rate} over {result.reviewed} pairs")
     if result.out_path is not None and result.flipped:

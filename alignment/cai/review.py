@@ -139,8 +139,12 @@ def apply_review(
             if verdict:
                 meta["human_review"] = verdict
             if verdict == "flip":
-                chosen, rejected, sc, sr = rejected, chosen, sr, sc
+                # a person's hard label replaces the AI's soft one: its scores would contradict
+                # the new order (and validation would quarantine the pair), so they go to meta
+                chosen, rejected = rejected, chosen
                 meta["ai_label_flipped_from"] = rec["id"]
+                meta["ai_scores"] = {"chosen": sc, "rejected": sr}
+                sc = sr = None
             row = {"prompt": rec["prompt"], "chosen": chosen, "rejected": rejected, "meta": meta}
             if sc is not None:
                 row["score_chosen"], row["score_rejected"] = sc, sr

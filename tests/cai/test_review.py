@@ -60,7 +60,8 @@ def test_sample_mark_and_apply(labelled, tmp_path):
     flipped = [r for r in records if '"flip"' in r["meta"]]
     assert len(flipped) == 1
     f = flipped[0]
-    assert f["chosen"][0]["content"].startswith("bad") and f["score_chosen"] == 0.3
+    assert f["chosen"][0]["content"].startswith("bad") and f["score_chosen"] is None
+    assert json.loads(f["meta"])["ai_scores"] == {"chosen": 0.7, "rejected": 0.3}
     assert rows[1]["id"] in f["meta"]  # the AI label's id is kept for the audit
 
 
