@@ -91,6 +91,9 @@ def test_an_unreachable_tracking_server_is_an_error_not_an_empty_registry(monkey
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    # mlflow.set_*_uri also write these variables: undo that at teardown
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     down = f"http://127.0.0.1:{free_port()}"
     mlflow.set_tracking_uri(down)
@@ -193,6 +196,7 @@ def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, chec
 def test_live_metrics_stream_into_the_run_and_stop_quietly_when_mlflow_goes(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the workspace's own store
     ws = Workspace(tmp_path / "ws").ensure()
     run_id = registry.open_tracking_run(ws, "live", "run-1", {"pipeline_run": "run-1"})
     assert run_id is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_cai_flow_end_to_end(prefect_api, tmp_path):
     import pandas as pd
@@ -31,3 +33,36 @@ def test_cai_flow_end_to_end(prefect_api, tmp_path):
         assert all(json.loads(m)["constitution_hash"] == digest for m in accepted["meta"])
     prefs = pd.read_parquet(result.preference_data.accepted_path)
     assert (prefs["score_chosen"] >= 0.5).all()
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # two more training jobs; each method's job is tested on its own
+def test_cai_flow_trains_sl_then_dpo_on_its_own_data(prefect_api, tmp_path):
+    """With the training stages on: SFT on the revisions, then DPO from the SL model on the
+    AI-labelled pairs, each a real job on the versioned data the flow produced."""
+    from transformers import AutoModelForCausalLM
+
+    from flows.cai import cai_flow
+
+    overrides = [
+        f"workspace.root={tmp_path / 'ws'}",
+        "cai.max_prompts=6",
+        "cai.revision_rounds=1",
+        "cai.max_new_tokens=8",
+        "cai.sl_temperature=1.0",
+        "train.methods=[sft,dpo]",
+        "train.distributed.num_processes=1",
+        "train.sft.max_steps=4",
+        "train.dpo.max_steps=4",
+        "validation.max_rejected_fraction=1.0",
+    ]
+    result = cai_flow(overrides=overrides)
+    assert set(result.training) == {"sft", "dpo"}
+    sft, dpo = result.training["sft"], result.training["dpo"]
+    assert result.sl_model == sft.output_dir
+    # DPO started from the SL-CAI model and trained on the AI-feedback data version
+    job = json.loads((dpo.output_dir.parent / "job.json").read_text())
+    assert job["model_path"] == str(sft.output_dir)
+    assert max(e["step"] for e in dpo.history if "loss" in e) == 4
+    for trained in (sft, dpo):
+        AutoModelForCausalLM.from_pretrained(trained.output_dir)  # a standard HF checkpoint

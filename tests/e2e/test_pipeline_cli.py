@@ -17,6 +17,8 @@ pytestmark = pytest.mark.slow
 FAST = [
     "train.sft.num_train_epochs=1",
     "train.dpo.num_train_epochs=1",
+    "evaluation.max_prompts=16",  # the suite's own tests cover its figures
+    "evaluation.max_new_tokens=24",
 ]
 
 
@@ -173,6 +175,7 @@ def test_bad_config_fails_clearly_through_the_cli(tmp_path):
     assert "train.dpo.loss_type" in proc.stderr
 
 
+@pytest.mark.heavy  # a second whole pipeline run
 def test_rebuild_reruns_the_recorded_training_and_reproduces_it(pipeline_run):
     """`models rebuild` recovers the config and data version from the registry, trains again on
     the same bytes, and the seeded run reproduces the first one's evaluation."""

@@ -54,6 +54,9 @@ def landed(tmp_path_factory):
     return ws, landing, env
 
 
+# tests/integration/test_retrain_servers.py drives the same fresh-then-nothing-new sequence
+# through a deployment and a worker in the default suite; this is its embedded twin
+@pytest.mark.heavy
 def test_fresh_data_trains_then_nothing_new_is_a_noop(landed):
     ws, landing, env = landed
     first, _ = _retrain(ws, landing, "first.json", env)

@@ -92,7 +92,7 @@ def deployed(servers, tmp_path_factory):
         if worker.poll() is None:  # the worker before its server, or it hangs
             os.killpg(worker.pid, signal.SIGINT)
             try:
-                worker.wait(timeout=30)
+                worker.wait(timeout=5)  # its runs are over; nothing to lose
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
