@@ -6,30 +6,7 @@ import json
 import threading
 import time
 
-
-def _paused_run(flow_name: str, deadline: float):
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-                ),
-            )
-            if runs:
-                return runs[0].id
-            time.sleep(0.5)
-    raise AssertionError(f"{flow_name} never paused for the reviewer")
+from prefect_helpers import paused_run_id
 
 
 def test_review_pauses_for_verdicts_and_versions_the_flips(prefect_api, tmp_path):
@@ -68,7 +45,7 @@ def test_review_pauses_for_verdicts_and_versions_the_flips(prefect_api, tmp_path
 
     thread = threading.Thread(target=run)
     thread.start()
-    run_id = _paused_run("cai-review", time.monotonic() + 180)
+    run_id = paused_run_id("cai-review", time.monotonic() + 180)
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts()
     sample = next(a for a in artifacts if a.key == "cai-review-sample").data

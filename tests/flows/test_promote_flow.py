@@ -6,30 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def _paused_run_id(flow_name: str, deadline: float):
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-                ),
-            )
-            if runs:
-                return runs[0].id
-            time.sleep(0.5)
-    raise AssertionError("the promotion flow never paused for approval")
+from prefect_helpers import paused_run_id
 
 
 def test_approval_pauses_then_records_who_decided(prefect_api, tmp_path: Path, tiny_model_dir):
@@ -68,7 +45,7 @@ def test_approval_pauses_then_records_who_decided(prefect_api, tmp_path: Path, t
 
     thread = threading.Thread(target=run)
     thread.start()
-    run_id = _paused_run_id("promote-model", time.monotonic() + 180)
+    run_id = paused_run_id("promote-model", time.monotonic() + 180)
     # still paused: nothing has moved yet
     assert registry.current_alias_version("gated", "champion") == versions[0]
     resume_flow_run(run_id, run_input={"approve": True, "approver": "pat", "reason": "LGTM"})
