@@ -144,6 +144,17 @@ def open_tracking_run(ws: Workspace, experiment: str, run_name: str, tags: dict[
     return run.info.run_id
 
 
+def end_tracking_run(ws: Workspace, run_id: str | None, status: str = "FAILED") -> None:
+    """Mark an opened run ended (best effort: the caller is already handling a failure)."""
+    import contextlib
+
+    from mlflow import MlflowClient
+
+    if run_id:
+        with contextlib.suppress(Exception):
+            MlflowClient(tracking_uri=ws.tracking_uri).set_terminated(run_id, status)
+
+
 class LiveMetrics:
     """Streams a job's per-step metrics into an MLflow run while it trains (best effort).
 

@@ -242,6 +242,23 @@ def train_and_register(
         run.name,
         {"pipeline_run": run.name, "data_version": version.id, "dataset": version.dataset},
     )
+    try:
+        return _train_evaluate_register(cfg, ws, version, times, run, base, mlflow_run_id)
+    except BaseException:
+        # the run opened for live metrics must not stay RUNNING in the MLflow UI
+        registry.end_tracking_run(ws, mlflow_run_id, "FAILED")
+        raise
+
+
+def _train_evaluate_register(
+    cfg: PipelineConfig,
+    ws: Workspace,
+    version: DataVersion,
+    times: dict[str, float],
+    run: RunDir,
+    base: Path,
+    mlflow_run_id: str | None,
+) -> tuple[RunDir, dict[str, TrainResult], dict[str, float], RegisteredVersion, str]:
     training, final, reference = _train_methods(cfg, ws, run, base, times, mlflow_run_id)
     # the tasks that talk to MLflow ride out a tracking server that is away for a while
     mlflow_retries = {

@@ -217,6 +217,11 @@ def test_live_metrics_stream_into_the_run_and_stop_quietly_when_mlflow_goes(tmp_
     live(5, {"loss": 0.1})
     assert not live.complete and len(warnings_seen) == 1
     assert len(client.get_metric_history(run_id, "sft/loss")) == 3
+    # a pipeline that fails after opening its run ends it, rather than leave it RUNNING
+    assert client.get_run(run_id).info.status == "RUNNING"
+    registry.end_tracking_run(ws, run_id, "FAILED")
+    assert client.get_run(run_id).info.status == "FAILED"
+    registry.end_tracking_run(ws, None)  # nothing opened: nothing to do
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from alignment.train.launch import free_port
