@@ -51,6 +51,21 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def cut_at_eos(responses, width: int, eos_id: int, pad_id: int):
+    """Sampled responses padded to ``width`` and cut after their first end-of-sequence token.
+
+    Returns (responses with pad after the end, mask [B, width]: 1 up to and including it).
+    """
+    import torch
+
+    responses = torch.nn.functional.pad(responses, (0, width - responses.shape[1]), value=pad_id)
+    is_eos = responses == eos_id
+    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), responses.shape[1] - 1)
+    positions = torch.arange(responses.shape[1], device=responses.device)
+    mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
+    return torch.where(mask.bool(), responses, pad_id), mask
+
+
 def response_logprobs(
     model: Any,
     query_responses: torch.Tensor,
@@ -180,16 +195,10 @@ def rollout(
         generated = policy.module.generate(
             input_ids=query, attention_mask=query_mask, generation_config=generation
         )
-        responses = generated[:, context_length:]
         # Same width on every step and rank, whether or not generation stopped early.
-        missing = cfg.max_new_tokens - responses.shape[1]
-        responses = torch.nn.functional.pad(responses, (0, missing), value=pad_id)
-        is_eos = responses == eos_id
-        ended = is_eos.any(1)
-        first_eos = torch.where(ended, is_eos.float().argmax(1), responses.shape[1] - 1)
-        positions = torch.arange(responses.shape[1], device=device)
-        response_mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
-        responses = torch.where(response_mask.bool(), responses, pad_id)
+        responses, response_mask = cut_at_eos(
+            generated[:, context_length:], cfg.max_new_tokens, eos_id, pad_id
+        )
         query_responses = torch.cat([query, responses], dim=1)
         attention = torch.cat([query_mask, response_mask], dim=1)
 
@@ -202,6 +211,7 @@ def rollout(
         values = token_scores(value.module, query_responses, attention)[:, context_length - 1 : -1]
         scores = score_fn(query_responses, attention, response_mask).float()
         if cfg.missing_eos_penalty is not None:
+            ended = (responses == eos_id).any(1)  # the first end-of-sequence token is kept
             scores = scores - cfg.missing_eos_penalty * (~ended).float()
     policy.module.train()
     return Rollout(

@@ -63,7 +63,7 @@ def sample(
     import torch
     from transformers import GenerationConfig
 
-    from alignment.methods.ppo import left_pad, response_logprobs
+    from alignment.methods.ppo import cut_at_eos, left_pad, response_logprobs
 
     device = next(policy.parameters()).device
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -95,16 +95,7 @@ def sample(
             out = policy.generate(
                 input_ids=query, attention_mask=query_mask, generation_config=generation
             )
-            responses = out[:, context:]
-            responses = torch.nn.functional.pad(
-                responses, (0, max_new_tokens - responses.shape[1]), value=pad
-            )
-            is_eos = responses == eos
-            ended = is_eos.any(1)
-            first_eos = torch.where(ended, is_eos.float().argmax(1), responses.shape[1] - 1)
-            positions = torch.arange(responses.shape[1], device=device)
-            mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
-            responses = torch.where(mask.bool(), responses, pad)
+            responses, mask = cut_at_eos(out[:, context:], max_new_tokens, eos, pad)
             full = torch.cat([query, responses], dim=1)
             attention = torch.cat([query_mask, mask], dim=1)
             lp = response_logprobs(policy, full, attention, context, temperature) * mask

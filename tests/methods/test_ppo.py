@@ -166,3 +166,16 @@ def test_rollout_masks_after_the_first_eos_and_scores_the_last_token(tiny_model_
     assert torch.equal(batch.scores, batch.response_mask.sum(1).float())
     assert batch.logprobs.shape == batch.ref_logprobs.shape == batch.values.shape == (2, 6)
     torch.testing.assert_close(batch.logprobs, batch.ref_logprobs)  # reference = policy here
+
+
+def test_cut_at_eos_pads_masks_and_keeps_the_first_end():
+    import torch
+
+    from alignment.methods.ppo import cut_at_eos
+
+    eos, pad = 2, 0
+    sampled = torch.tensor([[5, 2, 7], [5, 6, 7], [2, 9, 2]])
+    responses, mask = cut_at_eos(sampled, 5, eos, pad)
+    assert responses.tolist() == [[5, 2, 0, 0, 0], [5, 6, 7, 0, 0], [2, 0, 0, 0, 0]]
+    # no end token: the whole (padded) width counts, as the trainer's fixed width needs
+    assert mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
