@@ -1,0 +1,172 @@
+"""``alignment data ...``: ingest, and the recorded versions of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from alignment.cli.common import add_common, config_from, write_json
+from alignment.errors import AlignmentError
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.ingest import ingest_file, summary_lines
+    from alignment.errors import ValidationFailed
+    from alignment.workspace import Workspace
+
+    ws = Workspace.from_config(cfg.workspace).ensure()
+    source = Path(args.input) if args.input else cfg.ingest.input
+    if source is None:
+        raise AlignmentError("no input: pass --input FILE or set ingest.input in the config")
+    out = (
+        Path(args.out)
+        if args.out
+        else ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    try:
+        result = ingest_file(source, out, cfg.ingest, cfg.validation)
+    except ValidationFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+    print("\n".join(summary_lines(result)))
+    payload = {
+        "accepted_path": str(result.accepted_path),
+        "rejected_path": str(result.rejected_path),
+        "report_path": str(result.report_path),
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+    }
+    if args.version or args.print_commands:
+        from alignment.data.version import version_dataset
+
+        version = version_dataset(ws, cfg.ingest.dataset, out, commit=not args.print_commands)
+        if version.commands:
+            print(f"data version {version.id}: added to DVC; record it with:")
+            print("\n".join(f"  {command}" for command in version.commands))
+        else:
+            state = "new" if version.created else "already versioned"
+            print(f"data version {version.id} ({state}), tag {version.tag}")
+        payload["data_version"] = version.to_dict()
+    write_json(args.json, payload)
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.version import list_versions
+    from alignment.workspace import Workspace
+
+    ws = Workspace.from_config(cfg.workspace)
+    versions = list_versions(ws, args.dataset or cfg.ingest.dataset)
+    if not versions:
+        print("no versions recorded yet")
+    for v in versions:
+        print(f"{v.id}  {v.tag}  commit {v.git_commit[:10]}")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.version import show_version
+    from alignment.workspace import Workspace
+
+    info = show_version(
+        Workspace.from_config(cfg.workspace), args.dataset or cfg.ingest.dataset, args.version_id
+    )
+    for key in ("id", "tag", "git_commit", "source", "detected_format", "input_rows"):
+        print(f"{key:22s} {info[key]}")
+    print(
+        f"{'rows':22s} {info['accepted']} accepted, {info['rejected']} rejected "
+        f"({(info['rejected_fraction'] or 0):.1%})"
+    )
+    for key, value in {**info["rule_failures"], **info["malformed_reasons"]}.items():
+        print(f"  {key:20s} {value}")
+    for key, value in info["statistics"].items():
+        print(f"{key:22s} {value}")
+    write_json(args.json, info)
+    return 0
+
+
+def cmd_data_diff(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.version import diff_versions
+    from alignment.workspace import Workspace
+
+    diff = diff_versions(
+        Workspace.from_config(cfg.workspace), args.dataset or cfg.ingest.dataset, args.v1, args.v2
+    )
+    print(
+        f"{diff['v1'][:12]} -> {diff['v2'][:12]}: +{diff['added']} rows, "
+        f"-{diff['removed']} rows, {diff['unchanged']} unchanged"
+    )
+    print(f"{'':26s} {diff['v1'][:12]:>14s} {diff['v2'][:12]:>14s}")
+    for key, (a, b) in diff["side_by_side"].items():
+        print(f"{key:26s} {a!s:>14s} {b!s:>14s}")
+    write_json(args.json, diff)
+    return 0
+
+
+def cmd_data_get(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.version import get_version
+    from alignment.workspace import Workspace
+
+    out = Path(args.out or args.file)
+    path = get_version(
+        Workspace.from_config(cfg.workspace),
+        args.dataset or cfg.ingest.dataset,
+        args.version_id,
+        out,
+        args.file,
+    )
+    print(path)
+    write_json(args.json, {"path": str(path)})
+    return 0
+
+
+def register(sub) -> None:
+    """``alignment data ...``."""
+    data = sub.add_parser("data", help="preference data").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser("ingest", help="read, normalize and validate a preference file")
+    add_common(p)
+    p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
+    p.add_argument("--out", help="folder for accepted/rejected rows and the report")
+    p.add_argument("--version", action="store_true", help="also version the result with DVC")
+    p.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="version with DVC but print the git commit/tag and dvc push commands "
+        "instead of running them",
+    )
+    p.set_defaults(func=cmd_ingest)
+    p = data.add_parser("versions", help="list the recorded versions of a dataset")
+    add_common(p)
+    p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
+    p.set_defaults(func=cmd_versions)
+    p = data.add_parser("show", help="counts, rule failures and statistics of one version")
+    add_common(p)
+    p.add_argument("version_id", help="version id (or a prefix) or tag")
+    p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
+    p.set_defaults(func=cmd_data_show)
+    p = data.add_parser("diff", help="rows added/removed and statistics of two versions")
+    add_common(p)
+    p.add_argument("v1")
+    p.add_argument("v2")
+    p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
+    p.set_defaults(func=cmd_data_diff)
+    p = data.add_parser("get", help="restore the exact bytes of a version's file")
+    add_common(p)
+    p.add_argument("version_id", help="version id (or a prefix) or tag")
+    p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
+    p.add_argument(
+        "--file",
+        default="accepted.parquet",
+        choices=["accepted.parquet", "rejected.parquet", "report.json"],
+    )
+    p.add_argument("--out", help="where to write it (default: the file name, here)")
+    p.set_defaults(func=cmd_data_get)
