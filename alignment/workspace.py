@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignment.config import WorkspaceConfig
+
+OWNER = ".owner"  # in a folder made by unique_dir: "<pid> <host>" of the run that made it
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,59 @@ class Workspace:
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
+    @property
+    def locks(self) -> Path:
+        """Lock files: one per resource that runs on this machine take in turn."""
+        return self.root / "locks"
+
     def contains(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.root)
+
+
+def unique_dir(parent: Path, prefix: str) -> Path:
+    """A new folder ``parent/<prefix>-<time>-<random>``, created exclusively and private (0700).
+
+    Two runs started in the same second never share one: the time is for people reading the
+    listing, the random part (``mkdtemp``) for correctness.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-", dir=parent))
+    (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    return folder
+
+
+def remove_dead_partials(parent: Path) -> list[Path]:
+    """Delete the half-written ``.*.tmp`` files in folders of ``parent`` whose run has died.
+
+    A folder made by ``unique_dir`` names its owner (pid and host). A run killed while writing
+    leaves its temporary files behind; the next run on the same host removes them. Finished
+    files (and a dead run's complete outputs, kept for inspection) are never touched.
+    """
+    removed: list[Path] = []
+    host = socket.gethostname()
+    for owner in Path(parent).glob(f"*/{OWNER}"):
+        try:
+            pid, owner_host = owner.read_text().split()
+        except (OSError, ValueError):
+            continue
+        if owner_host != host or _alive(int(pid)):
+            continue
+        for partial in owner.parent.glob(".*.tmp"):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -108,13 +162,18 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float | None = 600.0) -> Iterator[Path]:
+def file_lock(
+    path: Path, timeout: float | None = 600.0, on_wait: Callable[[], None] | None = None
+) -> Iterator[Path]:
     """Hold an exclusive flock on ``path`` (per open file, so threads serialise too).
 
     ``timeout=0`` tries once; ``None`` waits for ever. Raises ``TimeoutError`` when not acquired.
+    ``on_wait`` is called once, when the lock is found held, before waiting. The kernel drops
+    a flock when its holder dies (even by SIGKILL), so a dead run never leaves a stale lock.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + timeout
+    waited = False
     with open(path, "a+") as fh:
         while True:
             try:
@@ -123,6 +182,9 @@ def file_lock(path: Path, timeout: float | None = 600.0) -> Iterator[Path]:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"{path} is held by another process") from None
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
                 time.sleep(0.05)
         try:
             yield path

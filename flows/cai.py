@@ -28,7 +28,8 @@ from alignment.data.ingest import ingest_file
 from alignment.data.version import DataVersion, materialize, version_dataset
 from alignment.models import resolve_base_model
 from alignment.train.launch import TrainResult, launch_training
-from alignment.workspace import Workspace
+from alignment.workspace import Workspace, unique_dir
+from flows.ingest import data_versioning_limit
 
 
 @dataclass
@@ -69,7 +70,8 @@ def ingest_version_task(
 ) -> DataVersion:
     ingest_cfg = cfg.ingest.model_copy(update={"dataset": dataset, "format": "auto"})
     ingest_file(source, out, ingest_cfg, cfg.validation)
-    return version_dataset(ws, dataset, out)
+    with data_versioning_limit(dataset):
+        return version_dataset(ws, dataset, out)
 
 
 @task(name="cai-train")
@@ -116,8 +118,7 @@ def cai_flow(config_path: str | None = None, overrides: list[str] | None = None)
     """Both CAI phases end to end; training stages follow cai.train_sft / cai.train_rl."""
     cfg = load_config(config_path, overrides)
     ws = Workspace.from_config(cfg.workspace).ensure()
-    run = ws.runs / f"cai-{time.strftime('%Y%m%d-%H%M%S')}"
-    run.mkdir(parents=True, exist_ok=True)
+    run = unique_dir(ws.runs, "cai")
     times: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -229,7 +230,7 @@ def cai_review_flow(
 
     cfg = load_config(config_path, overrides)
     ws = Workspace.from_config(cfg.workspace).ensure()
-    out = ws.staging / f"cai-review-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = unique_dir(ws.staging, "cai-review")
     if review_csv:
         verdicts = read_verdicts(review_csv)
     else:

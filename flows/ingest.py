@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from prefect import flow, task
@@ -12,18 +11,33 @@ from alignment.config import PipelineConfig, load_config
 from alignment.data.ingest import IngestResult, ingest_file, summary_lines
 from alignment.data.version import DataVersion, version_dataset
 from alignment.errors import ConfigError, ValidationFailed
-from alignment.workspace import Workspace
+from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
 
 @task(name="ingest-and-validate")
 def ingest_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> IngestResult:
-    out_dir = ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    remove_dead_partials(ws.staging)
+    out_dir = unique_dir(ws.staging, cfg.ingest.dataset)
     return ingest_file(source, out_dir, cfg.ingest, cfg.validation, cfg.split)
 
 
 @task(name="version-data")
 def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersion:
-    return version_dataset(ws, dataset, ingest.accepted_path.parent)
+    with data_versioning_limit(dataset):
+        return version_dataset(ws, dataset, ingest.accepted_path.parent)
+
+
+def data_versioning_limit(dataset: str):
+    """With a Prefect server, hold ``version-<dataset>`` (machines that share a DVC remote)."""
+    import contextlib
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+    from prefect.concurrency.sync import concurrency
+
+    # strict=False: a limit never created is a logged warning; the file lock still holds
+    return concurrency(f"version-{dataset}", occupy=1, strict=False)
 
 
 def _markdown(lines: list[str], version: DataVersion | None) -> str:

@@ -20,8 +20,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from alignment import promotion, registry
 from alignment.config import PipelineConfig, load_config
+from alignment.data.integrity import verify_versions
 from alignment.data.version import known_source, remember_source, source_fingerprint
-from alignment.errors import ConfigError
+from alignment.errors import ConfigError, VersioningError
 from alignment.workspace import Workspace, file_lock
 from flows.pipeline import prepare_data, train_and_register
 
@@ -54,6 +55,18 @@ def trained_versions_task(cfg: PipelineConfig, ws: Workspace) -> set[str]:
     """The data versions some registered version of this use case was trained on."""
     registry.connect(ws, cfg.registry.experiment)
     return registry.trained_data_versions(cfg.registry.model_name)
+
+
+@task(name="verify-data-version")
+def verify_data_task(ws: Workspace, dataset: str, version_id: str) -> None:
+    """Train only on a version whose files are whole in the cache and on the remote."""
+    (check,) = verify_versions(ws, dataset, version_id)
+    print(check.line())
+    if not check.ok:
+        raise VersioningError(
+            f"data version {version_id} of {dataset!r} failed verification, not training on it: "
+            + "; ".join(check.problems)
+        )
 
 
 @task(name="promote-through-gate")
@@ -150,6 +163,7 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
             version.id,
             seconds=times,
         )
+    verify_data_task(ws, cfg.ingest.dataset, version.id)
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     if registered.alias == registry.CHAMPION:
         decision = "first version: champion"

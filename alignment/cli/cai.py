@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from alignment.cli.common import add_common, config_from, overrides_from, write_json
@@ -111,10 +110,10 @@ def cmd_cai_review(args: argparse.Namespace) -> int:
     if args.version and result.out_path is not None:
         from alignment.data.ingest import ingest_file
         from alignment.data.version import version_dataset
-        from alignment.workspace import Workspace
+        from alignment.workspace import Workspace, unique_dir
 
         ws = Workspace.from_config(cfg.workspace).ensure()
-        out = ws.staging / f"{cfg.cai.rl_dataset}-review-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = unique_dir(ws.staging, f"{cfg.cai.rl_dataset}-review")
         ingest_cfg = cfg.ingest.model_copy(update={"dataset": cfg.cai.rl_dataset})
         ingest_file(result.out_path, out, ingest_cfg, cfg.validation)
         version = version_dataset(ws, cfg.cai.rl_dataset, out)

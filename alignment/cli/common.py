@@ -50,7 +50,10 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    overrides = overrides_from(args)
+    """The --set overrides, with --workspace as ``workspace.root``, for a flow's parameters."""
+    overrides = list(args.set or [])
+    if args.workspace:
+        overrides.append(f"workspace.root={args.workspace}")
     return overrides
 
 
@@ -72,6 +75,31 @@ def actor_name(given: str | None) -> str:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name in some containers
         return "unknown"
+
+
+def server_limit(limit: str, what: str):
+    """With a Prefect server configured, hold its global concurrency limit ``limit``.
+
+    The workspace's file locks serialise work on one machine; this limit serialises machines
+    that share servers (create it once with ``prefect gcl create LIMIT --limit 1``). Without a
+    server it is a no-op.
+    """
+    import contextlib
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        from prefect.concurrency.sync import concurrency
+
+        print(f"taking concurrency limit {limit} (waits while another {what} holds it)")
+        sys.stdout.flush()
+        # strict=False: a limit never created is a logged warning; the file lock still holds
+        with concurrency(limit, occupy=1, strict=False):
+            yield
+
+    return held()
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

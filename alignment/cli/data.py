@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from alignment.cli.common import add_common, config_from, write_json
+from alignment.cli.common import add_common, config_from, server_limit, write_json
 from alignment.errors import AlignmentError
 
 
@@ -15,17 +14,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.ingest import ingest_file, summary_lines
     from alignment.errors import ValidationFailed
-    from alignment.workspace import Workspace
+    from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
     ws = Workspace.from_config(cfg.workspace).ensure()
     source = Path(args.input) if args.input else cfg.ingest.input
     if source is None:
         raise AlignmentError("no input: pass --input FILE or set ingest.input in the config")
-    out = (
-        Path(args.out)
-        if args.out
-        else ws.staging / f"{cfg.ingest.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    remove_dead_partials(ws.staging)
+    out = Path(args.out) if args.out else unique_dir(ws.staging, cfg.ingest.dataset)
     try:
         result = ingest_file(source, out, cfg.ingest, cfg.validation)
     except ValidationFailed as exc:
@@ -42,7 +38,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.version or args.print_commands:
         from alignment.data.version import version_dataset
 
-        version = version_dataset(ws, cfg.ingest.dataset, out, commit=not args.print_commands)
+        with server_limit(f"version-{cfg.ingest.dataset}", "versioning run"):
+            version = version_dataset(ws, cfg.ingest.dataset, out, commit=not args.print_commands)
         if version.commands:
             print(f"data version {version.id}: added to DVC; record it with:")
             print("\n".join(f"  {command}" for command in version.commands))
@@ -127,6 +124,22 @@ def cmd_data_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.data.integrity import verify_versions
+    from alignment.workspace import Workspace
+
+    ws = Workspace.from_config(cfg.workspace)
+    checks = verify_versions(ws, args.dataset, args.version_id, remote=not args.no_remote)
+    for check in checks:
+        print(check.line())
+    bad = [c for c in checks if not c.ok]
+    what = args.dataset or "every dataset"
+    print(f"{len(checks)} versions of {what} checked, {len(bad)} with problems")
+    write_json(args.json, {"versions": [c.__dict__ for c in checks], "problems": len(bad)})
+    return 1 if bad else 0
+
+
 def register(sub) -> None:
     """``alignment data ...``."""
     data = sub.add_parser("data", help="preference data").add_subparsers(
@@ -170,3 +183,12 @@ def register(sub) -> None:
     )
     p.add_argument("--out", help="where to write it (default: the file name, here)")
     p.set_defaults(func=cmd_data_get)
+    p = data.add_parser(
+        "verify",
+        help="check every recorded version: cache and remote objects, hashes, Parquet, row counts",
+    )
+    add_common(p)
+    p.add_argument("dataset", nargs="?", help="only this dataset (default: every dataset)")
+    p.add_argument("--version-id", help="only this version (id prefix or tag)")
+    p.add_argument("--no-remote", action="store_true", help="check the local DVC cache only")
+    p.set_defaults(func=cmd_data_verify)

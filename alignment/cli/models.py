@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from alignment.cli.common import actor_name, add_common, config_from, overrides_from, write_json
+from alignment.cli.common import (
+    actor_name,
+    add_common,
+    config_from,
+    overrides_from,
+    server_limit,
+    write_json,
+)
 from alignment.errors import AlignmentError
 
 
@@ -118,31 +123,6 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _promotion_limit(name: str):
-    """With a Prefect server configured, hold its global concurrency limit ``promote-<name>``.
-
-    The workspace's file lock serialises promotions on one machine; promotions from several
-    machines that share an MLflow server are serialised by this limit (create it once with
-    ``prefect gcl create promote-<name> --limit 1``), as the approval flow's are.
-    """
-    import contextlib
-
-    if not os.environ.get("PREFECT_API_URL"):
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def held():
-        from prefect.concurrency.sync import concurrency
-
-        limit = f"promote-{name}"
-        print(f"taking concurrency limit {limit} (waits while another promotion holds it)")
-        sys.stdout.flush()
-        with concurrency(limit, occupy=1, strict=False):
-            yield
-
-    return held()
-
-
 def cmd_models_promote(args: argparse.Namespace) -> int:
     cfg, ws = _registry_session(args)
     from alignment import promotion, registry
@@ -169,7 +149,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         )
     else:
         policy, _ = promotion.load_policy(policy_path)
-        with _promotion_limit(name):
+        with server_limit(f"promote-{name}", "promotion"):
             decision = promotion.promote(
                 ws,
                 name,

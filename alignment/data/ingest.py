@@ -10,6 +10,8 @@ import contextlib
 import io
 import json
 import math
+import os
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from alignment import faults
 from alignment.config import IngestConfig, SplitConfig, ValidationConfig
 from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, read_chunks
+from alignment.data.integrity import file_md5
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
 from alignment.workspace import atomic_write_text
@@ -112,11 +116,15 @@ class _ParquetOut:
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.path, self.schema = path, schema
-        self.tmp = path.with_name(f".{path.name}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
+        # a name of its own, created exclusively: no two writers ever share a temporary file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
         self.writer = pq.ParquetWriter(str(self.tmp), schema, **_PARQUET_OPTIONS)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-out")
         self._pending: Future | None = None
+        self.rows = 0
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -133,6 +141,9 @@ class _ParquetOut:
         else:
             return
         self._wait()
+        if self.rows:
+            faults.point("parquet-write")  # a chunk is on disk, the file is not complete
+        self.rows += table.num_rows
         self._pending = self._thread.submit(self.writer.write_table, table)
 
     def close(self) -> Path:
@@ -228,6 +239,11 @@ def ingest_file(
             f"{path}: {input_rows} input rows but {rows_with_records} parsed + "
             f"{validation['malformed']} malformed"
         )
+    if (accepted_out.rows, rejected_out.rows) != (validation["accepted"], validation["rejected"]):
+        raise RuntimeError(
+            f"{path}: wrote {accepted_out.rows} accepted and {rejected_out.rows} rejected rows, "
+            f"validation counted {validation['accepted']} and {validation['rejected']}"
+        )
     formats = sorted({f.detected_format for f in files})
     detected = formats[0] if len(formats) == 1 else ("mixed" if formats else ingest_cfg.format)
     report = {
@@ -241,6 +257,11 @@ def ingest_file(
         "input_rows": input_rows,
         "read_notes": [n for f in files for n in f.notes],
         **validation,
+        # what was written, read back from disk: versioning checks the files still match
+        "outputs": {
+            out.path.name: {"rows": out.rows, "md5": file_md5(out.path)}
+            for out in (accepted_out, rejected_out)
+        },
     }
     report_path = atomic_write_text(
         out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n"

@@ -7,21 +7,36 @@ and a git tag ``<dataset>-<id[:12]>`` marks the commit so any past version can b
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
+from alignment import faults
+from alignment.data import integrity
 from alignment.errors import VersioningError
-from alignment.workspace import Workspace
+from alignment.workspace import Workspace, atomic_write_text
 
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 FILES = ("accepted.parquet", "rejected.parquet", "report.json")
+# how long a run waits for another to finish recording its version before giving up
+LOCK_TIMEOUT_SECONDS = 3600.0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -80,9 +95,10 @@ def init_data_repo(ws: Workspace) -> Path:
     repo.mkdir(parents=True, exist_ok=True)
     if not (repo / ".git").exists():
         _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "config", "user.name", "alignment")
-        _git(repo, "config", "user.email", "alignment@localhost")
-        _git(repo, "config", "commit.gpgsign", "false")
+    # every time: a run killed between `git init` and these leaves a repository without them
+    _git(repo, "config", "user.name", "alignment")
+    _git(repo, "config", "user.email", "alignment@localhost")
+    _git(repo, "config", "commit.gpgsign", "false")
     if not (repo / ".dvc").exists():
         Repo.init(str(repo), subdir=False)
     dvc = Repo(str(repo))
@@ -92,9 +108,11 @@ def init_data_repo(ws: Workspace) -> Path:
             conf["core"]["remote"] = "workspace"
     finally:
         dvc.close()
-    _git(repo, "add", ".dvc/config", ".dvc/.gitignore", ".dvcignore")
-    if _git(repo, "status", "--porcelain"):
-        _git(repo, "commit", "-q", "-m", "Initialise the data repository")
+    own = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
+    _git(repo, "add", *own)
+    # only these files: whatever else is uncommitted belongs to a version (or to its recovery)
+    if _git(repo, "status", "--porcelain", "--", *own):
+        _git(repo, "commit", "-q", "-m", "Initialise the data repository", "--", *own)
     return repo
 
 
@@ -103,14 +121,50 @@ def _dvc_md5(dvc_file: Path) -> str:
     return meta["outs"][0]["md5"]
 
 
-def _file_md5(path: Path) -> str:
-    import hashlib
+@contextlib.contextmanager
+def data_repo_lock(ws: Workspace, say: Callable[[str], None] = _say) -> Iterator[None]:
+    """Hold the workspace's data-repository lock: one run at a time records a version.
 
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    Held across ``dvc add``, the git commit and tag, and the push. Says once who holds it when
+    it has to wait. A holder that dies (even by SIGKILL) releases it: the kernel drops the lock.
+    """
+    from alignment.workspace import file_lock
+
+    path = ws.locks / "data-repo.lock"
+    holder = path.with_name("data-repo.holder")
+
+    def waiting() -> None:
+        try:
+            who = holder.read_text().strip()
+        except OSError:
+            who = "another run"
+        say(f"waiting for the data repository lock {path}, held by {who}")
+
+    try:
+        with file_lock(path, LOCK_TIMEOUT_SECONDS, on_wait=waiting):
+            started = time.strftime("%Y-%m-%dT%H:%M:%S")
+            atomic_write_text(
+                holder, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n"
+            )
+            yield
+    except TimeoutError as exc:
+        raise VersioningError(
+            f"the data repository {ws.data_repo} stayed locked for {LOCK_TIMEOUT_SECONDS:.0f} s "
+            f"({exc}); is a run stuck? The lock is released when its holder exits."
+        ) from exc
+
+
+def list_datasets(ws: Workspace) -> list[str]:
+    """The datasets that have at least one commit in the data repository."""
+    repo = ws.data_repo
+    if not (repo / ".git").exists():
+        return []
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "--name-only", "HEAD", "datasets/"],
+        capture_output=True,
+        text=True,
+    )
+    return sorted(Path(line).name for line in proc.stdout.splitlines() if line)
 
 
 def find_version(ws: Workspace, dataset: str, version_id: str) -> DataVersion | None:
@@ -158,41 +212,98 @@ def version_dataset(
     Identical accepted rows give the same id and create no new version. With ``commit=False``
     the files are added to DVC (cached, ``.dvc`` files written) but the git commit, tag and
     push are left to the caller: the returned version carries the commands that record it.
+    Runs one at a time per workspace (``data_repo_lock``); the files are read back before and
+    after ``dvc add``, and a version is tagged only when they are what validation counted.
     """
-    from dvc.repo import Repo
-
     check_dataset_name(dataset)
+    files_dir = Path(files_dir)
     for name in FILES:
         if not (files_dir / name).is_file():
             raise VersioningError(f"{files_dir / name} is missing: nothing to version")
-    version_id = _file_md5(files_dir / "accepted.parquet")
-    repo = init_data_repo(ws)
-    existing = find_version(ws, dataset, version_id)
-    if existing is not None:
-        if push:
-            _push(repo)
-        return existing
+    staged = integrity.check_staged(files_dir)
+    with data_repo_lock(ws):
+        if (ws.data_repo / ".git").exists():
+            _recover(ws.data_repo)
+        repo = init_data_repo(ws)
+        existing = find_version(ws, dataset, staged.version_id)
+        if existing is not None:
+            if push:
+                _push(repo)
+            return existing
+        return _record(ws, repo, dataset, files_dir, staged, push, commit)
 
+
+def _recover(repo: Path) -> None:
+    """Finish or undo what a run killed while recording left behind (under the lock)."""
+
+    def verify(dataset: str, version_id: str) -> None:
+        from dvc.repo import Repo
+
+        dvc = Repo(str(repo))
+        try:
+            check = integrity.check_version(dvc, repo, dataset, version_id, "HEAD")
+        finally:
+            dvc.close()
+        if not check.ok:
+            raise VersioningError("; ".join(check.problems))
+
+    integrity.recover(repo, verify, say=_say)
+
+
+def _record(
+    ws: Workspace,
+    repo: Path,
+    dataset: str,
+    files_dir: Path,
+    staged: integrity.Staged,
+    push: bool,
+    commit: bool,
+) -> DataVersion:
+    """Copy, ``dvc add``, check, commit and tag one new version; under the repository lock."""
+    from dvc.repo import Repo
+
+    version_id = staged.version_id
     folder = repo / "datasets" / dataset
     folder.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        shutil.copyfile(files_dir / name, folder / f".{name}.tmp")
-        (folder / f".{name}.tmp").replace(folder / name)
-    dvc = Repo(str(repo))
-    try:
-        dvc.add([str(folder / name) for name in FILES])
-    finally:
-        dvc.close()
-    if _dvc_md5(folder / "accepted.parquet.dvc") != version_id:
-        raise VersioningError("DVC's hash of accepted.parquet differs from ours; refusing to tag")
-    (folder / "version.json").write_text(
-        json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
-    )
     rel = f"datasets/{dataset}"
     tracked = [f"{rel}/.gitignore", f"{rel}/version.json", *[f"{rel}/{n}.dvc" for n in FILES]]
     message = f"data({dataset}): version {version_id}"
     tag = f"{dataset}-{version_id[:12]}"
+    integrity.begin(repo, dataset, version_id, tag, message)
+    for name in FILES:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(files_dir / name, tmp)
+        faults.point("data-repo-copy")
+        Path(tmp).replace(folder / name)
+    dvc = Repo(str(repo))
+    try:
+        dvc.add([str(folder / name) for name in FILES])
+        faults.point("dvc-add")
+        md5s = {name: _dvc_md5(folder / f"{name}.dvc") for name in FILES}
+        check = integrity.VersionCheck(dataset, version_id, tag)
+        if md5s["accepted.parquet"] != version_id:
+            check.problems.append(
+                f"DVC's hash of accepted.parquet ({md5s['accepted.parquet']}) is not the "
+                f"staged file's ({version_id}): it changed while being recorded"
+            )
+        integrity.check_objects(dvc.cache.local, md5s, "cache", check)
+    finally:
+        dvc.close()
+    counted = (staged.rows["accepted.parquet"], staged.rows["rejected.parquet"])
+    if check.ok and (check.accepted, check.rejected) != counted:
+        check.problems.append(f"rows {check.accepted}/{check.rejected}, staged {counted}")
+    if not check.ok:
+        _recover(repo)  # undo the copies and .dvc files: the repository stays at its last commit
+        raise VersioningError(
+            f"{files_dir}: the files did not read back from the DVC cache as staged "
+            f"({'; '.join(check.problems)}); nothing was recorded"
+        )
+    atomic_write_text(
+        folder / "version.json", json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
+    )
     if not commit:
+        integrity.end(repo)  # the user records it: the journal must not roll it back
         commands = (
             f"cd {shlex.quote(str(repo))}",
             "git add " + " ".join(tracked),
@@ -205,15 +316,18 @@ def version_dataset(
         )
     _git(repo, "add", *tracked)
     _git(repo, "commit", "-q", "-m", message)
+    faults.point("git-commit")
     _git(repo, "tag", tag)
-    commit = _git(repo, "rev-parse", "HEAD")
+    integrity.end(repo)
+    faults.point("git-tag")
+    head = _git(repo, "rev-parse", "HEAD")
     if push:
         _push(repo)
     return DataVersion(
         id=version_id,
         dataset=dataset,
         tag=tag,
-        git_commit=commit,
+        git_commit=head,
         folder=folder,
         created=True,
         remote=ws.dvc_remote,
@@ -225,7 +339,9 @@ def _push(repo: Path) -> None:
 
     dvc = Repo(str(repo))
     try:
-        dvc.push()
+        # every tag, not only the checked-out version: a version recorded while the remote was
+        # down, or completed after its run died, is pushed by whichever run comes next
+        dvc.push(all_tags=True)
     except Exception as exc:  # DVC raises many types; all mean the same to the user
         raise VersioningError(
             f"dvc push to the remote failed: {exc}. The data is committed locally in {repo}; "
@@ -357,12 +473,14 @@ def known_source(ws: Workspace, dataset: str, fingerprint: str) -> str | None:
 
 def remember_source(ws: Workspace, dataset: str, fingerprint: str, version_id: str) -> None:
     """Record raw input → data version, so an unchanged landing folder is recognised at once."""
-    from alignment.workspace import atomic_write_text
+    from alignment.workspace import file_lock
 
     path = _index_path(ws)
-    try:
-        index = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        index = {}
-    index[f"{dataset}:{fingerprint}"] = version_id
-    atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    # read, change, write: two retrains (of different use cases) must not drop each other's entry
+    with file_lock(ws.locks / "ingest-index.lock"):
+        try:
+            index = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            index = {}
+        index[f"{dataset}:{fingerprint}"] = version_id
+        atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")
