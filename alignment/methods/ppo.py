@@ -27,6 +27,7 @@ from alignment.methods.losses import (
     FixedKLController,
     clipped_policy_loss,
     clipped_value_loss,
+    forward_kl_loss,
     gae_advantages,
     kl_penalty,
     masked_mean,
@@ -229,16 +230,17 @@ def rollout(
 def rewards_and_advantages(
     batch: Rollout, cfg: PPOConfig, kl_coef: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token rewards (score at the last token, KL penalty on every token), whitened
-    advantages, returns, and the per-token KL."""
+    """Per-token rewards (score at the last token, -kl_coef * k1 on every token), whitened
+    advantages, returns, and the per-token KL estimate named by cfg.kl_metric."""
     mask = batch.response_mask
-    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator) * mask
-    rewards = -kl_coef * kl
+    # k1 only: the one per-token reward whose expected policy gradient is grad KL(pi || ref)
+    rewards = -kl_coef * kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * mask
     last = (mask.sum(1) - 1).long().unsqueeze(1)
     rewards = rewards.scatter_add(1, last, batch.scores.unsqueeze(1).to(rewards.dtype))
     if cfg.whiten_rewards:
         rewards = whiten(rewards, mask, shift_mean=False)
     advantages, returns = gae_advantages(rewards, batch.values, mask, cfg.gamma, cfg.lam)
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_metric) * mask
     return rewards, whiten(advantages, mask), returns, kl
 
 
@@ -273,7 +275,8 @@ def update(
             pg_loss, pg_clip = clipped_policy_loss(
                 logp, batch.logprobs[idx], advantages[idx], mask, cfg.clip_range
             )
-            policy.backward(pg_loss)
+            kl_loss = forward_kl_loss(logp, batch.ref_logprobs[idx], mask)
+            policy.backward(pg_loss + cfg.kl_loss_coef * kl_loss if cfg.kl_loss_coef else pg_loss)
             policy.step()
 
             values = token_scores(value.module, ids, attention)[:, batch.context_length - 1 : -1]
@@ -289,6 +292,7 @@ def update(
                 ("policy/loss", pg_loss),
                 ("policy/clipfrac", pg_clip),
                 ("policy/approx_kl", approx_kl),
+                ("policy/kl_loss", kl_loss),
                 ("value/loss", vf_loss),
                 ("value/clipfrac", vf_clip),
             ):
@@ -313,12 +317,12 @@ def ppo_step(
     batch = rollout(policy, reference, value, score_fn, prompts, cfg, pad_id, eos_id)
     rewards, advantages, returns, kl = rewards_and_advantages(batch, cfg, kl_coef)
     metrics = update(policy, value, batch, advantages, returns, cfg, generator)
-    kl_per_sequence = kl.sum(1).mean()
+    penalty = kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * batch.response_mask
     metrics.update(
         {
             "reward": float(batch.scores.mean()),  # the reward model's score, no KL
-            "kl": float(kl_per_sequence),
-            "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * kl_per_sequence),
+            "kl": float(kl.sum(1).mean()),  # cfg.kl_metric: what the adaptive controller sees
+            "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * penalty.sum(1).mean()),
             "objective/non_score_reward": float((rewards.sum(1) - batch.scores).mean()),
             "response_length": float(batch.response_mask.sum(1).float().mean()),
         }
