@@ -248,7 +248,10 @@ class PPOConfig(_MethodConfig):
     )
     ppo_epochs: int = Field(4, ge=1, description="Update passes over each batch of rollouts.")
     mini_batch_size: int | None = Field(
-        None, ge=1, description="Rollouts per update step; the whole batch when unset."
+        None,
+        ge=1,
+        description="Rollouts per update step; must divide per_device_train_batch_size; the "
+        "whole batch when unset.",
     )
     gamma: float = Field(1.0, ge=0, le=1, description="Discount factor of GAE.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (bias/variance trade-off).")
@@ -307,6 +310,16 @@ class PPOConfig(_MethodConfig):
                 "per-token penalty whose expected gradient is that of KL(policy || reference). "
                 f"Use kl_metric: {self.kl_estimator} to log and control on it, or kl_loss_coef "
                 "for a k3 loss term (it regularises KL(reference || policy))"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mini_batches_cover_the_batch(self) -> PPOConfig:
+        mini = self.mini_batch_size
+        if mini is not None and self.per_device_train_batch_size % mini:
+            raise ValueError(
+                f"mini_batch_size={mini} does not divide per_device_train_batch_size="
+                f"{self.per_device_train_batch_size}: every rollout must be used in each epoch"
             )
         return self
 

@@ -55,14 +55,17 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def cut_at_eos(responses, width: int, eos_id: int, pad_id: int):
     """Sampled responses padded to ``width`` and cut after their first end-of-sequence token.
 
-    Returns (responses with pad after the end, mask [B, width]: 1 up to and including it).
+    Returns (responses with pad after the end, mask [B, width]: 1 up to and including it, or
+    on every sampled token of a response that has none, never on the padding added here).
     """
     import torch
 
-    responses = torch.nn.functional.pad(responses, (0, width - responses.shape[1]), value=pad_id)
-    is_eos = responses == eos_id
-    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), responses.shape[1] - 1)
+    sampled = responses.shape[1]
+    responses = torch.nn.functional.pad(responses, (0, width - sampled), value=pad_id)
     positions = torch.arange(responses.shape[1], device=responses.device)
+    # pad may be the end token itself (tokenizers without a pad): only sampled ones count
+    is_eos = (responses == eos_id) & (positions < sampled).unsqueeze(0)
+    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), sampled - 1)
     mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
     return torch.where(mask.bool(), responses, pad_id), mask
 
@@ -253,7 +256,8 @@ def update(
     cfg: PPOConfig,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """ppo_epochs passes of clipped policy and value updates over the rollouts, in mini-batches."""
+    """ppo_epochs passes of clipped policy and value updates over the rollouts, in mini-batches
+    (the last one smaller when mini_batch_size does not divide the batch)."""
     import torch
 
     size = batch.query_responses.shape[0]
@@ -262,7 +266,7 @@ def update(
     count = 0
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(size, generator=generator).to(batch.query_responses.device)
-        for first in range(0, size - mini + 1, mini):
+        for first in range(0, size, mini):
             idx = order[first : first + mini]
             ids, attention, mask = (
                 batch.query_responses[idx],
