@@ -180,25 +180,18 @@ def rollout(
 ) -> Rollout:
     """Sample one response per prompt and score it under policy, reference, value and reward."""
     import torch
-    from transformers import GenerationConfig
+
+    from alignment.methods.sampling import sample_from_policy
 
     device = next(policy.module.parameters()).device
     query, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
     context_length = query.shape[1]
-    generation = GenerationConfig(
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_k=0,
-        top_p=1.0,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-    )
     policy.module.eval()
     with torch.no_grad():
-        generated = policy.module.generate(
-            input_ids=query, attention_mask=query_mask, generation_config=generation
-        )
+        generated = sample_from_policy(
+            policy.module, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, pad_id=pad_id, eos_id=eos_id,
+        )  # fmt: skip
         # Same width on every step and rank, whether or not generation stopped early.
         responses, response_mask = cut_at_eos(
             generated[:, context_length:], cfg.max_new_tokens, eos_id, pad_id
