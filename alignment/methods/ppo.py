@@ -2,8 +2,8 @@
 
 TRL removed its PPOTrainer (1.13), so this file is the platform's own. It reads top to bottom:
 setup (policy and value model as DeepSpeed engines, frozen reference and reward model), then per
-step: rollout (sample responses to a batch of prompts), score (reward model at the last token,
-minus a per-token KL penalty to the reference), advantages (GAE, whitened), update (several epochs
+step: rollout (sample responses to a batch of prompts), score (reward model on the rendered turn,
+minus a per-token k1 KL penalty to the reference), advantages (GAE, whitened), update (several epochs
 of clipped policy and value losses), and save (checkpoints at an interval; the final policy).
 
 Each process samples for its own shard of the prompts. The losses are the pure functions of
@@ -107,15 +107,50 @@ def token_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     return model.score(hidden).squeeze(-1).float()
 
 
-def reward_model_score_fn(reward_model: Any) -> ScoreFn:
-    """Score each response with a sequence-classification reward model at its last token."""
+def assistant_end_suffix(tokenizer: Any) -> list[int]:
+    """Token ids the chat template puts after an assistant turn's end token (the newline, for the
+    tiny and the ChatML templates), from rendering a dummy conversation."""
+    turn = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    ids = list(tokenizer.apply_chat_template(turn, return_dict=False))
+    if tokenizer.eos_token_id not in ids:
+        raise ConfigError(
+            f"{tokenizer.name_or_path}: the chat template does not close an assistant turn with "
+            f"the end token {tokenizer.eos_token!r} that generation stops at, so PPO cannot score "
+            "what the reward model was trained on; give the tokenizer that end token"
+        )
+    return ids[len(ids) - ids[::-1].index(tokenizer.eos_token_id) :]
+
+
+def reward_model_score_fn(reward_model: Any, tokenizer: Any) -> ScoreFn:
+    """Score each response as the reward model was trained and is evaluated: on the rendered turn,
+    read at its last token, after the end token and the template's suffix. A response cut at
+    max_new_tokens gets them appended too, as the evaluation's re-rendering does."""
     import torch
 
+    eos = tokenizer.eos_token_id
+    pad = eos if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    end = torch.tensor([eos, *assistant_end_suffix(tokenizer)], dtype=torch.long)
+
     def score(query_responses, attention_mask, response_mask):
-        with torch.no_grad():
-            scores = token_scores(reward_model, query_responses, attention_mask)
         context_length = query_responses.shape[1] - response_mask.shape[1]
-        last = context_length + response_mask.sum(1).long() - 1
+        rows = []
+        for response, length in zip(
+            query_responses[:, context_length:], response_mask.sum(1).tolist(), strict=True
+        ):
+            kept = response[: int(length)].cpu()
+            ended = len(kept) > 0 and int(kept[-1]) == eos
+            rows.append(torch.cat([kept, end[1:] if ended else end]))
+        width = max(len(row) for row in rows)
+        completed = torch.full((len(rows), width), pad, dtype=torch.long)
+        completed_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            completed[i, : len(row)], completed_mask[i, : len(row)] = row, 1
+        device = query_responses.device
+        ids = torch.cat([query_responses[:, :context_length], completed.to(device)], dim=1)
+        mask = torch.cat([attention_mask[:, :context_length], completed_mask.to(device)], dim=1)
+        with torch.no_grad():
+            scores = token_scores(reward_model, ids, mask)
+        last = context_length + completed_mask.sum(1).to(device) - 1
         return scores.gather(1, last.unsqueeze(1)).squeeze(1)
 
     return score
@@ -152,7 +187,7 @@ class Rollout:
     logprobs: torch.Tensor  # [B, R] under the policy that sampled them
     ref_logprobs: torch.Tensor  # [B, R] under the frozen reference
     values: torch.Tensor  # [B, R] value of the state before each response token
-    scores: torch.Tensor  # [B] reward model at the last response token
+    scores: torch.Tensor  # [B] reward model on the completed chat turn
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,7 +496,7 @@ def train(job: Job) -> dict:
         if cfg.adaptive_kl
         else FixedKLController(cfg.kl_coef)
     )
-    score_fn = reward_model_score_fn(reward_model)
+    score_fn = reward_model_score_fn(reward_model, tokenizer)
 
     # Resume: engines restore weights and optimizer state; state.json the step and KL coefficient.
     step, history = 0, []
