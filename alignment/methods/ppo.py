@@ -359,7 +359,11 @@ def ppo_step(
             "response_length": float(batch.response_mask.sum(1).float().mean()),
         }
     )
-    metrics["loss"] = metrics["policy/loss"] + cfg.vf_coef * metrics["value/loss"]
+    metrics["loss"] = (
+        metrics["policy/loss"]
+        + cfg.kl_loss_coef * metrics["policy/kl_loss"]
+        + cfg.vf_coef * metrics["value/loss"]
+    )
     return metrics
 
 
