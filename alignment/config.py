@@ -240,19 +240,47 @@ class PPOConfig(_MethodConfig):
         None, gt=0, description="Value model learning rate; the policy's when unset."
     )
     max_new_tokens: int = Field(16, ge=1, description="Longest sampled response in tokens.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature of the rollouts. Policy and reference log-probs are "
+        "both taken at it, so away from 1 the KL penalised is between the tempered models.",
+    )
     ppo_epochs: int = Field(4, ge=1, description="Update passes over each batch of rollouts.")
     mini_batch_size: int | None = Field(
-        None, ge=1, description="Rollouts per update step; the whole batch when unset."
+        None,
+        ge=1,
+        description="Rollouts per update step; must divide per_device_train_batch_size; the "
+        "whole batch when unset.",
     )
     gamma: float = Field(1.0, ge=0, le=1, description="Discount factor of GAE.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (bias/variance trade-off).")
     clip_range: float = Field(0.2, gt=0, description="PPO clip range of the policy ratio.")
     clip_range_value: float = Field(0.2, gt=0, description="Clip range of the value update.")
     vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss (logged total loss).")
-    kl_coef: float = Field(0.05, ge=0, description="Initial weight of the per-token KL penalty.")
+    kl_coef: float = Field(
+        0.05,
+        ge=0,
+        description="Initial weight of the per-token KL penalty in the reward, "
+        "-kl_coef * (log pi - log pi_ref).",
+    )
     kl_estimator: Literal["k1", "k2", "k3"] = Field(
-        "k1", description="Per-token KL estimator (Schulman's k1/k2/k3)."
+        "k1",
+        description="Estimator in the reward's KL penalty: k1 only. Its expected policy gradient "
+        "is that of KL(policy || reference); k2 or k3 there are refused (see kl_metric and "
+        "kl_loss_coef).",
+    )
+    kl_metric: Literal["k1", "k2", "k3"] = Field(
+        "k1",
+        description="Estimator of the logged `kl` per sequence, which the adaptive controller "
+        "measures (Schulman's k1/k2/k3 of KL(policy || reference); k2 is biased).",
+    )
+    kl_loss_coef: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a k3 loss term (GRPO style), kl_loss_coef * token mean of k3. "
+        "Its gradient is that of the forward KL(reference || policy) per token, at the "
+        "policy's own prefixes; off at 0.",
     )
     adaptive_kl: bool = Field(
         False, description="Adapt kl_coef towards target_kl (Ziegler et al. 2019)."
@@ -272,6 +300,29 @@ class PPOConfig(_MethodConfig):
         description="Initial value model (sequence classification); the reward model if unset.",
     )
 
+    @model_validator(mode="after")
+    def _reward_penalty_is_k1(self) -> PPOConfig:
+        # E[k grad log pi] is grad KL(pi || ref) for k1 only; for k3 it is grad KL(pi || ref) -
+        # grad KL(ref || pi), which vanishes near the reference and can point away from it.
+        if self.kl_estimator != "k1":
+            raise ValueError(
+                f"kl_estimator={self.kl_estimator!r}: only k1 may shape the reward, the only "
+                "per-token penalty whose expected gradient is that of KL(policy || reference). "
+                f"Use kl_metric: {self.kl_estimator} to log and control on it, or kl_loss_coef "
+                "for a k3 loss term (it regularises KL(reference || policy))"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mini_batches_cover_the_batch(self) -> PPOConfig:
+        mini = self.mini_batch_size
+        if mini is not None and self.per_device_train_batch_size % mini:
+            raise ValueError(
+                f"mini_batch_size={mini} does not divide per_device_train_batch_size="
+                f"{self.per_device_train_batch_size}: every rollout must be used in each epoch"
+            )
+        return self
+
 
 class RLOOConfig(_MethodConfig):
     """RLOO (TRL RLOOTrainer) against the learned reward model: critic-free, k samples a prompt."""
@@ -282,13 +333,24 @@ class RLOOConfig(_MethodConfig):
     )
     max_completion_length: int = Field(16, ge=1, description="Longest sampled response in tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    beta: float = Field(0.05, ge=0, description="KL coefficient to the reference.")
+    beta: float = Field(
+        0.05,
+        ge=0,
+        description="KL coefficient: TRL's RLOO subtracts beta * sum of k1 = log(pi / pi_ref) "
+        "from each sample's reward, so it pulls towards KL(policy || reference).",
+    )
 
 
 class GRPOConfig(RLOOConfig):
     """GRPO (TRL GRPOTrainer) against the learned reward model: group-normalised advantages."""
 
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference (TRL default 0).")
+    beta: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of TRL's per-token k3 loss term (TRL default 0: no reference). As a "
+        "loss its gradient is that of the forward KL(reference || policy), not of KL(policy || "
+        "reference).",
+    )
 
 
 class TrainConfig(_Strict):

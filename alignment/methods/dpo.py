@@ -139,6 +139,7 @@ def reference_cache_files(job: Job, args: Any) -> tuple[dict[str, Path], dict]:
         "precision": precision,
         "truncation_mode": args.truncation_mode,
         "trl": trl.__version__,
+        "device": job.device,
         "logprobs": "full"
         if use_full_vocab_logprobs(method_cfg.logprobs, job.device)
         else "chunked",

@@ -45,9 +45,10 @@ def whiten(
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from log-probs of tokens sampled from the policy.
 
-    k1 = log r, k2 = (log r)^2 / 2, k3 = (r - 1) - log r, with r = pi / pi_ref evaluated as
-    in Schulman's "Approximating KL divergence": k1 is unbiased but can be negative, k3 is
-    unbiased and never negative, k2 is biased with low variance.
+    Schulman's "Approximating KL divergence": k1 = log(pi / pi_ref), unbiased, can be negative;
+    k2 = log(pi / pi_ref)^2 / 2, biased, low variance; k3 = (q - 1) - log q with q = pi_ref / pi,
+    unbiased and never negative. These estimate the KL's value; only k1 placed in a reward has
+    the KL's expected gradient (see `forward_kl_loss` for k3 as a loss).
     """
     import torch
 
@@ -57,9 +58,18 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") -> 
     if kind == "k2":
         return 0.5 * log_ratio**2
     if kind == "k3":
-        # With q = pi_ref/pi: (q - 1) - log q, i.e. exp(-log_ratio) - 1 + log_ratio.
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {kind!r}; known: k1, k2, k3")
+
+
+def forward_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token mean of k3 (GRPO's KL term), to minimise; `logp` carries the gradient.
+
+    On tokens sampled from the policy its expected gradient is that of KL(reference || policy),
+    the forward KL, per token at the policy's own prefixes: E[(1 - pi_ref/pi) grad log pi] =
+    -sum(pi_ref grad log pi). Not the reverse KL(policy || reference) that k1 in the reward pulls.
+    """
+    return masked_mean(kl_penalty(logp, ref_logp, "k3"), mask)
 
 
 def gae_advantages(

@@ -2,8 +2,8 @@
 
 TRL removed its PPOTrainer (1.13), so this file is the platform's own. It reads top to bottom:
 setup (policy and value model as DeepSpeed engines, frozen reference and reward model), then per
-step: rollout (sample responses to a batch of prompts), score (reward model at the last token,
-minus a per-token KL penalty to the reference), advantages (GAE, whitened), update (several epochs
+step: rollout (sample responses to a batch of prompts), score (reward model on the rendered turn,
+minus a per-token k1 KL penalty to the reference), advantages (GAE, whitened), update (several epochs
 of clipped policy and value losses), and save (checkpoints at an interval; the final policy).
 
 Each process samples for its own shard of the prompts. The losses are the pure functions of
@@ -27,6 +27,7 @@ from alignment.methods.losses import (
     FixedKLController,
     clipped_policy_loss,
     clipped_value_loss,
+    forward_kl_loss,
     gae_advantages,
     kl_penalty,
     masked_mean,
@@ -54,14 +55,17 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def cut_at_eos(responses, width: int, eos_id: int, pad_id: int):
     """Sampled responses padded to ``width`` and cut after their first end-of-sequence token.
 
-    Returns (responses with pad after the end, mask [B, width]: 1 up to and including it).
+    Returns (responses with pad after the end, mask [B, width]: 1 up to and including it, or
+    on every sampled token of a response that has none, never on the padding added here).
     """
     import torch
 
-    responses = torch.nn.functional.pad(responses, (0, width - responses.shape[1]), value=pad_id)
-    is_eos = responses == eos_id
-    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), responses.shape[1] - 1)
+    sampled = responses.shape[1]
+    responses = torch.nn.functional.pad(responses, (0, width - sampled), value=pad_id)
     positions = torch.arange(responses.shape[1], device=responses.device)
+    # pad may be the end token itself (tokenizers without a pad): only sampled ones count
+    is_eos = (responses == eos_id) & (positions < sampled).unsqueeze(0)
+    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), sampled - 1)
     mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
     return torch.where(mask.bool(), responses, pad_id), mask
 
@@ -103,15 +107,50 @@ def token_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     return model.score(hidden).squeeze(-1).float()
 
 
-def reward_model_score_fn(reward_model: Any) -> ScoreFn:
-    """Score each response with a sequence-classification reward model at its last token."""
+def assistant_end_suffix(tokenizer: Any) -> list[int]:
+    """Token ids the chat template puts after an assistant turn's end token (the newline, for the
+    tiny and the ChatML templates), from rendering a dummy conversation."""
+    turn = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    ids = list(tokenizer.apply_chat_template(turn, return_dict=False))
+    if tokenizer.eos_token_id not in ids:
+        raise ConfigError(
+            f"{tokenizer.name_or_path}: the chat template does not close an assistant turn with "
+            f"the end token {tokenizer.eos_token!r} that generation stops at, so PPO cannot score "
+            "what the reward model was trained on; give the tokenizer that end token"
+        )
+    return ids[len(ids) - ids[::-1].index(tokenizer.eos_token_id) :]
+
+
+def reward_model_score_fn(reward_model: Any, tokenizer: Any) -> ScoreFn:
+    """Score each response as the reward model was trained and is evaluated: on the rendered turn,
+    read at its last token, after the end token and the template's suffix. A response cut at
+    max_new_tokens gets them appended too, as the evaluation's re-rendering does."""
     import torch
 
+    eos = tokenizer.eos_token_id
+    pad = eos if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    end = torch.tensor([eos, *assistant_end_suffix(tokenizer)], dtype=torch.long)
+
     def score(query_responses, attention_mask, response_mask):
-        with torch.no_grad():
-            scores = token_scores(reward_model, query_responses, attention_mask)
         context_length = query_responses.shape[1] - response_mask.shape[1]
-        last = context_length + response_mask.sum(1).long() - 1
+        rows = []
+        for response, length in zip(
+            query_responses[:, context_length:], response_mask.sum(1).tolist(), strict=True
+        ):
+            kept = response[: int(length)].cpu()
+            ended = len(kept) > 0 and int(kept[-1]) == eos
+            rows.append(torch.cat([kept, end[1:] if ended else end]))
+        width = max(len(row) for row in rows)
+        completed = torch.full((len(rows), width), pad, dtype=torch.long)
+        completed_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            completed[i, : len(row)], completed_mask[i, : len(row)] = row, 1
+        device = query_responses.device
+        ids = torch.cat([query_responses[:, :context_length], completed.to(device)], dim=1)
+        mask = torch.cat([attention_mask[:, :context_length], completed_mask.to(device)], dim=1)
+        with torch.no_grad():
+            scores = token_scores(reward_model, ids, mask)
+        last = context_length + completed_mask.sum(1).to(device) - 1
         return scores.gather(1, last.unsqueeze(1)).squeeze(1)
 
     return score
@@ -148,7 +187,7 @@ class Rollout:
     logprobs: torch.Tensor  # [B, R] under the policy that sampled them
     ref_logprobs: torch.Tensor  # [B, R] under the frozen reference
     values: torch.Tensor  # [B, R] value of the state before each response token
-    scores: torch.Tensor  # [B] reward model at the last response token
+    scores: torch.Tensor  # [B] reward model on the completed chat turn
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,25 +215,18 @@ def rollout(
 ) -> Rollout:
     """Sample one response per prompt and score it under policy, reference, value and reward."""
     import torch
-    from transformers import GenerationConfig
+
+    from alignment.methods.sampling import sample_from_policy
 
     device = next(policy.module.parameters()).device
     query, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
     context_length = query.shape[1]
-    generation = GenerationConfig(
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_k=0,
-        top_p=1.0,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-    )
     policy.module.eval()
     with torch.no_grad():
-        generated = policy.module.generate(
-            input_ids=query, attention_mask=query_mask, generation_config=generation
-        )
+        generated = sample_from_policy(
+            policy.module, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, pad_id=pad_id, eos_id=eos_id,
+        )  # fmt: skip
         # Same width on every step and rank, whether or not generation stopped early.
         responses, response_mask = cut_at_eos(
             generated[:, context_length:], cfg.max_new_tokens, eos_id, pad_id
@@ -229,16 +261,17 @@ def rollout(
 def rewards_and_advantages(
     batch: Rollout, cfg: PPOConfig, kl_coef: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token rewards (score at the last token, KL penalty on every token), whitened
-    advantages, returns, and the per-token KL."""
+    """Per-token rewards (score at the last token, -kl_coef * k1 on every token), whitened
+    advantages, returns, and the per-token KL estimate named by cfg.kl_metric."""
     mask = batch.response_mask
-    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator) * mask
-    rewards = -kl_coef * kl
+    # k1 only: the one per-token reward whose expected policy gradient is grad KL(pi || ref)
+    rewards = -kl_coef * kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * mask
     last = (mask.sum(1) - 1).long().unsqueeze(1)
     rewards = rewards.scatter_add(1, last, batch.scores.unsqueeze(1).to(rewards.dtype))
     if cfg.whiten_rewards:
         rewards = whiten(rewards, mask, shift_mean=False)
     advantages, returns = gae_advantages(rewards, batch.values, mask, cfg.gamma, cfg.lam)
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_metric) * mask
     return rewards, whiten(advantages, mask), returns, kl
 
 
@@ -251,7 +284,8 @@ def update(
     cfg: PPOConfig,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """ppo_epochs passes of clipped policy and value updates over the rollouts, in mini-batches."""
+    """ppo_epochs passes of clipped policy and value updates over the rollouts, in mini-batches
+    (the last one smaller when mini_batch_size does not divide the batch)."""
     import torch
 
     size = batch.query_responses.shape[0]
@@ -260,7 +294,7 @@ def update(
     count = 0
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(size, generator=generator).to(batch.query_responses.device)
-        for first in range(0, size - mini + 1, mini):
+        for first in range(0, size, mini):
             idx = order[first : first + mini]
             ids, attention, mask = (
                 batch.query_responses[idx],
@@ -273,7 +307,8 @@ def update(
             pg_loss, pg_clip = clipped_policy_loss(
                 logp, batch.logprobs[idx], advantages[idx], mask, cfg.clip_range
             )
-            policy.backward(pg_loss)
+            kl_loss = forward_kl_loss(logp, batch.ref_logprobs[idx], mask)
+            policy.backward(pg_loss + cfg.kl_loss_coef * kl_loss if cfg.kl_loss_coef else pg_loss)
             policy.step()
 
             values = token_scores(value.module, ids, attention)[:, batch.context_length - 1 : -1]
@@ -289,6 +324,7 @@ def update(
                 ("policy/loss", pg_loss),
                 ("policy/clipfrac", pg_clip),
                 ("policy/approx_kl", approx_kl),
+                ("policy/kl_loss", kl_loss),
                 ("value/loss", vf_loss),
                 ("value/clipfrac", vf_clip),
             ):
@@ -313,17 +349,21 @@ def ppo_step(
     batch = rollout(policy, reference, value, score_fn, prompts, cfg, pad_id, eos_id)
     rewards, advantages, returns, kl = rewards_and_advantages(batch, cfg, kl_coef)
     metrics = update(policy, value, batch, advantages, returns, cfg, generator)
-    kl_per_sequence = kl.sum(1).mean()
+    penalty = kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * batch.response_mask
     metrics.update(
         {
             "reward": float(batch.scores.mean()),  # the reward model's score, no KL
-            "kl": float(kl_per_sequence),
-            "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * kl_per_sequence),
+            "kl": float(kl.sum(1).mean()),  # cfg.kl_metric: what the adaptive controller sees
+            "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * penalty.sum(1).mean()),
             "objective/non_score_reward": float((rewards.sum(1) - batch.scores).mean()),
             "response_length": float(batch.response_mask.sum(1).float().mean()),
         }
     )
-    metrics["loss"] = metrics["policy/loss"] + cfg.vf_coef * metrics["value/loss"]
+    metrics["loss"] = (
+        metrics["policy/loss"]
+        + cfg.kl_loss_coef * metrics["policy/kl_loss"]
+        + cfg.vf_coef * metrics["value/loss"]
+    )
     return metrics
 
 
@@ -460,7 +500,7 @@ def train(job: Job) -> dict:
         if cfg.adaptive_kl
         else FixedKLController(cfg.kl_coef)
     )
-    score_fn = reward_model_score_fn(reward_model)
+    score_fn = reward_model_score_fn(reward_model, tokenizer)
 
     # Resume: engines restore weights and optimizer state; state.json the step and KL coefficient.
     step, history = 0, []

@@ -61,21 +61,12 @@ def sample(
 ) -> Samples:
     """One response per prompt (pure sampling), scored under the policy and the reference."""
     import torch
-    from transformers import GenerationConfig
 
     from alignment.methods.ppo import cut_at_eos, left_pad, response_logprobs
+    from alignment.methods.sampling import sample_from_policy
 
     device = next(policy.parameters()).device
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    generation = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=1.0,
-        pad_token_id=pad,
-        eos_token_id=eos,
-    )
     texts, counts = [], []
     logps, ref_logps = [], []
     torch.manual_seed(seed)
@@ -92,9 +83,10 @@ def sample(
             ]
             query, query_mask = (t.to(device) for t in left_pad(ids, pad))
             context = query.shape[1]
-            out = policy.generate(
-                input_ids=query, attention_mask=query_mask, generation_config=generation
-            )
+            out = sample_from_policy(
+                policy, query, query_mask, max_new_tokens=max_new_tokens,
+                temperature=temperature, pad_id=pad, eos_id=eos,
+            )  # fmt: skip
             responses, mask = cut_at_eos(out[:, context:], max_new_tokens, eos, pad)
             full = torch.cat([query, responses], dim=1)
             attention = torch.cat([query_mask, mask], dim=1)

@@ -2,30 +2,38 @@
 
 DPO's reference term depends only on the reference weights, the tokenized data and the
 truncation length, so it is scored once per (reference model, dataset file, max_length,
-tokenizer + chat template, precision) and reused by later runs and retrains:
+tokenizer + chat template, precision, library versions) and reused by later runs and retrains:
 ``<workspace root>/cache/ref-logps/<key>.parquet`` with one row per record id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Sequence
+from importlib import metadata
 from pathlib import Path
 
+from alignment.workspace import atomic_write_bytes
+
 CACHE_FORMAT = 1
-# Files of a Hugging Face folder that decide what the reference scores: its weights and config,
-# and how text becomes tokens (tokenizer, special tokens, chat template).
-MODEL_FILES = ("config.json", "*.safetensors", "*.bin")
+# Files of a Hugging Face folder that decide what the reference scores: its weights and config
+# (not training_args.bin, the pickled arguments of the run that made it), and how text becomes
+# tokens: every tokenizer file of the fast, SentencePiece, WordPiece and tiktoken kinds.
+MODEL_FILES = ("config.json", "*.safetensors", "pytorch_model*.bin", "adapter_model.bin")
 TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
+    "tokenizer*",
     "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "vocab.json",
+    "added_tokens.json",
+    "chat_template.*",
+    "*.model",
+    "vocab.*",
     "merges.txt",
+    "*.tiktoken",
 )
+# Template rendering, tokenisation and the kernels that score change across these upgrades.
+LIBRARIES = ("torch", "transformers", "tokenizers")
 
 
 def file_digest(path: Path) -> str:
@@ -70,9 +78,17 @@ def reference_key(
         "dataset": folder_digest(dataset_path, ("*.parquet",)),
         "max_length": max_length,
         "tokenizer": folder_digest(tokenizer_path or reference_path, TOKENIZER_FILES),
+        "libraries": {name: _version(name) for name in LIBRARIES},
         **(extra or {}),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 def cache_path(workspace_root: Path, key: str) -> Path:
@@ -87,7 +103,10 @@ def save(
     rejected: Sequence[float],
     meta: dict | None = None,
 ) -> Path:
-    """Write id -> reference log-probs of the chosen and rejected answers (write, then rename)."""
+    """Write id -> reference log-probs of the chosen and rejected answers (write, then rename).
+
+    Each writer has its own temporary file, so two runs filling the same key never interleave.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -98,11 +117,9 @@ def save(
             "ref_rejected_logps": pa.array(rejected, pa.float32()),
         }
     ).replace_schema_metadata({"alignment": json.dumps(meta or {}, sort_keys=True)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load(path: Path, ids: Sequence[str]) -> tuple[list[float], list[float]] | None:

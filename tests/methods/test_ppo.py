@@ -177,5 +177,48 @@ def test_cut_at_eos_pads_masks_and_keeps_the_first_end():
     sampled = torch.tensor([[5, 2, 7], [5, 6, 7], [2, 9, 2]])
     responses, mask = cut_at_eos(sampled, 5, eos, pad)
     assert responses.tolist() == [[5, 2, 0, 0, 0], [5, 6, 7, 0, 0], [2, 0, 0, 0, 0]]
-    # no end token: the whole (padded) width counts, as the trainer's fixed width needs
-    assert mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+    # no end token: every sampled token counts, none of the padding added after them
+    assert mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]
+    _, full_width = cut_at_eos(torch.tensor([[5, 6, 7]]), 3, eos, pad)
+    assert full_width.tolist() == [[1, 1, 1]]
+    _, pad_is_eos = cut_at_eos(torch.tensor([[5, 6], [2, 2]]), 4, eos, pad_id=eos)
+    assert pad_is_eos.tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
+
+
+def test_a_mini_batch_size_that_does_not_divide_the_batch_is_refused():
+    from alignment.config import load_config
+    from alignment.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mini_batch_size=4 does not divide"):
+        load_config(
+            None, ["train.ppo.per_device_train_batch_size=6", "train.ppo.mini_batch_size=4"]
+        )
+    assert load_config(None, ["train.ppo.mini_batch_size=2"]).train.ppo.mini_batch_size == 2
+
+
+def test_every_rollout_is_used_in_each_epoch_of_updates(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from alignment.methods.ppo import TorchEngine, rollout, update
+
+    torch.manual_seed(0)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    value = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    engines = [
+        TorchEngine(model, torch.optim.SGD(model.parameters(), lr=0.0)) for model in (policy, value)
+    ]
+    prompts = [[5, 6, 7], [8, 9], [5], [6, 7], [9, 8, 7], [5, 5]]
+    cfg = PPOConfig(max_new_tokens=3, per_device_train_batch_size=6, ppo_epochs=2)
+    batch = rollout(
+        engines[0], policy, engines[1], lambda q, a, m: m.sum(1).float(), prompts, cfg, 0, 1
+    )
+    rows = []
+    policy.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    advantages = torch.zeros_like(batch.logprobs)
+    # a mini-batch size that leaves a remainder, as a caller without the config check might pass
+    cfg.mini_batch_size = 4
+    update(*engines, batch, advantages, advantages, cfg, torch.Generator().manual_seed(0))
+    assert rows == [4, 2, 4, 2]
