@@ -10,7 +10,7 @@ suite can name the rule it breaks) and strict about structure: a row whose shape
 mapped (broken JSON, wrong types, missing fields) becomes a *malformed* row with reasons.
 
 The modules go by family: ``files`` (file types), ``detect`` (which format a row is),
-``messages``, ``transcripts`` and ``ranked`` (the formats), ``columnar`` (the Arrow JSONL
+``messages``, ``transcripts``, ``ranked`` and ``argilla`` (the formats), ``columnar`` (the Arrow JSONL
 reader), ``records`` and ``arrow_text`` (the canonical record), ``read`` (the entry points).
 """
 
@@ -22,7 +22,7 @@ from alignment.data.formats.arrow_text import (
     sha256_digests,
     string_rows_with,
 )
-from alignment.data.formats.detect import FORMATS, sniff_format
+from alignment.data.formats.detect import COLUMN_KEYS, FORMATS, sniff_format
 from alignment.data.formats.files import EXTENSIONS, MAX_ROW_BYTES
 from alignment.data.formats.read import input_files, read_chunks, read_preferences
 from alignment.data.formats.records import (
@@ -30,6 +30,7 @@ from alignment.data.formats.records import (
     RAW_KEEP_CHARS,
     Chunk,
     FileInfo,
+    ReadOptions,
     ReadResult,
     join_record_tables,
     messages_type,
@@ -41,12 +42,14 @@ from alignment.data.formats.records import (
 
 __all__ = [
     "CANONICAL_COLUMNS",
+    "COLUMN_KEYS",
     "EXTENSIONS",
     "FORMATS",
     "MAX_ROW_BYTES",
     "RAW_KEEP_CHARS",
     "Chunk",
     "FileInfo",
+    "ReadOptions",
     "ReadResult",
     "concat_strings",
     "digest_hex16",

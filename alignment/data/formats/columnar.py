@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from alignment.data.formats.records import (
     RAW_KEEP_CHARS,
     Chunk,
     FileInfo,
+    ReadOptions,
     _arrow,
     _clip,
     _Malformed,
@@ -189,7 +191,7 @@ def _arrow_block(lines: _Lines, source: str, options: tuple) -> Any:
 
 
 def _read_block(
-    lines: _Lines, source: str, fmt: str, ranked_pairs: str, options: tuple
+    lines: _Lines, source: str, fmt: str, opts: ReadOptions, counts: Counter, options: tuple
 ) -> tuple[list[Any], list[dict], int]:
     """(record tables, malformed rows, blank lines) of a block of lines, bisecting on failure."""
     if len(lines) > _SLOW_BLOCK:
@@ -197,8 +199,8 @@ def _read_block(
         if table is not None:
             return [table], [], 0
         half = len(lines) // 2
-        t1, m1, b1 = _read_block(lines.part(0, half), source, fmt, ranked_pairs, options)
-        t2, m2, b2 = _read_block(lines.part(half, len(lines)), source, fmt, ranked_pairs, options)
+        t1, m1, b1 = _read_block(lines.part(0, half), source, fmt, opts, counts, options)
+        t2, m2, b2 = _read_block(lines.part(half, len(lines)), source, fmt, opts, counts, options)
         return t1 + t2, m1 + m2, b1 + b2
     records, malformed, blank = [], [], 0
     for lineno, line in lines.items():
@@ -210,7 +212,7 @@ def _read_block(
         try:
             if isinstance(obj, _Malformed):
                 raise obj
-            records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
+            records.extend(_to_records(obj, fmt, source, lineno, opts, counts))
         except _Malformed as exc:
             malformed.append(
                 {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}
@@ -227,7 +229,7 @@ def _fast_jsonl_chunks(
     info: FileInfo,
     fmt: str,
     chunk_rows: int,
-    ranked_pairs: str,
+    opts: ReadOptions,
     max_row_bytes: int,
 ) -> Iterator[Chunk]:
     """``_file_chunks`` for JSONL of a conversational format: the same rows, read by Arrow.
@@ -251,7 +253,8 @@ def _fast_jsonl_chunks(
                 lines.part(start, min(start + _FAST_BLOCK, len(lines))),
                 source,
                 fmt,
-                ranked_pairs,
+                opts,
+                info.counts,
                 options,
             )
             tables.extend(got)
@@ -275,7 +278,7 @@ def _fast_jsonl_chunks(
         try:
             if isinstance(obj, _Malformed):
                 raise obj
-            chunk.records.extend(_to_records(obj, fmt, source, lineno, ranked_pairs))
+            chunk.records.extend(_to_records(obj, fmt, source, lineno, opts, info.counts))
         except _Malformed as exc:
             chunk.malformed.append(
                 {"source": source, "row": lineno, "raw": _clip(raw), "reasons": [str(exc)]}

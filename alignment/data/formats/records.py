@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,3 +180,18 @@ class FileInfo:
     detected_format: str
     rows_read: int = 0
     notes: list[str] = field(default_factory=list)
+    # "columnar" (Arrow, a block of lines at a time) or "rows" (one parsed row at a time)
+    reader: str = "rows"
+    # what parsing counted beside records: ranked ties skipped, non-text parts dropped, ...
+    counts: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How rows are read: the ``ingest`` settings that shape parsing."""
+
+    ranked_pairs: str = "all"
+    # canonical name -> the input's column name (``ingest.columns``)
+    columns: dict[str, str] = field(default_factory=dict)
+    # a non-text content part (image, audio): "quarantine" its row or "drop" the part
+    non_text_parts: str = "quarantine"

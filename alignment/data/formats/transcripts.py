@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
-from alignment.data.formats.messages import _require, _rest, _split_shared_prefix, _text
-from alignment.data.formats.records import _Malformed
+from alignment.data.formats.messages import Parsed, _require, _rest, _split_shared_prefix, _text
+from alignment.data.formats.records import ReadOptions, _Malformed
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 
@@ -22,7 +23,7 @@ def _hh_turns(transcript: str, what: str) -> list[dict]:
     ]
 
 
-def _parse_hh(obj: dict) -> list[tuple[list, list, list, dict]]:
+def _parse_hh(obj: dict, opts: ReadOptions, counts: Counter) -> Parsed:
     _require(obj, "chosen", "rejected")
     full_c = _hh_turns(obj["chosen"], "chosen")
     full_r = _hh_turns(obj["rejected"], "rejected")
