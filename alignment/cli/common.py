@@ -47,11 +47,24 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    """The --set overrides, with --workspace as workspace.root."""
+    """The --set overrides, with --workspace as workspace.root and --format as ingest.format."""
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "workspace", None):
         overrides.append(f"workspace.root={args.workspace}")
+    if getattr(args, "format", None):
+        overrides.append(f"ingest.format={args.format}")
     return overrides
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    """``--format``, for when detection is ambiguous (sets ingest.format)."""
+    from alignment.data.formats.detect import FORMATS
+
+    p.add_argument(
+        "--format",
+        choices=["auto", *FORMATS],
+        help="input format of every file (overrides ingest.format; default: detect per file)",
+    )
 
 
 def tool_path(name: str) -> str:
