@@ -83,7 +83,8 @@ class IngestConfig(_Strict):
         default_factory=dict,
         description="The input's own column names: canonical name -> column, e.g. {prompt: "
         "question, chosen: response_j, rejected: response_k}; 'score' names each ranked "
-        "response's rating key, 'ranking' an Argilla ranking question. Recorded in the report.",
+        "response's rating key, 'ranking' an Argilla ranking question. Applies to every file of "
+        "the input; recorded in the report.",
     )
     non_text_parts: Literal["quarantine", "drop"] = Field(
         "quarantine",
