@@ -10,7 +10,14 @@ import pytest
 from data_helpers import CORPUS, conv, write_jsonl
 
 from alignment.config import IngestConfig
-from alignment.data.formats import FORMATS, FileInfo, read_chunks, read_preferences, record_id
+from alignment.data.formats import (
+    FORMATS,
+    FileInfo,
+    read_chunks,
+    read_preferences,
+    record_id,
+    sniff_format,
+)
 from alignment.data.formats.detect import COLUMN_KEYS
 from alignment.data.formats.records import ReadOptions
 from alignment.errors import DataFormatError
@@ -141,6 +148,10 @@ def test_scored_responses_pair_by_policy_and_count_skipped_ties():
     assert info.counts["ranked_ties_skipped"] == 1
     # a prompt whose responses all tie gives no pair: quarantined, not counted as a tie
     assert _reasons(malformed) == [(1, "ranked_no_pair")]
+
+    # a pair row that also carries a completions column is read as the pair
+    pair = {"prompt": "Q?", "chosen": "A.", "rejected": "B.", "completions": ["A.", "B."]}
+    assert sniff_format(pair) == "trl_standard"
 
     best_worst, _, info = _read("ultrafeedback.jsonl", ranked_pairs="best_worst")
     assert _pairs(best_worst) == [(best, "Rain.")]

@@ -56,7 +56,10 @@ def sniff_format(obj: Any) -> str | None:
         return "argilla"
     if "conversations" in obj and "chosen" in obj:
         return "sharegpt"
-    if ("responses" in obj or "completions" in obj) and ("prompt" in obj or "instruction" in obj):
+    if "responses" in obj and "prompt" in obj:
+        return "ranked"
+    # UltraFeedback's names; a pair row that carries a completions column stays a pair
+    if "completions" in obj and ("prompt" in obj or "instruction" in obj) and "chosen" not in obj:
         return "ranked"
     if "chosen" not in obj or "rejected" not in obj:
         return None
