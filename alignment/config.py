@@ -55,8 +55,41 @@ class IngestConfig(_Strict):
     input: Path | None = Field(
         None, description="Raw preference file or folder of files (JSONL, JSON, Parquet, CSV; .gz)."
     )
-    format: Literal["auto", "trl_standard", "trl_conversational", "hh", "sharegpt", "ranked"] = (
-        Field("auto", description="Input format; 'auto' detects it.")
+    format: Literal[
+        "auto",
+        "trl_standard",
+        "trl_conversational",
+        "hh",
+        "sharegpt",
+        "ranked",
+        "openai_preference",
+        "llamafactory_v1",
+        "argilla",
+    ] = Field("auto", description="Input format; 'auto' detects it per file.")
+    columns: dict[
+        Literal[
+            "prompt",
+            "chosen",
+            "rejected",
+            "score_chosen",
+            "score_rejected",
+            "conversations",
+            "responses",
+            "score",
+            "ranking",
+        ],
+        str,
+    ] = Field(
+        default_factory=dict,
+        description="The input's own column names: canonical name -> column, e.g. {prompt: "
+        "question, chosen: response_j, rejected: response_k}; 'score' names each ranked "
+        "response's rating key, 'ranking' an Argilla ranking question. Applies to every file of "
+        "the input; recorded in the report.",
+    )
+    non_text_parts: Literal["quarantine", "drop"] = Field(
+        "quarantine",
+        description="A message content part that is not text (image, audio): quarantine its row "
+        "as non_text_content, or drop the part and read the text.",
     )
     dataset: str = Field("preferences", description="Dataset name inside the data repository.")
     ranked_pairs: Literal["all", "best_worst"] = Field(

@@ -51,13 +51,18 @@ def _markdown(lines: list[str], version: DataVersion | None) -> str:
 
 @flow(name="ingest-preferences", log_prints=True)
 def ingest_flow(
-    config_path: str | None = None, overrides: list[str] | None = None, input: str | None = None
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    input: str | None = None,
+    format: str | None = None,
 ) -> dict:
     """Ingest, validate and version one file or folder; attach the one-screen summary.
 
-    A set-level failure still attaches the summary, versions nothing and fails the run
-    (ValidationFailed); the outputs stay in the staging folder for inspection.
+    ``format`` forces the input format (ingest.format). A set-level failure still attaches
+    the summary, versions nothing and fails the run (ValidationFailed); the outputs stay in
+    the staging folder for inspection.
     """
+    overrides = [*(overrides or []), *([f"ingest.format={format}"] if format else [])]
     cfg = load_config(config_path, overrides)
     ws = Workspace.from_config(cfg.workspace).ensure()
     source = Path(input) if input else cfg.ingest.input

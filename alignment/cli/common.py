@@ -34,10 +34,7 @@ def config_from(args: argparse.Namespace):
     """The typed config from --config, --set and --workspace; sets the quiet environment."""
     from alignment.config import load_config
 
-    overrides = list(args.set or [])
-    if getattr(args, "workspace", None):
-        overrides.append(f"workspace.root={args.workspace}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides_from(args))
     set_environment(cfg.workspace.root.expanduser().resolve())
     return cfg
 
@@ -50,11 +47,24 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    """The --set overrides, with --workspace as ``workspace.root``, for a flow's parameters."""
-    overrides = list(args.set or [])
-    if args.workspace:
+    """The --set overrides, with --workspace as workspace.root and --format as ingest.format."""
+    overrides = list(getattr(args, "set", None) or [])
+    if getattr(args, "workspace", None):
         overrides.append(f"workspace.root={args.workspace}")
+    if getattr(args, "format", None):
+        overrides.append(f"ingest.format={args.format}")
     return overrides
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    """``--format``, for when detection is ambiguous (sets ingest.format)."""
+    from alignment.data.formats.detect import FORMATS
+
+    p.add_argument(
+        "--format",
+        choices=["auto", *FORMATS],
+        help="input format of every file (overrides ingest.format; default: detect per file)",
+    )
 
 
 def tool_path(name: str) -> str:

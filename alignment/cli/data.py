@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alignment.cli.common import add_common, config_from, server_limit, write_json
+from alignment.cli.common import add_common, add_format, config_from, server_limit, write_json
 from alignment.errors import AlignmentError
 
 
@@ -67,6 +67,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 def cmd_data_show(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    from alignment.data.formats.detect import describe_columns
     from alignment.data.version import show_version
     from alignment.workspace import Workspace
 
@@ -75,6 +76,13 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     )
     for key in ("id", "tag", "git_commit", "source", "detected_format", "input_rows"):
         print(f"{key:22s} {info[key]}")
+    if info["columns"]:
+        print(f"{'columns':22s} {describe_columns(info['columns'])}")
+    if len(info["files"]) > 1 or info["columns"] or info["read_counts"]:
+        for f in info["files"]:
+            print(f"  {f['source']:20s} {f['format']} ({f['rows']} rows)")
+    for key, value in info["read_counts"].items():
+        print(f"  {key:20s} {value}")
     print(
         f"{'rows':22s} {info['accepted']} accepted, {info['rejected']} rejected "
         f"({(info['rejected_fraction'] or 0):.1%})"
@@ -148,6 +156,7 @@ def register(sub) -> None:
     p = data.add_parser("ingest", help="read, normalize and validate a preference file")
     add_common(p)
     p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
+    add_format(p)
     p.add_argument("--out", help="folder for accepted/rejected rows and the report")
     p.add_argument("--version", action="store_true", help="also version the result with DVC")
     p.add_argument(

@@ -7,7 +7,14 @@ import os
 import time
 from pathlib import Path
 
-from alignment.cli.common import add_common, config_from, overrides_from, tool_path, write_json
+from alignment.cli.common import (
+    add_common,
+    add_format,
+    config_from,
+    overrides_from,
+    tool_path,
+    write_json,
+)
 from alignment.errors import AlignmentError
 
 
@@ -167,6 +174,7 @@ def register(sub) -> None:
     p = flows.add_parser("ingest", help="ingest → validate → version, with a summary artifact")
     add_common(p)
     p.add_argument("--input", "-i", help="raw file or folder (overrides ingest.input)")
+    add_format(p)
     p.set_defaults(func=cmd_flow_ingest)
     p = flows.add_parser("cai", help="constitutional AI: SL → SFT → AI feedback → versioned pairs")
     add_common(p)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ import pyarrow.parquet as pq
 
 from alignment import faults
 from alignment.config import IngestConfig, SplitConfig, ValidationConfig
-from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, read_chunks
+from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, ReadOptions, read_chunks
+from alignment.data.formats.detect import describe_columns
 from alignment.data.integrity import file_md5
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
@@ -209,9 +211,13 @@ def ingest_file(
             path,
             ingest_cfg.format,
             chunk_rows=ingest_cfg.chunk_rows,
-            ranked_pairs=ingest_cfg.ranked_pairs,
             max_row_bytes=ingest_cfg.max_row_bytes,
             files=files,
+            options=ReadOptions(
+                ranked_pairs=ingest_cfg.ranked_pairs,
+                columns=dict(ingest_cfg.columns),
+                non_text_parts=ingest_cfg.non_text_parts,
+            ),
         ):
             records = chunk.record_table()
             parsed_rows = pc.count_distinct(records.column("row")).as_py()
@@ -251,9 +257,21 @@ def ingest_file(
         "dataset": ingest_cfg.dataset,
         "format_requested": ingest_cfg.format,
         "detected_format": detected,
+        # how the version was read: the mapping and policies, and per file its format
+        "columns": dict(ingest_cfg.columns),
+        "non_text_parts": ingest_cfg.non_text_parts,
+        "ranked_pairs": ingest_cfg.ranked_pairs,
         "files": [
-            {"source": f.source, "format": f.detected_format, "rows": f.rows_read} for f in files
+            {
+                "source": f.source,
+                "format": f.detected_format,
+                "reader": f.reader,
+                "rows": f.rows_read,
+                **({"counts": dict(sorted(f.counts.items()))} if f.counts else {}),
+            }
+            for f in files
         ],
+        "read_counts": dict(sorted(sum((f.counts for f in files), Counter()).items())),
         "input_rows": input_rows,
         "read_notes": [n for f in files for n in f.notes],
         **validation,
@@ -301,6 +319,11 @@ def summary_lines(result: IngestResult) -> list[str]:
         f"({report.get('rejected_fraction', 0):.1%})",
         f"status      {'passed' if report.get('passed') else 'FAILED'}",
     ]
+    if report.get("columns"):
+        lines.insert(1, f"columns     {describe_columns(report['columns'])}")
+    if report.get("read_counts"):
+        counted = ", ".join(f"{k}={v}" for k, v in report["read_counts"].items())
+        lines.insert(-1, f"read        {counted}")
     lines += [f"  failure   {msg}" for msg in report.get("failures", [])]
     stats = report.get("statistics") or {}
     if stats.get("chosen_longer_fraction") is not None:

@@ -397,6 +397,10 @@ def show_version(ws: Workspace, dataset: str, version_id: str) -> dict:
         "malformed_reasons": report.get("malformed_reasons", {}),
         "statistics": report.get("statistics", {}),
         "files": report.get("files", []),
+        # how the version was read (absent in reports written before these were recorded)
+        "format_requested": report.get("format_requested"),
+        "columns": report.get("columns", {}),
+        "read_counts": report.get("read_counts", {}),
     }
 
 
