@@ -249,6 +249,9 @@ def main() -> None:
         "--baseline", type=Path, help="also time the ingest of another checkout (its root)"
     )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SRC", "OUT"))
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "validate.json"
+    )
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -290,7 +293,7 @@ def main() -> None:
             f"{v['ratio_vs_floor']:8.2f} {v['rejected']:9d}"
         )
     print(f"targets {TARGET}; meets {result['meets']}")
-    out = ROOT / "benchmarks" / "results" / "validate.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
