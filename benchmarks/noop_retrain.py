@@ -3,7 +3,8 @@
 Starts a real `prefect server` on loopback (SQLite), trains once through the retrain flow so the
 landing data has a registered model, then serves the retrain deployment and triggers it N times
 with nothing new. Reports, per trigger: the flow run's own duration as the server recorded it,
-and the wall time from trigger to a finished run (what a schedule sees). Target: under 5 s.
+and the wall time from trigger to a finished run (what a schedule sees). Target: a median
+trigger-to-done under 5 s. Exits 1 unless every triggered run ended `nothing-new`.
 
     python benchmarks/noop_retrain.py [--runs 5]
 
@@ -51,6 +52,9 @@ def _wait_healthy(url: str, timeout: float = 120) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "noop_retrain.json"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="noop-retrain-"))
@@ -135,20 +139,31 @@ def main() -> int:
     print(f"{'run':>4} {'status':>12} {'flow run s':>11} {'trigger->done s':>16}")
     for i, r in enumerate(rows, 1):
         print(f"{i:>4} {r['status']:>12} {r['flow_run_s']:>11.2f} {r['trigger_to_done_s']:>16.2f}")
+    target = 5.0
+    all_noop = all(r["status"] == "nothing-new" for r in rows)
     result = {
         "benchmark": "noop_retrain",
         "runs": len(rows),
         "statuses": sorted({r["status"] for r in rows}),
-        "median_flow_run_s": statistics.median(flow_s),
+        # what a schedule sees: from the trigger to a finished run (the target is judged on it)
         "median_trigger_to_done_s": statistics.median(wall_s),
-        "target_s": 5.0,
-        "ratio_flow_run_vs_target": statistics.median(flow_s) / 5.0,
+        # the server's record of the run alone, for comparison
+        "median_flow_run_s": statistics.median(flow_s),
+        "target_s": target,
+        "ratio_trigger_to_done_vs_target": statistics.median(wall_s) / target,
+        "meets": {
+            "trigger_to_done_s": statistics.median(wall_s) < target,
+            "every_run_nothing_new": all_noop,
+        },
         "rows": rows,
     }
-    out = ROOT / "benchmarks" / "results" / "noop_retrain.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
+    if not all_noop:
+        print(f"error: not every run was a no-op: {result['statuses']}", file=sys.stderr)
+        return 1
     return 0
 
 
