@@ -34,8 +34,9 @@ def test_versions_are_content_addressed_pushed_and_readable_byte_for_byte(tmp_pa
     first = _files(tmp_path / "in1", ["a", "b"])
     v1 = version_dataset(ws, "prefs", first)
     assert v1.created and len(v1.id) == 32
-    # the remote (a plain folder) now holds the content
-    assert any(p.is_file() for p in Path(ws.dvc_remote).rglob("*"))
+    # the remote (a plain folder) now holds exactly this version's bytes under its md5
+    pushed = Path(ws.dvc_remote) / "files" / "md5" / v1.id[:2] / v1.id[2:]
+    assert pushed.read_bytes() == (first / "accepted.parquet").read_bytes()
 
     # the same rows again: no new version, same id
     again = version_dataset(ws, "prefs", _files(tmp_path / "in1b", ["a", "b"]))

@@ -127,5 +127,7 @@ def test_killed_job_and_mlflow_outage_end_in_one_complete_version(servers, tmp_p
     assert str(client.get_model_version_by_alias("faults-policy", "champion").version) == str(
         versions[0].version
     )
-    # the model's files reached the artifact store (S3) behind the server
-    assert servers.s3.keys(servers.bucket, "mlflow/")
+    # this version's model files reached the artifact store (S3) behind the server
+    model_id = versions[0].source.rsplit("/", 1)[-1]
+    model_keys = [k for k in servers.s3.keys(servers.bucket, "mlflow/") if f"/{model_id}/" in k]
+    assert any(key.endswith("/MLmodel") for key in model_keys), (versions[0].source, model_keys)
