@@ -22,8 +22,10 @@ def ingest_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> IngestResul
 
 
 @task(name="version-data")
-def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersion:
-    return version_dataset(ws, dataset, ingest.accepted_path.parent)
+def version_task(
+    ws: Workspace, dataset: str, ingest: IngestResult, landing_files: list[dict] | None = None
+) -> DataVersion:
+    return version_dataset(ws, dataset, ingest.accepted_path.parent, landing_files=landing_files)
 
 
 def _markdown(lines: list[str], version: DataVersion | None) -> str:

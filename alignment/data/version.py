@@ -151,13 +151,19 @@ def list_versions(ws: Workspace, dataset: str) -> list[DataVersion]:
 
 
 def version_dataset(
-    ws: Workspace, dataset: str, files_dir: Path, push: bool = True, commit: bool = True
+    ws: Workspace,
+    dataset: str,
+    files_dir: Path,
+    push: bool = True,
+    commit: bool = True,
+    landing_files: list[dict] | None = None,
 ) -> DataVersion:
     """Record accepted rows, rejected rows and report from ``files_dir`` as a data version.
 
     Identical accepted rows give the same id and create no new version. With ``commit=False``
     the files are added to DVC (cached, ``.dvc`` files written) but the git commit, tag and
     push are left to the caller: the returned version carries the commands that record it.
+    ``landing_files`` (path, size, sha256 of each raw file it was made from) go into its metadata.
     """
     from dvc.repo import Repo
 
@@ -185,9 +191,10 @@ def version_dataset(
         dvc.close()
     if _dvc_md5(folder / "accepted.parquet.dvc") != version_id:
         raise VersioningError("DVC's hash of accepted.parquet differs from ours; refusing to tag")
-    (folder / "version.json").write_text(
-        json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
-    )
+    meta = {"id": version_id, "dataset": dataset}
+    if landing_files is not None:
+        meta["landing_files"] = landing_files
+    (folder / "version.json").write_text(json.dumps(meta, indent=2) + "\n")
     rel = f"datasets/{dataset}"
     tracked = [f"{rel}/.gitignore", f"{rel}/version.json", *[f"{rel}/{n}.dvc" for n in FILES]]
     message = f"data({dataset}): version {version_id}"
@@ -256,6 +263,12 @@ def materialize(
     return atomic_write_bytes(dest, data)
 
 
+def version_metadata(ws: Workspace, version: DataVersion) -> dict:
+    """The version's own ``version.json`` as committed (id, dataset, landing files if recorded)."""
+    path = f"{version.git_commit}:datasets/{version.dataset}/version.json"
+    return json.loads(_git(ws.data_repo, "show", path))
+
+
 def _require_version(ws: Workspace, dataset: str, version_id: str) -> DataVersion:
     version = find_version(ws, dataset, version_id)
     if version is None:
@@ -281,6 +294,7 @@ def show_version(ws: Workspace, dataset: str, version_id: str) -> dict:
         "malformed_reasons": report.get("malformed_reasons", {}),
         "statistics": report.get("statistics", {}),
         "files": report.get("files", []),
+        "landing_files": version_metadata(ws, version).get("landing_files", []),
     }
 
 
