@@ -219,6 +219,5 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         alias,
         decision,
         times,
-        changed=changed,
         **landing,
     )

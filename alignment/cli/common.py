@@ -50,7 +50,10 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    overrides = overrides_from(args)
+    """The --set overrides, with --workspace as ``workspace.root``, for a flow's parameters."""
+    overrides = list(args.set or [])
+    if args.workspace:
+        overrides.append(f"workspace.root={args.workspace}")
     return overrides
 
 
