@@ -66,11 +66,13 @@ def _register_trained_on(ws_root: Path, overrides: list[str], complete: Path) ->
 
     cfg = load_config(str(DEMO), overrides)
     ws = Workspace.from_config(cfg.workspace).ensure()
-    out = ingest_file(complete, ws_root / "expected", cfg.ingest, cfg.validation, cfg.split)
+    out_dir = complete.parent / "ingested"
+    out = ingest_file(complete, out_dir, cfg.ingest, cfg.validation, cfg.split)
     data_version = hashlib.md5(out.accepted_path.read_bytes(), usedforsecurity=False).hexdigest()
     registry.connect(ws, cfg.registry.experiment)
     client = MlflowClient()
-    client.create_registered_model(cfg.registry.model_name)
+    if not client.search_registered_models(f"name = '{cfg.registry.model_name}'"):
+        client.create_registered_model(cfg.registry.model_name)
     client.create_model_version(
         cfg.registry.model_name, source=str(ws_root), tags={"data_version": data_version}
     )
@@ -142,11 +144,23 @@ def test_a_file_being_written_waits_then_gives_one_version_that_records_it(
 
     # bytes changed after they were versioned: reported, not silently read again
     with batch.open("ab") as fh:
-        fh.write(content.splitlines(keepends=True)[0])
+        fh.write(content.splitlines(keepends=True)[-1].replace(b"?", b"? Briefly."))
     time.sleep(SETTLE + 0.5)
     with pytest.raises(LandingFileChanged, match=f"{batch.absolute()} changed after data version"):
         retrain(config_path=str(DEMO), overrides=overrides, landing=str(landing))
     assert [v.id for v in _versions(ws_root, name)] == [expected]
+
+    # told to, it versions the new bytes and still says which file changed
+    grown = tmp_path / "grown" / "batch-001.jsonl"
+    grown.parent.mkdir()
+    grown.write_bytes(batch.read_bytes())
+    second = _register_trained_on(ws_root, overrides, grown)
+    reread = [*overrides, "retrain.on_changed=reread"]
+    after = retrain(config_path=str(DEMO), overrides=reread, landing=str(landing))
+    assert (after["status"], after["data_version"]) == ("nothing-new", second), after
+    [line] = after["changed"]
+    assert line.startswith(f"{batch.absolute()} changed after data version {expected[:12]}")
+    assert [v.id for v in _versions(ws_root, name)] == [expected, second]
 
 
 def _data_show(ws_root: Path, dataset: str, version_id: str) -> subprocess.CompletedProcess:
