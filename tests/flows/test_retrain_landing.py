@@ -99,7 +99,8 @@ def test_a_file_being_written_waits_then_gives_one_version_that_records_it(
     landing.mkdir()
     batch = landing / "batch-001.jsonl"
     release = threading.Event()
-    size = len(content) // 600 + 1  # pieces cut lines anywhere, as a slow copy does
+    # small pieces cut lines anywhere, as a slow copy does, for up to 150 s unless released
+    size = len(content) // 1500 + 1
 
     def write() -> None:
         with batch.open("ab") as fh:
