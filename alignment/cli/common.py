@@ -50,10 +50,7 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    """The --set overrides, with --workspace as ``workspace.root``, for a flow's parameters."""
-    overrides = list(args.set or [])
-    if args.workspace:
-        overrides.append(f"workspace.root={args.workspace}")
+    overrides = overrides_from(args)
     return overrides
 
 
