@@ -464,6 +464,28 @@ class RetrainConfig(_Strict):
         None,
         description="Folder (or file) where fresh preference data lands; default ingest.input.",
     )
+    settle_seconds: float = Field(
+        60,
+        ge=0,
+        description="A landing file is taken only once it has not been written to (mtime and "
+        "ctime) for this long; files still being copied in wait for a later run.",
+    )
+    marker: Literal["none", "success", "manifest"] = Field(
+        "none",
+        description="Also require a marker in the landing folder: 'success', an _SUCCESS file "
+        "written after the data files; 'manifest', a manifest in sha256sum's format that lists "
+        "every file of the batch with its sha256, which must match.",
+    )
+    manifest: str = Field(
+        "SHA256SUMS",
+        pattern=r"^[^/\\]+$",
+        description="File name of the manifest in the landing folder (marker: manifest).",
+    )
+    on_changed: Literal["refuse", "reread"] = Field(
+        "refuse",
+        description="A landing file whose bytes changed after a data version was made from it: "
+        "refuse the run (new data belongs under a new name), or version the new bytes (reported).",
+    )
     cron: str | None = Field(
         None, description="Schedule of the served deployment, e.g. '0 3 * * *'."
     )

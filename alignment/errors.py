@@ -31,3 +31,11 @@ class TrainingFailed(AlignmentError):
 
 class RegistryError(AlignmentError):
     """The model registry refused an operation."""
+
+
+class ManifestMismatch(AlignmentError):
+    """A landing manifest is malformed or a landing file's sha256 differs from it."""
+
+
+class LandingFileChanged(AlignmentError):
+    """A landing file's bytes changed after a data version was made from it."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = ["train.methods=[sft]", "train.sft.max_steps=2", "train.sft.save_steps=100"]
+CHEAP += ["retrain.settle_seconds=0"]  # the landing file is copied in whole before the first run
 
 
 def _free_port() -> int:

@@ -22,9 +22,13 @@ def ingest_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> IngestResul
 
 
 @task(name="version-data")
-def version_task(ws: Workspace, dataset: str, ingest: IngestResult) -> DataVersion:
+def version_task(
+    ws: Workspace, dataset: str, ingest: IngestResult, landing_files: list[dict] | None = None
+) -> DataVersion:
     with data_versioning_limit(dataset):
-        return version_dataset(ws, dataset, ingest.accepted_path.parent)
+        return version_dataset(
+            ws, dataset, ingest.accepted_path.parent, landing_files=landing_files
+        )
 
 
 def data_versioning_limit(dataset: str):

@@ -212,8 +212,16 @@ def register_task(
     return registered, active.info.run_id
 
 
-def prepare_data(cfg: PipelineConfig, ws: Workspace, times: dict[str, float]):
-    """Ingest, validate and version the configured input; return (ingest result, version)."""
+def prepare_data(
+    cfg: PipelineConfig,
+    ws: Workspace,
+    times: dict[str, float],
+    landing_files: list[dict] | None = None,
+):
+    """Ingest, validate and version the configured input; return (ingest result, version).
+
+    ``landing_files`` (path, size, sha256 of the raw files read) are recorded with the version.
+    """
     if cfg.ingest.input is None:
         raise ConfigError("ingest.input is not set: name the preference file or folder to train on")
     ingest = _timed(times, "ingest+validate", ingest_task, cfg, ws, Path(cfg.ingest.input))
@@ -222,7 +230,7 @@ def prepare_data(cfg: PipelineConfig, ws: Workspace, times: dict[str, float]):
         markdown="```\n" + "\n".join(summary_lines(ingest)) + "\n```",
         description="Great Expectations validation of the preference data",
     )
-    version = _timed(times, "version", version_task, ws, cfg.ingest.dataset, ingest)
+    version = _timed(times, "version", version_task, ws, cfg.ingest.dataset, ingest, landing_files)
     return ingest, version
 
 

@@ -1,17 +1,21 @@
 """Scheduled retraining: fresh data in the landing place → a new, gated champion, or a quick no-op.
 
 The flow trains only when the newest data version is one that no registered version of this
-use case was trained on (read from the registry's lineage tags). An unchanged landing folder is
-recognised from its fingerprint before any ingest, so a scheduled run with nothing new costs
-seconds. At most one retrain per use case runs at a time: a second one waits or skips (config),
-and can never train twice on the same data version, because the check happens under the lock.
+use case was trained on (read from the registry's lineage tags). Only landing files that have
+settled are taken (alignment.data.landing): a file still being copied in waits for a later run,
+and the version records each file it was made from. Unchanged landing files are recognised from
+their fingerprint before any ingest, so a scheduled run with nothing new costs seconds. At most
+one retrain per use case runs at a time: a second one waits or skips (config), and can never
+train twice on the same data version, because the check happens under the lock.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.request
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +25,15 @@ from prefect.artifacts import create_markdown_artifact
 from alignment import promotion, registry
 from alignment.config import PipelineConfig, load_config
 from alignment.data.integrity import verify_versions
-from alignment.data.version import known_source, remember_source, source_fingerprint
+from alignment.data.landing import (
+    LandingSelection,
+    changed_since_versioned,
+    refuse_changed,
+    select_landing,
+    snapshot,
+    versioned_landing_files,
+)
+from alignment.data.version import known_source, remember_source
 from alignment.errors import ConfigError, VersioningError
 from alignment.workspace import Workspace, file_lock
 from flows.pipeline import prepare_data, train_and_register
@@ -29,25 +41,38 @@ from flows.pipeline import prepare_data, train_and_register
 
 @dataclass
 class RetrainResult:
-    status: str  # nothing-new | trained | busy
+    status: str  # nothing-new | waiting | trained | busy
     message: str
     data_version: str | None = None
     registered_version: str | None = None
     alias: str | None = None
     decision: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # landing files not taken by this run, with why: still being written, or a temporary name
+    waiting: dict[str, str] = field(default_factory=dict)
+    ignored: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @task(name="look-for-fresh-data")
-def fresh_data_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> tuple[str, str | None]:
-    """Fingerprint the landing place; return it and the data version it made before, if any."""
+def fresh_data_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> LandingSelection:
+    """The landing files that have settled, hashed; the others with why they wait."""
     if not source.exists():
         raise ConfigError(f"landing place {source} does not exist")
-    fingerprint = source_fingerprint(source)
-    return fingerprint, known_source(ws, cfg.ingest.dataset, fingerprint)
+    rc = cfg.retrain
+    return select_landing(source, rc.settle_seconds, rc.marker, rc.manifest)
+
+
+@task(name="check-versioned-landing-files")
+def changed_files_task(
+    cfg: PipelineConfig, ws: Workspace, selection: LandingSelection
+) -> list[str]:
+    """Taken files whose bytes differ from what an earlier data version recorded for them."""
+    recorded = versioned_landing_files(ws, cfg.ingest.dataset)
+    return changed_since_versioned(selection.taken, recorded)
 
 
 @task(name="read-trained-data-versions")
@@ -145,24 +170,44 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
     trained = trained_versions_task.with_options(
         retries=cfg.registry.retries, retry_delay_seconds=cfg.registry.retry_delay_s
     )(cfg, ws)
-    fingerprint, known = fresh_data_task(cfg, ws, source)
+    selection = fresh_data_task(cfg, ws, source)
+    waiting = selection.waiting_message()
+    if waiting:
+        print(waiting)
+    if selection.ignored:
+        print("ignored: " + ", ".join(f"{p} ({why})" for p, why in selection.ignored.items()))
+    landing = {"waiting": selection.waiting, "ignored": selection.ignored}
+    note = f"; {waiting}" if waiting else ""
+    # a run that trains nothing while a file is still arriving is waiting for it
+    idle = "waiting" if waiting else "nothing-new"
+
+    if not selection.taken:
+        times["check"] = round(time.perf_counter() - start, 2)
+        return RetrainResult(idle, f"nothing to take from {source}{note}", seconds=times, **landing)
+    known = known_source(ws, cfg.ingest.dataset, selection.fingerprint)
     if known is not None and known in trained:
         times["check"] = round(time.perf_counter() - start, 2)
-        return RetrainResult(
-            "nothing-new",
-            f"nothing new: data version {known} is already trained",
-            known,
-            seconds=times,
+        message = f"nothing new: data version {known} is already trained{note}"
+        return RetrainResult(idle, message, known, seconds=times, **landing)
+    changed = changed_files_task(cfg, ws, selection)
+    if changed and cfg.retrain.on_changed == "refuse":
+        refuse_changed(changed)
+    if changed:
+        notify(cfg, "landing-file-changed", "; ".join(changed))
+    landing["changed"] = changed
+    # ingest reads a copy that hashes as taken, so a write after the check cannot reach a version
+    copy = snapshot(selection, ws.staging / f"landing-{uuid.uuid4().hex[:12]}")
+    try:
+        taken = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"input": copy})})
+        _, version = prepare_data(
+            taken, ws, times, landing_files=[f.to_dict() for f in selection.taken]
         )
-    _, version = prepare_data(cfg, ws, times)
-    remember_source(ws, cfg.ingest.dataset, fingerprint, version.id)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    remember_source(ws, cfg.ingest.dataset, selection.fingerprint, version.id)
     if version.id in trained:
-        return RetrainResult(
-            "nothing-new",
-            f"nothing new: data version {version.id} is already trained",
-            version.id,
-            seconds=times,
-        )
+        message = f"nothing new: data version {version.id} is already trained{note}"
+        return RetrainResult(idle, message, version.id, seconds=times, **landing)
     verify_data_task(ws, cfg.ingest.dataset, version.id)
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     if registered.alias == registry.CHAMPION:
@@ -182,10 +227,11 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
     alias = registry.CHAMPION if decision != "rejected" else registry.CHALLENGER
     return RetrainResult(
         "trained",
-        f"trained {name} version {registered.version} on data {version.id}: {decision}",
+        f"trained {name} version {registered.version} on data {version.id}: {decision}{note}",
         version.id,
         registered.version,
         alias,
         decision,
         times,
+        **landing,
     )

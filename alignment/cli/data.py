@@ -91,6 +91,14 @@ def cmd_data_show(args: argparse.Namespace) -> int:
         print(f"  {key:20s} {value}")
     for key, value in info["statistics"].items():
         print(f"{key:22s} {value}")
+    from alignment.data.landing import landing_file_state
+
+    for file in info["landing_files"]:
+        file["state"] = landing_file_state(file)  # unchanged, changed since, or gone
+        print(
+            f"{'landing file':22s} {file['path']}  {file['size']} bytes  "
+            f"sha256 {file['sha256']}  {file['state']}"
+        )
     write_json(args.json, info)
     return 0
 

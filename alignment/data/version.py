@@ -205,7 +205,12 @@ def list_versions(ws: Workspace, dataset: str) -> list[DataVersion]:
 
 
 def version_dataset(
-    ws: Workspace, dataset: str, files_dir: Path, push: bool = True, commit: bool = True
+    ws: Workspace,
+    dataset: str,
+    files_dir: Path,
+    push: bool = True,
+    commit: bool = True,
+    landing_files: list[dict] | None = None,
 ) -> DataVersion:
     """Record accepted rows, rejected rows and report from ``files_dir`` as a data version.
 
@@ -214,6 +219,7 @@ def version_dataset(
     push are left to the caller: the returned version carries the commands that record it.
     Runs one at a time per workspace (``data_repo_lock``); the files are read back before and
     after ``dvc add``, and a version is tagged only when they are what validation counted.
+    ``landing_files`` (path, size, sha256 of each raw file it was made from) go into its metadata.
     """
     check_dataset_name(dataset)
     files_dir = Path(files_dir)
@@ -230,7 +236,7 @@ def version_dataset(
             if push:
                 _push(repo)
             return existing
-        return _record(ws, repo, dataset, files_dir, staged, push, commit)
+        return _record(ws, repo, dataset, files_dir, staged, push, commit, landing_files)
 
 
 def _recover(repo: Path) -> None:
@@ -258,6 +264,7 @@ def _record(
     staged: integrity.Staged,
     push: bool,
     commit: bool,
+    landing_files: list[dict] | None = None,
 ) -> DataVersion:
     """Copy, ``dvc add``, check, commit and tag one new version; under the repository lock."""
     from dvc.repo import Repo
@@ -299,9 +306,10 @@ def _record(
             f"{files_dir}: the files did not read back from the DVC cache as staged "
             f"({'; '.join(check.problems)}); nothing was recorded"
         )
-    atomic_write_text(
-        folder / "version.json", json.dumps({"id": version_id, "dataset": dataset}, indent=2) + "\n"
-    )
+    meta: dict = {"id": version_id, "dataset": dataset}
+    if landing_files is not None:
+        meta["landing_files"] = landing_files
+    atomic_write_text(folder / "version.json", json.dumps(meta, indent=2) + "\n")
     if not commit:
         integrity.end(repo)  # the user records it: the journal must not roll it back
         commands = (
@@ -372,6 +380,12 @@ def materialize(
     return atomic_write_bytes(dest, data)
 
 
+def version_metadata(ws: Workspace, version: DataVersion) -> dict:
+    """The version's own ``version.json`` as committed (id, dataset, landing files if recorded)."""
+    path = f"{version.git_commit}:datasets/{version.dataset}/version.json"
+    return json.loads(_git(ws.data_repo, "show", path))
+
+
 def _require_version(ws: Workspace, dataset: str, version_id: str) -> DataVersion:
     version = find_version(ws, dataset, version_id)
     if version is None:
@@ -401,6 +415,7 @@ def show_version(ws: Workspace, dataset: str, version_id: str) -> dict:
         "format_requested": report.get("format_requested"),
         "columns": report.get("columns", {}),
         "read_counts": report.get("read_counts", {}),
+        "landing_files": version_metadata(ws, version).get("landing_files", []),
     }
 
 
@@ -438,25 +453,6 @@ def get_version(
 ) -> Path:
     """Restore the exact bytes of one file of a version to ``out``."""
     return materialize(ws, _require_version(ws, dataset, version_id), Path(out), name)
-
-
-def source_fingerprint(path: Path) -> str:
-    """A content hash of a raw input file or folder (names and bytes), cheap next to ingest."""
-    import hashlib
-
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        if file.name.startswith("."):
-            continue
-        rel = file.relative_to(path) if path.is_dir() else Path(file.name)
-        digest.update(str(rel).encode() + b"\0")
-        with file.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def _index_path(ws: Workspace) -> Path:

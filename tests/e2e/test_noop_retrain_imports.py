@@ -29,7 +29,8 @@ sys.exit(main(sys.argv[1:]))
 def test_a_noop_retrain_imports_neither_torch_nor_transformers(tmp_path):
     from mlflow import MlflowClient
 
-    from alignment.data.version import remember_source, source_fingerprint
+    from alignment.data.landing import select_landing
+    from alignment.data.version import remember_source
     from alignment.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws").ensure()
@@ -38,7 +39,8 @@ def test_a_noop_retrain_imports_neither_torch_nor_transformers(tmp_path):
     shutil.copy(ROOT / "data" / "demo_preferences.jsonl", landing / "batch-001.jsonl")
     # the state a first retrain leaves: the landing data's version is known and trained on
     data_version = "0123456789abcdef0123456789abcdef"
-    remember_source(ws, "demo-preferences", source_fingerprint(landing), data_version)
+    fingerprint = select_landing(landing, settle_seconds=0).fingerprint
+    remember_source(ws, "demo-preferences", fingerprint, data_version)
     client = MlflowClient(tracking_uri=ws.tracking_uri, registry_uri=ws.tracking_uri)
     client.create_registered_model("demo-policy")
     source = tmp_path / "model"
@@ -49,7 +51,7 @@ def test_a_noop_retrain_imports_neither_torch_nor_transformers(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PYTHONPATH=str(ROOT))
     args = ["flows", "retrain", "--config", "configs/demo.yaml", "--workspace", str(ws.root)]
-    args += ["--landing", str(landing), "--json", str(out)]
+    args += ["--landing", str(landing), "--json", str(out), "--set", "retrain.settle_seconds=0"]
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -22,6 +22,7 @@ CHEAP = [
     "train.sft.save_steps=100",
     "evaluation.max_prompts=8",
     "evaluation.max_new_tokens=16",
+    "retrain.settle_seconds=0",  # the landing file is copied in whole before the first run
 ]
 
 

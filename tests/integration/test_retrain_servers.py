@@ -35,6 +35,7 @@ CHEAP = [
     "evaluation.max_prompts=2",
     "evaluation.max_new_tokens=4",
     "evaluation.bootstrap_samples=10",
+    "retrain.settle_seconds=0",  # the landing file is copied in whole before the first trigger
 ]
 pytestmark = pytest.mark.slow
 
