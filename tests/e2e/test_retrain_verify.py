@@ -43,7 +43,7 @@ def test_retrain_refuses_a_data_version_whose_cached_file_is_corrupt(tmp_path, p
     with pytest.raises(VersioningError) as refused:
         retrain(
             config_path=str(ROOT / "configs" / "demo.yaml"),
-            overrides=[f"workspace.root={ws}"],
+            overrides=[f"workspace.root={ws}", "retrain.settle_seconds=0"],
             landing=str(landing),
         )
     message = str(refused.value)
