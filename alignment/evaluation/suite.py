@@ -172,38 +172,39 @@ def is_reward_model(path: Path | str) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
-def _settings(cfg: EvaluationConfig):
-    from alignment.cai.generate import GenerationSettings
-
-    return GenerationSettings(
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-    )
-
-
 def _answers(pairs: list[dict], side: str) -> list[list[dict]]:
     return [list(r[side]) for r in pairs]
+
+
+def on_policy(cfg: EvaluationConfig) -> bool:
+    """Whether the samples come from the policy itself (KL is measured only then)."""
+    return cfg.temperature > 0 and cfg.top_p == 1.0
 
 
 def _policy_pass(
     path: Path, prompts: list[EvalPrompt], pairs: list[dict], cfg: EvaluationConfig, own: bool
 ) -> dict[str, Any]:
     """What one causal LM contributes: samples (if `own`), and its scores of the shared texts."""
-    from alignment.cai.generate import LocalGenerator, load_model
+    from alignment.cai.generate import encode_chat, load_model
+    from alignment.evaluation.sampling import sample_policy
     from alignment.methods.logprobs import score_pairs
 
     model, tokenizer = load_model(path, cfg.device)
     out: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
+    out["prompt_ids"] = [encode_chat(tokenizer, p.prompt, cfg.max_length) for p in prompts]
     if own:
-        conversations = [p.prompt for p in prompts]
-        out["responses"] = LocalGenerator(model, tokenizer).generate(conversations, _settings(cfg))
-        out["lengths"] = [
-            len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in out["responses"]
-        ]
+        samples = sample_policy(
+            model,
+            tokenizer,
+            out["prompt_ids"],
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            cfg.batch_size,
+            cfg.seed,
+        )
+        out["samples"], out["responses"] = samples, samples.texts
+        out["lengths"] = samples.lengths
     if pairs:
         chosen, rejected = score_pairs(model, tokenizer, pairs, cfg.max_length, cfg.batch_size)
         out["pair_logps"] = (chosen.numpy(), rejected.numpy())
@@ -219,15 +220,21 @@ def _policy_pass(
     return out
 
 
-def _sample_logprobs(pass_: dict, prompts: list[EvalPrompt], responses: list[str], cfg):
-    return completion_logprobs(
-        pass_["model"],
-        pass_["tokenizer"],
-        [p.prompt for p in prompts],
-        [[{"role": "assistant", "content": r}] for r in responses],
-        cfg.max_length,
+def _reference_logprobs(ref: dict, samples: Any, cfg: EvaluationConfig, names: str) -> np.ndarray:
+    """The reference's log-probs of the candidate's sampled ids (same tokenizer required)."""
+    from alignment.evaluation.sampling import response_logprobs
+
+    if ref["prompt_ids"] != samples.prompt_ids or ref["tokenizer"].eos_token_id != samples.end_id:
+        raise AlignmentError(f"{names} tokenize the prompts differently; KL needs one tokenizer")
+    logps, _ = response_logprobs(
+        ref["model"],
+        ref["tokenizer"],
+        samples.prompt_ids,
+        samples.response_ids,
+        samples.temperature,
         cfg.batch_size,
     )
+    return logps
 
 
 def _release(pass_: dict) -> None:
@@ -303,16 +310,12 @@ def run_suite(
     ]
 
     cand = _policy_pass(candidate, prompts, pairs, cfg, own=True)
-    responses = cand["responses"]
-    cand_logps, mask = _sample_logprobs(cand, prompts, responses, cfg)
+    drawn = cand["samples"]
+    responses = drawn.texts
     _release(cand)
     ref = _policy_pass(reference, prompts, pairs, cfg, own=False)
-    ref_logps, ref_mask = _sample_logprobs(ref, prompts, responses, cfg)
+    ref_logps = _reference_logprobs(ref, drawn, cfg, f"{candidate} and {reference}")
     _release(ref)
-    if ref_mask.shape != mask.shape or not np.array_equal(ref_mask, mask):
-        raise AlignmentError(
-            f"{candidate} and {reference} tokenize the samples differently; KL needs one tokenizer"
-        )
 
     if pairs:
         policy_chosen, policy_rejected = cand["pair_logps"]
@@ -331,11 +334,19 @@ def run_suite(
             np.log(metrics["sft_perplexity"]) - np.log(metrics["sft_perplexity_reference"])
         )
 
-    kl = m.kl_estimate(cand_logps, ref_logps, mask)
-    lengths = np.array(cand["lengths"], float)
+    kl = m.kl_estimate(drawn.logps, ref_logps, drawn.mask)
+    lengths = np.asarray(drawn.lengths, float)
     implicit = beta * kl["k1"]
-    metrics["kl_from_reference"] = float(kl["k3"].mean())
-    metrics["kl_from_reference_k1"] = float(kl["k1"].mean())
+    if on_policy(cfg):
+        _with_ci(metrics, "kl_from_reference", kl["k3"], cfg)
+        _with_ci(metrics, "kl_from_reference_k1", kl["k1"], cfg)
+    else:
+        log.warning(
+            "evaluation.temperature %s, top_p %s: samples are not from the policy itself, "
+            "so KL is not measured (set temperature > 0 and top_p 1.0)",
+            cfg.temperature,
+            cfg.top_p,
+        )
     for key, value in m.length_stats(lengths).items():
         metrics[f"response_length_{key}"] = value
     metrics["implicit_reward_length_corr"] = m.spearman(implicit, lengths)
