@@ -37,6 +37,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("safety", "refusal_rate_delta_vs_champion", "  change vs champion"),
     ("safety", "harmful_compliance_rate", "harmful compliance, red-team prompts"),
     ("safety", "harmful_compliance_rate_delta_vs_champion", "  change vs champion"),
+    ("safety", "refusal_judge_first_option_bias", "refusal judge's pull to option (A)"),
 )
 
 

@@ -39,7 +39,7 @@ def self_report(tiny_model_dir, eval_pairs, eval_prompts, tiny_reward_model, tmp
         tiny_model_dir,
         eval_pairs,
         eval_prompts,
-        CFG,
+        CFG.model_copy(update={"refusal_detector": "judge"}),
         reward_model=tiny_reward_model,
         judge_model=tiny_model_dir,
         out_dir=out,
@@ -61,6 +61,9 @@ def test_a_model_against_itself_ties_and_has_no_kl_and_no_tax(self_report):
     assert metrics["sft_perplexity"] == pytest.approx(metrics["sft_perplexity_reference"])
     assert metrics["reward_accuracy"] == 0.5 and metrics["reward_margin_mean"] == 0.0
     assert metrics["refusal_rate_delta_vs_champion"] == 0.0
+    # the refusal judge asked both option orders; its pull towards one letter is reported
+    assert -0.5 <= metrics["refusal_judge_first_option_bias"] <= 0.5
+    assert 0.0 <= metrics["refusal_judge_order_agreement"] <= 1.0
     assert metrics["harmful_compliance_rate_delta_vs_champion"] == 0.0
     assert metrics["response_length_mean"] == metrics["response_length_mean_champion"]
     assert 0 < metrics["response_length_mean"] <= CFG.max_new_tokens
