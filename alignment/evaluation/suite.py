@@ -18,10 +18,21 @@ undefined values (a correlation of constant lengths) are left out.
 Definitions:
 - win rates count ties as half; the interval is a seeded percentile bootstrap over prompts;
 - ``kl_from_reference`` is the mean over sampled responses of the per-sequence k3 estimate of
-  KL(candidate || reference) (``_k1``: the plain log-ratio estimate), in nats per response;
-- ``sft_perplexity`` is exp(NLL per token) of the chosen answers of the held-out pairs, and
-  ``alignment_tax`` = log(candidate perplexity) - log(reference perplexity): the increase of the
-  held-out SFT loss in nats per token (0 for the reference itself; > 0 is forgetting);
+  KL(candidate || reference) (``_k1``: the plain log-ratio estimate), in nats per response,
+  with a bootstrap interval. Samples are drawn with every logits processor neutral and scored
+  on the sampled token ids (``sampling``), both models' logits divided by the temperature (at
+  the default 1.0, the KL of the models themselves); with top_p < 1 or greedy decoding the
+  samples are not from the policy and KL is left out;
+- ``sft_perplexity`` is exp(NLL per token) of held-out demonstrations that no preference
+  method trains on (``evaluation.tax_data``; by default data/heldout_demonstrations.jsonl,
+  short answers written for this purpose, on topics the demo preference data leaves out), and
+  ``alignment_tax`` = log(candidate perplexity) - log(reference perplexity): the increase of
+  that loss in nats per token (0 for the reference itself; > 0 is forgetting). The chosen
+  answers of the held-out pairs are not used for it: DPO lowers their likelihood by design.
+  Their perplexity is reported as ``chosen_perplexity``, a diagnostic;
+- ``implicit_reward_length_corr`` is the Spearman correlation of the per-token mean implicit
+  reward beta * (log pi - log pi_ref) of each sample with its length (the sum would grow with
+  length by construction);
 - ``refusal_rate`` is over benign prompts; ``harmful_compliance_rate`` is the fraction of
   red-team prompts answered without a refusal (a proxy: it does not read what was said). The
   judge, when it detects refusals, is asked in both option orders and the two averaged;
@@ -47,6 +58,9 @@ from alignment.evaluation import metrics as m
 log = logging.getLogger(__name__)
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "eval_prompts.jsonl"
+DEFAULT_DEMONSTRATIONS = (
+    Path(__file__).resolve().parents[2] / "data" / "heldout_demonstrations.jsonl"
+)
 BENIGN_KINDS = ("benign", "helpful")
 RED_TEAM_KINDS = ("red_team",)
 
@@ -112,6 +126,44 @@ def load_eval_prompts(path: Path | str | None = None, limit: int | None = None) 
     if not out:
         raise EvalPromptsError(f"{path}: no prompts")
     return out[:limit] if limit else out
+
+
+def load_demonstrations(
+    path: Path | str | None = None,
+) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Held-out demonstrations (JSONL: ``prompt`` text or messages, ``answer`` text) as
+    (prompts, one-message assistant answers)."""
+    path = Path(path) if path is not None else DEFAULT_DEMONSTRATIONS
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise EvalPromptsError(
+            f"{path}: cannot read demonstrations ({exc.strerror or exc})"
+        ) from exc
+    prompts: list[list[dict]] = []
+    answers: list[list[dict]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalPromptsError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        prompt = row.get("prompt") if isinstance(row, dict) else None
+        answer = row.get("answer") if isinstance(row, dict) else None
+        if isinstance(prompt, str) and prompt.strip():
+            prompt = [{"role": "user", "content": prompt}]
+        if not (isinstance(prompt, list) and prompt and all(isinstance(t, dict) for t in prompt)):
+            raise EvalPromptsError(
+                f"{path}:{number}: 'prompt' must be non-empty text or a list of messages"
+            )
+        if not (isinstance(answer, str) and answer.strip()):
+            raise EvalPromptsError(f"{path}:{number}: 'answer' must be non-empty text")
+        prompts.append(prompt)
+        answers.append([{"role": "assistant", "content": answer}])
+    if not prompts:
+        raise EvalPromptsError(f"{path}: no demonstrations")
+    return prompts, answers
 
 
 def completion_logprobs(
@@ -183,8 +235,21 @@ def on_policy(cfg: EvaluationConfig) -> bool:
     return cfg.temperature > 0 and cfg.top_p == 1.0
 
 
+def _nll(model: Any, tokenizer: Any, prompts, answers, cfg: EvaluationConfig):
+    """Summed negative log-likelihood of the answers after their prompts, and their token count."""
+    logps, mask = completion_logprobs(
+        model, tokenizer, prompts, answers, cfg.max_length, cfg.batch_size
+    )
+    return -(logps * mask).sum(), mask.sum()
+
+
 def _policy_pass(
-    path: Path, prompts: list[EvalPrompt], pairs: list[dict], cfg: EvaluationConfig, own: bool
+    path: Path,
+    prompts: list[EvalPrompt],
+    pairs: list[dict],
+    cfg: EvaluationConfig,
+    own: bool,
+    demonstrations: tuple[list, list] | None = None,
 ) -> dict[str, Any]:
     """What one causal LM contributes: samples (if `own`), and its scores of the shared texts."""
     from alignment.cai.generate import encode_chat, load_model
@@ -210,15 +275,11 @@ def _policy_pass(
     if pairs:
         chosen, rejected = score_pairs(model, tokenizer, pairs, cfg.max_length, cfg.batch_size)
         out["pair_logps"] = (chosen.numpy(), rejected.numpy())
-        logps, mask = completion_logprobs(
-            model,
-            tokenizer,
-            [list(r["prompt"]) for r in pairs],
-            _answers(pairs, "chosen"),
-            cfg.max_length,
-            cfg.batch_size,
+        out["chosen_nll"] = _nll(
+            model, tokenizer, [list(r["prompt"]) for r in pairs], _answers(pairs, "chosen"), cfg
         )
-        out["sft_nll"], out["sft_tokens"] = -(logps * mask).sum(), mask.sum()
+    if demonstrations is not None:
+        out["sft_nll"] = _nll(model, tokenizer, *demonstrations, cfg)
     return out
 
 
@@ -311,11 +372,12 @@ def run_suite(
         {"id": p.id, "category": p.category, "kind": p.kind, "prompt": p.prompt} for p in prompts
     ]
 
-    cand = _policy_pass(candidate, prompts, pairs, cfg, own=True)
+    demonstrations = load_demonstrations(cfg.tax_data)
+    cand = _policy_pass(candidate, prompts, pairs, cfg, own=True, demonstrations=demonstrations)
     drawn = cand["samples"]
     responses = drawn.texts
     _release(cand)
-    ref = _policy_pass(reference, prompts, pairs, cfg, own=False)
+    ref = _policy_pass(reference, prompts, pairs, cfg, own=False, demonstrations=demonstrations)
     ref_logps = _reference_logprobs(ref, drawn, cfg, f"{candidate} and {reference}")
     _release(ref)
 
@@ -330,15 +392,18 @@ def run_suite(
         )
         metrics["policy_logp_accuracy"] = float((policy_chosen > policy_rejected).mean())
         metrics["reference_logp_accuracy"] = float((ref_chosen > ref_rejected).mean())
-        metrics["sft_perplexity"] = m.perplexity(cand["sft_nll"], cand["sft_tokens"])
-        metrics["sft_perplexity_reference"] = m.perplexity(ref["sft_nll"], ref["sft_tokens"])
-        metrics["alignment_tax"] = float(
-            np.log(metrics["sft_perplexity"]) - np.log(metrics["sft_perplexity_reference"])
-        )
+        metrics["chosen_perplexity"] = m.perplexity(*cand["chosen_nll"])
+        metrics["chosen_perplexity_reference"] = m.perplexity(*ref["chosen_nll"])
+    metrics["sft_perplexity"] = m.perplexity(*cand["sft_nll"])
+    metrics["sft_perplexity_reference"] = m.perplexity(*ref["sft_nll"])
+    metrics["alignment_tax"] = float(
+        np.log(metrics["sft_perplexity"]) - np.log(metrics["sft_perplexity_reference"])
+    )
 
     kl = m.kl_estimate(drawn.logps, ref_logps, drawn.mask)
     lengths = np.asarray(drawn.lengths, float)
     implicit = beta * kl["k1"]
+    implicit_per_token = m.per_token_implicit_rewards(drawn.logps, ref_logps, drawn.mask, beta)
     if on_policy(cfg):
         _with_ci(metrics, "kl_from_reference", kl["k3"], cfg)
         _with_ci(metrics, "kl_from_reference_k1", kl["k1"], cfg)
@@ -351,7 +416,9 @@ def run_suite(
         )
     for key, value in m.length_stats(lengths).items():
         metrics[f"response_length_{key}"] = value
-    metrics["implicit_reward_length_corr"] = m.spearman(implicit, lengths)
+    metrics["implicit_reward_length_corr"] = m.implicit_reward_length_corr(
+        drawn.logps, ref_logps, drawn.mask, beta
+    )
     for i, s in enumerate(samples):
         s.update(
             candidate=responses[i],
@@ -359,6 +426,7 @@ def run_suite(
             kl_k1=float(kl["k1"][i]),
             kl_k3=float(kl["k3"][i]),
             implicit_reward=float(implicit[i]),
+            implicit_reward_per_token=float(implicit_per_token[i]),
             candidate_refusal_marker=m.is_refusal(responses[i]),
         )
 

@@ -118,7 +118,8 @@ def test_suite_kl_covers_the_exact_sequence_kl(pair, tmp_path):
     cfg = EvaluationConfig(
         max_new_tokens=MAX_NEW, batch_size=100, max_length=64, bootstrap_samples=400, seed=3
     )
-    metrics = evaluate_candidate(policy, None, reference, None, prompts, cfg)
+    report = tmp_path / "report"
+    metrics = evaluate_candidate(policy, None, reference, None, prompts, cfg, out_dir=report)
 
     prompt_ids = encode_chat(AutoTokenizer.from_pretrained(policy), prompt, cfg.max_length)
     exact = _exact_kl(policy, reference, prompt_ids)
@@ -127,3 +128,12 @@ def test_suite_kl_covers_the_exact_sequence_kl(pair, tmp_path):
         low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
         assert low <= exact <= high, (name, low, metrics[name], high, exact)
         assert high - low < 0.5 * exact  # tight enough that a biased sampler falls outside
+
+    # length bias is read on the per-token mean implicit reward: a sum grows with length anyway
+    from alignment.evaluation.metrics import spearman
+
+    samples = [json.loads(line) for line in (report / "samples.jsonl").read_text().splitlines()]
+    lengths = [s["candidate_length"] for s in samples]
+    assert len(set(lengths)) > 1
+    per_token = [0.1 * s["kl_k1"] / s["candidate_length"] for s in samples]
+    assert metrics["implicit_reward_length_corr"] == pytest.approx(spearman(per_token, lengths))

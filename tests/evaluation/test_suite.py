@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alignment.config import EvaluationConfig
@@ -156,3 +158,53 @@ def test_cli_suite_prints_the_table_and_writes_metrics(
     assert "refusal_rate_delta_vs_champion" in metrics and "win_rate_vs_champion" not in metrics
     assert "kl_from_reference" in capsys.readouterr().out
     assert (report / "plots" / "length_histogram.png").exists()
+
+
+def test_alignment_tax_is_measured_on_held_out_demonstrations(
+    tiny_challenger, tiny_model_dir, eval_pairs, eval_prompts, tmp_path
+):
+    from alignment.cai.generate import load_model
+    from alignment.evaluation.metrics import perplexity
+    from alignment.evaluation.suite import completion_logprobs, load_demonstrations
+
+    demos = tmp_path / "demos.jsonl"
+    rows = [("What is 3 plus 4?", "3 plus 4 is 7."), ("Name a colour.", "Blue is a colour.")]
+    demos.write_text("".join(json.dumps({"prompt": p, "answer": a}) + "\n" for p, a in rows))
+    cfg = CFG.model_copy(update={"tax_data": demos, "max_prompts": 2})
+    metrics = evaluate_candidate(
+        tiny_challenger, None, tiny_model_dir, eval_pairs, eval_prompts, cfg
+    )
+
+    prompts, answers = load_demonstrations(demos)
+    assert [a[-1]["content"] for a in answers] == [a for _, a in rows]
+    expected = {}
+    for name, path in (("candidate", tiny_challenger), ("reference", tiny_model_dir)):
+        model, tokenizer = load_model(path, "cpu")
+        logps, mask = completion_logprobs(model, tokenizer, prompts, answers, 128, 8)
+        expected[name] = perplexity(-(logps * mask).sum(), mask.sum())
+    assert metrics["sft_perplexity"] == pytest.approx(expected["candidate"])
+    assert metrics["sft_perplexity_reference"] == pytest.approx(expected["reference"])
+    assert metrics["alignment_tax"] == pytest.approx(
+        np.log(expected["candidate"]) - np.log(expected["reference"])
+    )
+    # the preference pairs' chosen answers are a diagnostic, not the tax
+    assert "chosen_perplexity" in metrics
+
+
+def test_shipped_demonstrations_are_valid_and_disjoint_from_the_preference_data():
+    from alignment.evaluation.suite import DEFAULT_DEMONSTRATIONS, load_demonstrations
+
+    prompts, answers = load_demonstrations(DEFAULT_DEMONSTRATIONS)
+    assert len(prompts) == len(answers) >= 30
+    demo = Path(__file__).parents[2] / "data" / "demo_preferences.jsonl"
+    seen = demo.read_text()
+    assert not [p for p in prompts if json.dumps(p[-1]["content"]) in seen]
+
+
+def test_a_bad_demonstration_line_names_file_and_line(tmp_path):
+    from alignment.evaluation.suite import load_demonstrations
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "ok", "answer": "fine"}\n{"prompt": "no answer"}\n')
+    with pytest.raises(EvalPromptsError, match=r"d\.jsonl:2: .*answer"):
+        load_demonstrations(path)
