@@ -292,3 +292,4 @@ def register(sub) -> None:
     add_common(p)
     p.add_argument("ref", help="NAME@alias, NAME/version or a version number")
     p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    p.set_defaults(func=cmd_models_rebuild)
