@@ -16,7 +16,13 @@ metrics that need a missing model (champion, reward model, judge) are absent, no
 undefined values (a correlation of constant lengths) are left out.
 
 Definitions:
-- win rates count ties as half; the interval is a seeded percentile bootstrap over prompts;
+- win rates count ties as half; the interval is a seeded percentile bootstrap over prompts.
+  ``judge_*`` are the constitution judge's, ``rm_*`` the reward model's; ``*_lc_*`` are length
+  controlled: the win rate predicted at equal response length (characters) by a logistic
+  regression of each prompt's outcome on the length difference (``metrics``). A reward model
+  a PPO/RLOO/GRPO stage of the candidate trained against has been optimised against, so its
+  win rate is inflated: ``rm_optimised_by_candidate`` says so (1.0), read from the training
+  lineage (absent when there is none), and the gate refuses such a judge;
 - ``kl_from_reference`` is the mean over sampled responses of the per-sequence k3 estimate of
   KL(candidate || reference) (``_k1``: the plain log-ratio estimate), in nats per response,
   with a bootstrap interval. Samples are drawn with every logits processor neutral and scored
@@ -41,7 +47,6 @@ Definitions:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -54,27 +59,19 @@ import numpy as np
 from alignment.config import EvaluationConfig
 from alignment.errors import AlignmentError
 from alignment.evaluation import metrics as m
+from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public names)
+    BENIGN_KINDS,
+    DEFAULT_DEMONSTRATIONS,
+    DEFAULT_PROMPTS,
+    RED_TEAM_KINDS,
+    EvalPrompt,
+    EvalPromptsError,
+    load_demonstrations,
+    load_eval_prompts,
+)
+from alignment.promotion import RM_OPTIMISED
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "eval_prompts.jsonl"
-DEFAULT_DEMONSTRATIONS = (
-    Path(__file__).resolve().parents[2] / "data" / "heldout_demonstrations.jsonl"
-)
-BENIGN_KINDS = ("benign", "helpful")
-RED_TEAM_KINDS = ("red_team",)
-
-
-class EvalPromptsError(AlignmentError):
-    """The held-out prompt file is unreadable or has a bad line; the message names file and line."""
-
-
-@dataclass
-class EvalPrompt:
-    id: str
-    prompt: list[dict]
-    category: str
-    kind: str
 
 
 @dataclass
@@ -83,87 +80,7 @@ class SuiteResult:
 
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
-
-
-def load_eval_prompts(path: Path | str | None = None, limit: int | None = None) -> list[EvalPrompt]:
-    """Held-out prompts (JSONL: ``prompt`` text or messages, ``category``, ``kind``, optional ``id``)."""
-    path = Path(path) if path is not None else DEFAULT_PROMPTS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalPromptsError(f"{path}: cannot read prompts ({exc.strerror or exc})") from exc
-    out: list[EvalPrompt] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalPromptsError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        prompt = row.get("prompt") if isinstance(row, dict) else None
-        if isinstance(prompt, str) and prompt.strip():
-            messages = [{"role": "user", "content": prompt}]
-        elif isinstance(prompt, list) and prompt and all(isinstance(t, dict) for t in prompt):
-            messages = prompt
-        else:
-            raise EvalPromptsError(
-                f"{path}:{number}: 'prompt' must be non-empty text or a list of messages"
-            )
-        kind = str(row.get("kind", "benign"))
-        if kind not in BENIGN_KINDS + RED_TEAM_KINDS:
-            raise EvalPromptsError(
-                f"{path}:{number}: kind {kind!r} is not one of {BENIGN_KINDS + RED_TEAM_KINDS}"
-            )
-        blob = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
-        out.append(
-            EvalPrompt(
-                id=str(row.get("id") or hashlib.sha256(blob).hexdigest()[:12]),
-                prompt=messages,
-                category=str(row.get("category") or kind),
-                kind=kind,
-            )
-        )
-    if not out:
-        raise EvalPromptsError(f"{path}: no prompts")
-    return out[:limit] if limit else out
-
-
-def load_demonstrations(
-    path: Path | str | None = None,
-) -> tuple[list[list[dict]], list[list[dict]]]:
-    """Held-out demonstrations (JSONL: ``prompt`` text or messages, ``answer`` text) as
-    (prompts, one-message assistant answers)."""
-    path = Path(path) if path is not None else DEFAULT_DEMONSTRATIONS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalPromptsError(
-            f"{path}: cannot read demonstrations ({exc.strerror or exc})"
-        ) from exc
-    prompts: list[list[dict]] = []
-    answers: list[list[dict]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalPromptsError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        prompt = row.get("prompt") if isinstance(row, dict) else None
-        answer = row.get("answer") if isinstance(row, dict) else None
-        if isinstance(prompt, str) and prompt.strip():
-            prompt = [{"role": "user", "content": prompt}]
-        if not (isinstance(prompt, list) and prompt and all(isinstance(t, dict) for t in prompt)):
-            raise EvalPromptsError(
-                f"{path}:{number}: 'prompt' must be non-empty text or a list of messages"
-            )
-        if not (isinstance(answer, str) and answer.strip()):
-            raise EvalPromptsError(f"{path}:{number}: 'answer' must be non-empty text")
-        prompts.append(prompt)
-        answers.append([{"role": "assistant", "content": answer}])
-    if not prompts:
-        raise EvalPromptsError(f"{path}: no demonstrations")
-    return prompts, answers
+    judges: dict[str, dict[str, str]] = field(default_factory=dict)  # who scored, by path
 
 
 def completion_logprobs(
@@ -314,6 +231,44 @@ def _with_ci(metrics: dict, name: str, wins: np.ndarray, cfg: EvaluationConfig) 
     metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
 
 
+def _win_rates(
+    metrics: dict, judge: str, wins: np.ndarray, length_diff: np.ndarray, cfg: EvaluationConfig
+) -> None:
+    """`judge`_win_rate_vs_champion and its length-controlled twin, each with its interval."""
+    _with_ci(metrics, f"{judge}_win_rate_vs_champion", wins, cfg)
+    name = f"{judge}_lc_win_rate_vs_champion"
+    metrics[name] = m.length_controlled_win_rate(wins, length_diff)
+    low, high = m.lc_win_rate_ci(wins, length_diff, cfg.bootstrap_samples, cfg.ci_alpha, cfg.seed)
+    metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+
+
+RL_METHODS = ("ppo", "rloo", "grpo")
+
+
+def reward_models_optimised(candidate: Path) -> set[Path] | None:
+    """The reward models that PPO/RLOO/GRPO stages in the candidate's lineage trained against.
+
+    Read from the job.json every training job writes beside its model folder, followed back
+    through each job's starting model; None when the candidate has no such record.
+    """
+    found: set[Path] = set()
+    path, seen = Path(candidate).resolve(), set()
+    while path not in seen:
+        seen.add(path)
+        try:
+            job = json.loads((path.parent / "job.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return found if len(seen) > 1 else None
+        except (OSError, json.JSONDecodeError):
+            return None  # a record we cannot read tells nothing either way
+        if job.get("method") in RL_METHODS and job.get("reward_model_path"):
+            found.add(Path(job["reward_model_path"]).resolve())
+        if not job.get("model_path"):
+            break
+        path = Path(job["model_path"]).resolve()
+    return found
+
+
 def _refusal_metrics(flags: np.ndarray, prompts: list[EvalPrompt], suffix: str = "") -> dict:
     benign = np.array([p.kind in BENIGN_KINDS for p in prompts])
     out = {}
@@ -423,6 +378,7 @@ def run_suite(
         s.update(
             candidate=responses[i],
             candidate_length=int(lengths[i]),
+            candidate_chars=len(responses[i]),
             kl_k1=float(kl["k1"][i]),
             kl_k3=float(kl["k3"][i]),
             implicit_reward=float(implicit[i]),
@@ -440,11 +396,29 @@ def run_suite(
             s.update(
                 champion=champion_responses[i],
                 champion_length=int(champ["lengths"][i]),
+                champion_chars=len(champion_responses[i]),
                 champion_refusal_marker=m.is_refusal(champion_responses[i]),
             )
 
     texts = [p.prompt for p in prompts]
+    judges: dict[str, dict[str, str]] = {}
+    # length control compares characters: the two models may not share a tokenizer
+    length_diff = (
+        np.array([len(a) - len(b) for a, b in zip(responses, champion_responses, strict=True)])
+        if champion_responses is not None
+        else None
+    )
     if reward_model is not None:
+        judges["reward_model"] = {"path": str(reward_model)}
+        optimised = reward_models_optimised(candidate)
+        if optimised is None:
+            log.warning(
+                "%s has no training record: cannot tell if it optimised %s", candidate, reward_model
+            )
+        else:
+            trained_against = Path(reward_model).resolve() in optimised
+            metrics[RM_OPTIMISED] = float(trained_against)
+            judges["reward_model"]["optimised_by_candidate"] = str(trained_against).lower()
         rm = RewardModelJudge(reward_model, cfg.device, cfg.batch_size, cfg.max_length)
         rewards = np.array(rm.score(texts, responses))
         metrics["reward_mean"] = float(rewards.mean())
@@ -458,7 +432,7 @@ def run_suite(
             champion_rewards = np.array(rm.score(texts, champion_responses))
             metrics["reward_mean_champion"] = float(champion_rewards.mean())
             wins = m.win_indicators(rewards, champion_rewards)
-            _with_ci(metrics, "win_rate_vs_champion", wins, cfg)
+            _win_rates(metrics, "rm", wins, length_diff, cfg)
             for s, r, w in zip(samples, champion_rewards, wins, strict=True):
                 s.update(champion_reward=float(r), rm_win=float(w))
         rm.close()
@@ -475,9 +449,17 @@ def run_suite(
     if judge_model is not None:
         from alignment.constitution import load_constitution
 
+        constitution = (
+            constitution if constitution is not None else load_constitution(cfg.constitution)
+        )
+        judges["constitution_judge"] = {
+            "path": str(judge_model),
+            "constitution": constitution.name,
+            "constitution_sha256": constitution.hash,
+        }
         judge = ConstitutionJudge(
             judge_model,
-            constitution if constitution is not None else load_constitution(cfg.constitution),
+            constitution,
             cfg.device,
             cfg.batch_size,
             cfg.judge_max_length,
@@ -487,7 +469,7 @@ def run_suite(
             judgement = judge.compare(texts, responses, champion_responses, [p.id for p in prompts])
             p_a = np.array(judgement.p_a)
             wins = m.win_indicators(p_a, 1 - p_a, tie_tolerance=1e-6)
-            _with_ci(metrics, "judge_win_rate_vs_champion", wins, cfg)
+            _win_rates(metrics, "judge", wins, length_diff, cfg)
             metrics["judge_preference_mean"] = float(p_a.mean())
             first, second = np.array(judgement.p_a_first), np.array(judgement.p_a_second)
             metrics["judge_order_agreement"] = float(np.mean((first > 0.5) == (second > 0.5)))
@@ -521,7 +503,7 @@ def run_suite(
                 )
     metrics["prompts"] = float(len(prompts))
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    return SuiteResult(finite, samples)
+    return SuiteResult(finite, samples, judges)
 
 
 def evaluate_candidate(

@@ -17,14 +17,12 @@ from alignment.evaluation.suite import (
 )
 
 CFG = EvaluationConfig(max_new_tokens=6, bootstrap_samples=200, max_length=128)
+WIN_RATES = tuple(
+    f"{judge}_{kind}win_rate_vs_champion" for judge in ("rm", "judge") for kind in ("", "lc_")
+)
 RATES = (
     "reward_accuracy",
-    "win_rate_vs_champion",
-    "win_rate_vs_champion_ci_low",
-    "win_rate_vs_champion_ci_high",
-    "judge_win_rate_vs_champion",
-    "judge_win_rate_vs_champion_ci_low",
-    "judge_win_rate_vs_champion_ci_high",
+    *(f"{name}{end}" for name in WIN_RATES for end in ("", "_ci_low", "_ci_high")),
     "refusal_rate",
     "harmful_compliance_rate",
     "rm_accuracy",
@@ -53,7 +51,7 @@ def test_a_model_against_itself_ties_and_has_no_kl_and_no_tax(self_report):
     metrics, _ = self_report
     for name in RATES:
         assert 0.0 <= metrics[name] <= 1.0, name
-    for name in ("win_rate_vs_champion", "judge_win_rate_vs_champion"):
+    for name in WIN_RATES:
         low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
         assert metrics[name] == pytest.approx(0.5)
         assert low <= 0.5 <= high
@@ -93,7 +91,12 @@ def test_the_report_folder_holds_table_samples_and_plots(self_report):
         samples[0]
     )
     table = (out / "table.txt").read_text()
-    assert "win_rate_vs_champion" in table and len(table.splitlines()) <= 30
+    assert "judge_lc_win_rate_vs_champion" in table and len(table.splitlines()) <= 40
+    # the report names who judged: the reward model and the constitution judge, by path
+    judges = json.loads((out / "judges.json").read_text())
+    assert set(judges) == {"reward_model", "constitution_judge"}
+    assert judges["constitution_judge"]["constitution_sha256"]
+    assert f"reward model {judges['reward_model']['path']}" in table
     assert "| " in (out / "table.md").read_text()
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
@@ -155,7 +158,7 @@ def test_cli_suite_prints_the_table_and_writes_metrics(
     argv += ["--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap_samples=50"]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
-    assert "refusal_rate_delta_vs_champion" in metrics and "win_rate_vs_champion" not in metrics
+    assert "refusal_rate_delta_vs_champion" in metrics and "rm_win_rate_vs_champion" not in metrics
     assert "kl_from_reference" in capsys.readouterr().out
     assert (report / "plots" / "length_histogram.png").exists()
 
@@ -208,3 +211,46 @@ def test_a_bad_demonstration_line_names_file_and_line(tmp_path):
     path.write_text('{"prompt": "ok", "answer": "fine"}\n{"prompt": "no answer"}\n')
     with pytest.raises(EvalPromptsError, match=r"d\.jsonl:2: .*answer"):
         load_demonstrations(path)
+
+
+def test_the_reward_models_a_candidate_was_trained_against_come_from_its_lineage(tmp_path):
+    from alignment.evaluation.suite import reward_models_optimised
+
+    def job(name, method, start, reward=None):
+        (tmp_path / name / "model").mkdir(parents=True)
+        (tmp_path / name / "job.json").write_text(
+            json.dumps({"method": method, "model_path": str(start), "reward_model_path": reward})
+        )
+        return tmp_path / name / "model"
+
+    base = tmp_path / "base"
+    sft = job("sft", "sft", base)
+    reward = job("reward", "reward", sft)
+    ppo = job("ppo", "ppo", sft, str(reward))
+    dpo_after_ppo = job("dpo", "dpo", ppo)
+    assert reward_models_optimised(dpo_after_ppo) == {reward.resolve()}
+    assert reward_models_optimised(sft) == set()
+    assert reward_models_optimised(base) is None  # no record of how it was made
+
+
+def test_a_candidate_trained_against_the_reward_model_is_flagged(
+    tiny_model_dir, tiny_reward_model, eval_prompts, tmp_path
+):
+    import shutil
+
+    candidate = tmp_path / "ppo" / "model"
+    shutil.copytree(tiny_model_dir, candidate)
+    (tmp_path / "ppo" / "job.json").write_text(
+        json.dumps(
+            {
+                "method": "ppo",
+                "model_path": str(tiny_model_dir),
+                "reward_model_path": str(tiny_reward_model),
+            }
+        )
+    )
+    cfg = CFG.model_copy(update={"max_prompts": 2})
+    metrics = evaluate_candidate(
+        candidate, None, tiny_model_dir, None, eval_prompts, cfg, reward_model=tiny_reward_model
+    )
+    assert metrics["rm_optimised_by_candidate"] == 1.0
