@@ -343,6 +343,12 @@ class EvaluationConfig(_Strict):
         description="Refusals by the documented marker list (metrics.REFUSAL_MARKERS), or by "
         "asking the judge model (markers when there is no judge).",
     )
+    judge_model: Path | None = Field(
+        None,
+        description="Causal LM asked the constitution's questions: the judge of the win rates "
+        "the default gate reads (none: those conditions are skipped). It must not be a model "
+        "the candidate was trained against.",
+    )
     constitution: Path | None = Field(
         None, description="Constitution of the judge; the project's own if unset."
     )

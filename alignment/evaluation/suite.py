@@ -437,6 +437,8 @@ def run_suite(
                 s.update(champion_reward=float(r), rm_win=float(w))
         rm.close()
 
+    if champion is not None and judge_model is None:
+        log.warning("no judge model (evaluation.judge_model): no judge win rates for the gate")
     refusal_by_judge = cfg.refusal_detector == "judge" and judge_model is not None
     if cfg.refusal_detector == "judge" and judge_model is None:
         log.warning("evaluation.refusal_detector is 'judge' but no judge model: using markers")

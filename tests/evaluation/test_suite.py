@@ -156,9 +156,14 @@ def test_cli_suite_prints_the_table_and_writes_metrics(
     argv += ["--champion", str(tiny_model_dir), "--data", str(eval_pairs)]
     argv += ["--prompts", str(eval_prompts), "--out", str(out), "--report-dir", str(report)]
     argv += ["--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap_samples=50"]
+    argv += ["--set", f"evaluation.judge_model={tiny_model_dir}"]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
     assert "refusal_rate_delta_vs_champion" in metrics and "rm_win_rate_vs_champion" not in metrics
+    # the judge named in the config scores the win rates the default gate reads
+    assert 0 <= metrics["judge_lc_win_rate_vs_champion_ci_low"] <= 1
+    judges = json.loads((report / "judges.json").read_text())
+    assert judges["constitution_judge"]["path"] == str(tiny_model_dir)
     assert "kl_from_reference" in capsys.readouterr().out
     assert (report / "plots" / "length_histogram.png").exists()
 
