@@ -142,10 +142,10 @@ class GatePolicy(BaseModel):
         for i, cond in enumerate(self.conditions):
             by = judge_of(cond.metric)
             if by is not None and by != self.judge:
-                who = JUDGES[by][1] if by else "no named judge"
+                who = f"is scored by the {JUDGES[by][1]}" if by else "names no judge"
                 raise ValueError(
-                    f"conditions.{i}: {cond.metric} is scored by the {who}, but the policy's "
-                    f"judge is {self.judge}; gate on {JUDGES[self.judge][0]}... win rates"
+                    f"conditions.{i}: {cond.metric} {who}, but the policy's judge is "
+                    f"{self.judge}; gate on its {JUDGES[self.judge][0]}* win rates"
                 )
         return self
 

@@ -333,6 +333,9 @@ def test_a_win_rate_by_another_judge_than_the_policy_names_is_refused(tmp_path: 
     )
     with pytest.raises(ConfigError, match=r"conditions\.0.*constitution judge"):
         promotion.load_policy(bad)
+    bad.write_text("conditions:\n  - {metric: win_rate_vs_champion, op: '>=', value: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"win_rate_vs_champion names no judge"):
+        promotion.load_policy(bad)
     bad.write_text("judge: the_candidate\nconditions:\n  - {metric: m, op: '>=', value: 0}\n")
     with pytest.raises(ConfigError, match=r"judge"):
         promotion.load_policy(bad)
