@@ -137,3 +137,39 @@ def test_suite_kl_covers_the_exact_sequence_kl(pair, tmp_path):
     assert len(set(lengths)) > 1
     per_token = [0.1 * s["kl_k1"] / s["candidate_length"] for s in samples]
     assert metrics["implicit_reward_length_corr"] == pytest.approx(spearman(per_token, lengths))
+
+
+def test_sampling_applies_the_temperature_alone_whatever_the_checkpoint_ships(pair):
+    from alignment.cai.generate import encode_chat, load_model
+    from alignment.evaluation.sampling import sample_policy
+
+    model, tokenizer = load_model(pair[0], "cpu")
+    built = []
+    original = model._get_logits_processor
+
+    def spy(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    model._get_logits_processor = spy
+    ids = [encode_chat(tokenizer, [{"role": "user", "content": "a"}], 64)] * 4
+    drawn = sample_policy(model, tokenizer, ids, MAX_NEW, 0.7, 1.0, 4, 0)
+    assert [type(p).__name__ for p in built[0]] == ["TemperatureLogitsWarper"]
+    assert model.generation_config.top_k == 2  # the checkpoint's own settings are left as they were
+    assert drawn.temperature == 0.7 and (drawn.lengths >= 1).all()
+    # every response is its sampled ids up to and including the first end token
+    for response, n in zip(drawn.response_ids, drawn.lengths, strict=True):
+        assert len(response) == n and END not in response[:-1]
+
+
+def test_kl_is_left_out_when_the_samples_are_not_from_the_policy(pair, tmp_path):
+    from alignment.evaluation.suite import evaluate_candidate
+
+    policy, reference = pair
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a b", "kind": "benign"}) + "\n")
+    for setting in ({"top_p": 0.5}, {"temperature": 0.0}):
+        cfg = EvaluationConfig(max_new_tokens=MAX_NEW, bootstrap_samples=20, **setting)
+        metrics = evaluate_candidate(policy, None, reference, None, prompts, cfg)
+        assert not [k for k in metrics if k.startswith("kl_")], setting
+        assert metrics["response_length_mean"] >= 1
