@@ -129,9 +129,8 @@ def sample_policy(
                 responses[i] = cut_after_end(ids, eos)
     prompts = [list(p) for p in prompt_ids]
     logps, mask = response_logprobs(model, tokenizer, prompts, responses, temperature, batch_size)
-    texts = [
-        clean_text(tokenizer.decode(r, skip_special_tokens=True)) for r in responses
-    ]  # what a judge reads; never re-encoded for the log-probs
+    # what a judge or reward model reads; the log-probs never come from re-encoding it
+    texts = [clean_text(tokenizer.decode(r, skip_special_tokens=True)) for r in responses]
     return PolicySamples(prompts, responses, logps, mask, texts, temperature, eos)
 
 
