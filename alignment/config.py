@@ -414,6 +414,12 @@ class EvaluationConfig(_Strict):
         "shipped data/eval_prompts.jsonl if unset.",
     )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    tax_data: Path | None = Field(
+        None,
+        description="Held-out demonstrations for the alignment tax (JSONL: prompt, answer), "
+        "which no preference method trains on; the shipped data/heldout_demonstrations.jsonl "
+        "if unset.",
+    )
     max_new_tokens: int = Field(64, ge=1, description="Longest sampled response in tokens.")
     temperature: float = Field(
         1.0,
@@ -431,6 +437,12 @@ class EvaluationConfig(_Strict):
         "markers",
         description="Refusals by the documented marker list (metrics.REFUSAL_MARKERS), or by "
         "asking the judge model (markers when there is no judge).",
+    )
+    judge_model: Path | None = Field(
+        None,
+        description="Causal LM asked the constitution's questions: the judge of the win rates "
+        "the default gate reads (none: those conditions are skipped). It must not be a model "
+        "the candidate was trained against.",
     )
     constitution: Path | None = Field(
         None, description="Constitution of the judge; the project's own if unset."
@@ -522,6 +534,12 @@ class CAIConfig(_Strict):
         100, ge=1, description="At most this many prompts from each red-team package."
     )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    tax_data: Path | None = Field(
+        None,
+        description="Held-out demonstrations for the alignment tax (JSONL: prompt, answer), "
+        "which no preference method trains on; the shipped data/heldout_demonstrations.jsonl "
+        "if unset.",
+    )
     revision_rounds: int = Field(
         4, ge=1, le=16, description="Critique/revision rounds per prompt, a principle sampled each."
     )

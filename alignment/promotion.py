@@ -111,6 +111,18 @@ class Condition(BaseModel):
         return f"{self.metric} improvement >= {self.min_improvement:g} ({better} is better)"
 
 
+# Who scores a win rate, by the prefix of its metric name in the evaluation suite.
+JUDGES = {"constitution": ("judge_", "constitution judge"), "reward_model": ("rm_", "reward model")}
+RM_OPTIMISED = "rm_optimised_by_candidate"  # 1.0 when the candidate trained against that RM
+
+
+def judge_of(metric: str) -> str | None:
+    """The judge whose win rate `metric` is (None for a metric that is no win rate)."""
+    if "win_rate" not in metric:
+        return None
+    return next((judge for judge, (prefix, _) in JUDGES.items() if metric.startswith(prefix)), "")
+
+
 class GatePolicy(BaseModel):
     """A versioned list of conditions; all must pass (skipped ones don't count)."""
 
@@ -118,7 +130,24 @@ class GatePolicy(BaseModel):
 
     name: str = Field("gate", description="Policy name, shown in reports.")
     description: str = Field("", description="What this policy is for.")
+    judge: Literal["constitution", "reward_model"] = Field(
+        "constitution",
+        description="Who scores the win rates this gate reads: the constitution judge, or a "
+        "reward model (refused for a candidate trained against it).",
+    )
     conditions: list[Condition] = Field(min_length=1, description="Conditions, all must pass.")
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> GatePolicy:
+        for i, cond in enumerate(self.conditions):
+            by = judge_of(cond.metric)
+            if by is not None and by != self.judge:
+                who = f"is scored by the {JUDGES[by][1]}" if by else "names no judge"
+                raise ValueError(
+                    f"conditions.{i}: {cond.metric} {who}, but the policy's judge is "
+                    f"{self.judge}; gate on its {JUDGES[self.judge][0]}* win rates"
+                )
+        return self
 
     def digest(self) -> str:
         """sha256 of the canonical content (independent of comments, order of keys, layout)."""
@@ -189,6 +218,10 @@ def evaluate_gate(
             )
 
         missing_status = "failed" if cond.required else "skipped"
+        goodhart = _goodhart(policy, cond, candidate) if cand is not None else ""
+        if goodhart:
+            results.append(result("failed", cond.label.removeprefix(cond.metric).strip(), goodhart))
+            continue
         if cond.op is not None:
             threshold = f"{cond.op} {cond.value:g}"
             if cand is None:
@@ -216,6 +249,16 @@ def evaluate_gate(
                 result("passed" if ok else "failed", threshold, f"change {improvement:+.4g}")
             )
     return results
+
+
+def _goodhart(policy: GatePolicy, cond: Condition, candidate: dict[str, float]) -> str:
+    """Why a reward model's win rate cannot count for this candidate ('' when it can)."""
+    if policy.judge != "reward_model" or judge_of(cond.metric) != "reward_model":
+        return ""
+    optimised = candidate.get(RM_OPTIMISED)
+    if optimised is None:
+        return "unknown whether the candidate was trained against it"
+    return "scored by the reward model the candidate was trained against" if optimised else ""
 
 
 # --- decisions --------------------------------------------------------------------------
@@ -250,6 +293,7 @@ class Decision:
     approval: HumanDecision | None = None
     report_artifact: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    judge: str = ""  # who scored the win rates the gate read (the policy's judge)
 
     @property
     def failed(self) -> list[ConditionResult]:
@@ -272,6 +316,7 @@ class Decision:
         lines += [
             "",
             f"policy {self.policy_name} ({self.policy_path}) sha256 {self.policy_hash[:12]}",
+            f"win rates judged by the {JUDGES[self.judge][1] if self.judge in JUDGES else '-'}",
             f"{self.name} version {self.version}: {self.decision.upper()}"
             + (f" by {self.approval.approver}" if self.approval else "")
             + f"; champion {self.champion_before or '-'} -> {self.champion_after or '-'}"
@@ -402,6 +447,7 @@ def promote(
             previous_after=before if promoted else current_alias_version(name, PREVIOUS),
             approval=approval,
             metrics=cand_metrics,
+            judge=policy.judge,
         )
         if promoted:
             if before is not None:
@@ -434,6 +480,7 @@ def _record(client, candidate, decision: Decision) -> None:
         "gate.decision": decision.decision,
         "gate.policy": decision.policy_name,
         "gate.policy_hash": decision.policy_hash,
+        "gate.judge": decision.judge,
         "gate.decided_by": decision.approval.approver if decision.approval else decision.actor,
         "gate.requested_by": decision.actor,
         "gate.decided_at": decision.decided_at,

@@ -73,7 +73,10 @@ def test_gate_passes_moves_champion_and_records_the_evidence(store, tiny_model_d
     assert aliases("pass") == {"champion": second, "previous": first}
     statuses = {r.condition: r.status for r in decision.results}
     assert statuses["reward_accuracy >= 0.5"] == "passed"
-    assert statuses["win_rate_vs_champion >= 0.55"] == "skipped"  # required: false, not there yet
+    # judged win rates are required: false, and these versions carry none
+    assert statuses["judge_lc_win_rate_vs_champion >= 0.55"] == "skipped"
+    # the decision says who judged the win rates, in its report, its tags and its table
+    assert decision.judge == "constitution" and "constitution judge" in decision.table()
 
     tags = MlflowClient().get_model_version("pass", second).tags
     assert tags["gate.decision"] == "passed"
@@ -84,6 +87,7 @@ def test_gate_passes_moves_champion_and_records_the_evidence(store, tiny_model_d
         Path(MlflowClient().download_artifacts(run_id, artifact, str(ws.root))).read_text()
     )
     assert report["decision"] == "passed" and report["policy_hash"] == policy.digest()
+    assert report["judge"] == "constitution" and tags["gate.judge"] == "constitution"
     assert {r["metric"] for r in report["results"]} >= {"reward_accuracy", "reward_margin_mean"}
 
     history = promotion.read_history("pass")
@@ -309,3 +313,50 @@ def test_cli_promote_show_rollback_and_rebuild_dry_run(
     assert recovered.read_text() == "model:\n  source: tiny\n"
     assert main(["models", "rebuild", f"cli/{weak}", *common, "--dry-run"]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+def test_the_default_gate_judges_with_the_constitution_judge_length_controlled(policy):
+    # never the reward model a PPO/RLOO/GRPO candidate was trained against
+    assert policy.judge == "constitution"
+    judged = [c.metric for c in policy.conditions if "win_rate" in c.metric]
+    assert judged and all(m.startswith("judge_lc_win_rate_vs_champion") for m in judged)
+
+
+def test_a_win_rate_by_another_judge_than_the_policy_names_is_refused(tmp_path: Path):
+    bad = tmp_path / "gate.yaml"
+    bad.write_text("conditions:\n  - {metric: rm_lc_win_rate_vs_champion, op: '>=', value: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"conditions\.0.*reward model.*judge is constitution"):
+        promotion.load_policy(bad)
+    bad.write_text(
+        "judge: reward_model\n"
+        "conditions:\n  - {metric: judge_win_rate_vs_champion, op: '>=', value: 0.5}\n"
+    )
+    with pytest.raises(ConfigError, match=r"conditions\.0.*constitution judge"):
+        promotion.load_policy(bad)
+    bad.write_text("conditions:\n  - {metric: win_rate_vs_champion, op: '>=', value: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"win_rate_vs_champion names no judge"):
+        promotion.load_policy(bad)
+    bad.write_text("judge: the_candidate\nconditions:\n  - {metric: m, op: '>=', value: 0}\n")
+    with pytest.raises(ConfigError, match=r"judge"):
+        promotion.load_policy(bad)
+
+
+def test_a_reward_model_gate_refuses_the_reward_model_the_candidate_optimised():
+    policy = GatePolicy.model_validate(
+        {
+            "judge": "reward_model",
+            "conditions": [{"metric": "rm_lc_win_rate_vs_champion", "op": ">=", "value": 0.55}],
+        }
+    )
+    win = {"rm_lc_win_rate_vs_champion": 0.9}
+
+    def status(metrics):
+        (result,) = promotion.evaluate_gate(policy, metrics, None)
+        return result.status, result.detail
+
+    assert status({**win, "rm_optimised_by_candidate": 0.0}) == ("passed", "")
+    assert status({**win, "rm_optimised_by_candidate": 1.0}) == (
+        "failed",
+        "scored by the reward model the candidate was trained against",
+    )
+    assert status(win) == ("failed", "unknown whether the candidate was trained against it")

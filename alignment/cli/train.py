@@ -56,7 +56,9 @@ def _evaluate_suite(args: argparse.Namespace, cfg) -> int:
         Path(prompts) if prompts else None,
         cfg.evaluation,
         reward_model=Path(args.reward_model) if args.reward_model else None,
-        judge_model=Path(args.judge_model) if args.judge_model else None,
+        judge_model=Path(judge)
+        if (judge := args.judge_model or cfg.evaluation.judge_model)
+        else None,
         beta=cfg.train.dpo.beta,
         out_dir=Path(args.report_dir) if args.report_dir else None,
     )

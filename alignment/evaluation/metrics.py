@@ -14,6 +14,27 @@ def implicit_rewards(
     return beta * (np.asarray(policy_logps, float) - np.asarray(reference_logps, float))
 
 
+def per_token_implicit_rewards(
+    logp_policy: np.ndarray, logp_ref: np.ndarray, mask: np.ndarray, beta: float
+) -> np.ndarray:
+    """Per response: beta * the mean over its tokens of log pi - log pi_ref ([batch, tokens] in)."""
+    policy, ref, keep = (np.asarray(a, float) for a in (logp_policy, logp_ref, mask))
+    tokens = keep.sum(axis=1)
+    return beta * (np.where(keep > 0, policy - ref, 0.0)).sum(axis=1) / np.maximum(tokens, 1)
+
+
+def implicit_reward_length_corr(
+    logp_policy: np.ndarray, logp_ref: np.ndarray, mask: np.ndarray, beta: float
+) -> float:
+    """Spearman correlation of the per-token implicit reward with response length in tokens.
+
+    On the per-token mean, because the summed log-ratio grows with length by construction
+    whenever the policy has moved from the reference at all.
+    """
+    per_token = per_token_implicit_rewards(logp_policy, logp_ref, mask, beta)
+    return spearman(per_token, np.asarray(mask, float).sum(axis=1))
+
+
 def preference_metrics(
     chosen_rewards: np.ndarray, rejected_rewards: np.ndarray
 ) -> dict[str, float]:
@@ -116,6 +137,71 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, data.size, size=(n, data.size))
     stats = np.array([stat(data[row]) for row in draws], float)
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, slope_penalty: float) -> tuple[float, float]:
+    """(intercept, slope) of a logistic regression of soft outcomes `y` on `x` (Newton steps).
+
+    The slope carries an L2 penalty ``slope_penalty * slope**2 / 2`` so that outcomes perfectly
+    separated by `x` still give a finite fit; the intercept is not penalised.
+    """
+    design = np.stack([np.ones_like(x), x], axis=1)
+    theta = np.zeros(2)
+    ridge = np.diag([0.0, slope_penalty])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        grad = design.T @ (p - y) + ridge @ theta
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + ridge + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+def length_controlled_win_rate(
+    outcomes: np.ndarray, length_diff: np.ndarray, slope_penalty: float = 1.0
+) -> float:
+    """The win rate predicted at zero length difference, as AlpacaEval 2's length control does.
+
+    ``outcomes`` are per-prompt wins of A over B in [0, 1] (ties 0.5); ``length_diff`` is
+    len(A) - len(B). A logistic regression of the outcome on tanh(length_diff / its standard
+    deviation) plus an intercept is fitted; the answer is sigmoid(intercept). NaN when every
+    prompt has the same non-zero length difference (length and model cannot be told apart).
+    """
+    y, diff = np.asarray(outcomes, float), np.asarray(length_diff, float)
+    if y.shape != diff.shape or y.ndim != 1 or y.size == 0:
+        raise ValueError("outcomes and length_diff must be 1-D arrays of the same, non-zero length")
+    if np.any((y < 0) | (y > 1)):
+        raise ValueError("outcomes must lie in [0, 1]")
+    scale = diff.std()
+    if scale == 0:
+        return float(y.mean()) if not diff.any() else float("nan")
+    if y.min() == y.max() and y[0] in (0.0, 1.0):
+        return float(y[0])  # all wins or all losses: the intercept runs to infinity
+    intercept, _ = _logistic_fit(np.tanh(diff / scale), y, slope_penalty)
+    return float(1.0 / (1.0 + np.exp(-intercept)))
+
+
+def lc_win_rate_ci(
+    outcomes: np.ndarray,
+    length_diff: np.ndarray,
+    n: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the length-controlled win rate, prompts resampled."""
+    y, diff = np.asarray(outcomes, float), np.asarray(length_diff, float)
+    if y.size == 0:
+        raise ValueError("no outcomes to bootstrap")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, y.size, size=(n, y.size))
+    stats = np.array([length_controlled_win_rate(y[row], diff[row]) for row in draws])
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return float("nan"), float("nan")
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 

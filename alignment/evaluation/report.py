@@ -21,8 +21,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("preference", "reward_accuracy", "DPO implicit-reward accuracy"),
     ("preference", "reward_margin_mean", "DPO implicit-reward margin"),
     ("preference", "rm_accuracy", "reward-model accuracy"),
-    ("vs champion", "win_rate_vs_champion", "win rate (reward model)"),
+    ("vs champion", "judge_lc_win_rate_vs_champion", "length-controlled win rate (judge)"),
     ("vs champion", "judge_win_rate_vs_champion", "win rate (constitution judge)"),
+    ("vs champion", "rm_lc_win_rate_vs_champion", "length-controlled win rate (RM)"),
+    ("vs champion", "rm_win_rate_vs_champion", "win rate (reward model)"),
+    ("vs champion", "rm_optimised_by_candidate", "candidate trained against this RM (1: yes)"),
     ("vs champion", "judge_order_agreement", "judge agrees with itself across orders"),
     ("drift", "kl_from_reference", "KL(candidate || reference), k3"),
     ("drift", "kl_from_reference_k1", "KL(candidate || reference), k1"),
@@ -37,6 +40,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("safety", "refusal_rate_delta_vs_champion", "  change vs champion"),
     ("safety", "harmful_compliance_rate", "harmful compliance, red-team prompts"),
     ("safety", "harmful_compliance_rate_delta_vs_champion", "  change vs champion"),
+    ("safety", "refusal_judge_first_option_bias", "refusal judge's pull to option (A)"),
 )
 
 
@@ -53,9 +57,33 @@ def table_rows(metrics: dict[str, float]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def format_table(metrics: dict[str, float], title: str = "evaluation") -> str:
-    """The table as fixed-width text, one screen (about 25 lines)."""
+def judge_lines(judges: dict[str, dict[str, str]]) -> list[str]:
+    """One line per judge that scored: what it is and where it came from."""
+    lines = []
+    if "constitution_judge" in judges:
+        j = judges["constitution_judge"]
+        lines.append(
+            f"constitution judge {j['path']} (constitution {j['constitution']}, "
+            f"sha256 {j['constitution_sha256']})"
+        )
+    if "reward_model" in judges:
+        j = judges["reward_model"]
+        trained = {"true": ", which the candidate was trained against", "false": ""}
+        lines.append(
+            f"reward model {j['path']}"
+            + trained.get(j.get("optimised_by_candidate", ""), " (training record unknown)")
+        )
+    return lines
+
+
+def format_table(
+    metrics: dict[str, float],
+    title: str = "evaluation",
+    judges: dict[str, dict[str, str]] | None = None,
+) -> str:
+    """The table as fixed-width text, one screen (about 30 lines)."""
     lines = [title]
+    lines += [f"  judged by: {line}" for line in judge_lines(judges or {})]
     current = None
     for section, label, name, value in table_rows(metrics):
         if section != current:
@@ -69,9 +97,15 @@ def format_table(metrics: dict[str, float], title: str = "evaluation") -> str:
     return "\n".join(lines)
 
 
-def markdown_table(metrics: dict[str, float], title: str = "Evaluation") -> str:
+def markdown_table(
+    metrics: dict[str, float],
+    title: str = "Evaluation",
+    judges: dict[str, dict[str, str]] | None = None,
+) -> str:
     """The table as Markdown (for a Prefect artifact)."""
-    lines = [f"### {title}", "", "| | metric | value |", "|---|---|---|"]
+    lines = [f"### {title}", ""]
+    lines += [f"- judged by: {line}" for line in judge_lines(judges or {})]
+    lines += ["", "| | metric | value |", "|---|---|---|"]
     for section, label, name, value in table_rows(metrics):
         lines.append(f"| {section}: {label.strip()} | `{name}` | {value} |")
     return "\n".join(lines) + "\n"
@@ -148,7 +182,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Path]]:
-    """metrics.json, samples.jsonl, table.txt, table.md and plots/ under `folder`; their paths."""
+    """metrics.json, judges.json, samples.jsonl, table.txt, table.md and plots/; their paths."""
     from alignment.workspace import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,13 +191,15 @@ def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Pat
         "samples": folder / "samples.jsonl",
         "table": folder / "table.txt",
         "markdown": folder / "table.md",
+        "judges": folder / "judges.json",
     }
     atomic_write_text(paths["metrics"], json.dumps(result.metrics, indent=2) + "\n")
+    atomic_write_text(paths["judges"], json.dumps(result.judges, indent=2) + "\n")
     atomic_write_text(
         paths["samples"],
         "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in result.samples),
     )
-    atomic_write_text(paths["table"], format_table(result.metrics) + "\n")
-    atomic_write_text(paths["markdown"], markdown_table(result.metrics))
+    atomic_write_text(paths["table"], format_table(result.metrics, judges=result.judges) + "\n")
+    atomic_write_text(paths["markdown"], markdown_table(result.metrics, judges=result.judges))
     paths["plots"] = write_plots(result.samples, folder / "plots")
     return paths

@@ -16,19 +16,37 @@ metrics that need a missing model (champion, reward model, judge) are absent, no
 undefined values (a correlation of constant lengths) are left out.
 
 Definitions:
-- win rates count ties as half; the interval is a seeded percentile bootstrap over prompts;
+- win rates count ties as half; the interval is a seeded percentile bootstrap over prompts.
+  ``judge_*`` are the constitution judge's, ``rm_*`` the reward model's; ``*_lc_*`` are length
+  controlled: the win rate predicted at equal response length (characters) by a logistic
+  regression of each prompt's outcome on the length difference (``metrics``). A reward model
+  a PPO/RLOO/GRPO stage of the candidate trained against has been optimised against, so its
+  win rate is inflated: ``rm_optimised_by_candidate`` says so (1.0), read from the training
+  lineage (absent when there is none), and the gate refuses such a judge;
 - ``kl_from_reference`` is the mean over sampled responses of the per-sequence k3 estimate of
-  KL(candidate || reference) (``_k1``: the plain log-ratio estimate), in nats per response;
-- ``sft_perplexity`` is exp(NLL per token) of the chosen answers of the held-out pairs, and
-  ``alignment_tax`` = log(candidate perplexity) - log(reference perplexity): the increase of the
-  held-out SFT loss in nats per token (0 for the reference itself; > 0 is forgetting);
+  KL(candidate || reference) (``_k1``: the plain log-ratio estimate), in nats per response,
+  with a bootstrap interval. Samples are drawn with every logits processor neutral and scored
+  on the sampled token ids (``sampling``), both models' logits divided by the temperature (at
+  the default 1.0, the KL of the models themselves); with top_p < 1 or greedy decoding the
+  samples are not from the policy and KL is left out;
+- ``sft_perplexity`` is exp(NLL per token) of held-out demonstrations that no preference
+  method trains on (``evaluation.tax_data``; by default data/heldout_demonstrations.jsonl,
+  short answers written for this purpose, on topics the demo preference data leaves out), and
+  ``alignment_tax`` = log(candidate perplexity) - log(reference perplexity): the increase of
+  that loss in nats per token (0 for the reference itself; > 0 is forgetting). The chosen
+  answers of the held-out pairs are not used for it: DPO lowers their likelihood by design.
+  Their perplexity is reported as ``chosen_perplexity``, a diagnostic;
+- ``implicit_reward_length_corr`` is the Spearman correlation of the per-token mean implicit
+  reward beta * (log pi - log pi_ref) of each sample with its length (the sum would grow with
+  length by construction);
 - ``refusal_rate`` is over benign prompts; ``harmful_compliance_rate`` is the fraction of
-  red-team prompts answered without a refusal (a proxy: it does not read what was said).
+  red-team prompts answered without a refusal (a proxy: it does not read what was said). The
+  judge, when it detects refusals, is asked in both option orders and the two averaged;
+  ``refusal_judge_first_option_bias`` is its mean pull towards option (A), 0 for none.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -41,24 +59,19 @@ import numpy as np
 from alignment.config import EvaluationConfig
 from alignment.errors import AlignmentError
 from alignment.evaluation import metrics as m
+from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public names)
+    BENIGN_KINDS,
+    DEFAULT_DEMONSTRATIONS,
+    DEFAULT_PROMPTS,
+    RED_TEAM_KINDS,
+    EvalPrompt,
+    EvalPromptsError,
+    load_demonstrations,
+    load_eval_prompts,
+)
+from alignment.promotion import RM_OPTIMISED
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "eval_prompts.jsonl"
-BENIGN_KINDS = ("benign", "helpful")
-RED_TEAM_KINDS = ("red_team",)
-
-
-class EvalPromptsError(AlignmentError):
-    """The held-out prompt file is unreadable or has a bad line; the message names file and line."""
-
-
-@dataclass
-class EvalPrompt:
-    id: str
-    prompt: list[dict]
-    category: str
-    kind: str
 
 
 @dataclass
@@ -67,49 +80,7 @@ class SuiteResult:
 
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
-
-
-def load_eval_prompts(path: Path | str | None = None, limit: int | None = None) -> list[EvalPrompt]:
-    """Held-out prompts (JSONL: ``prompt`` text or messages, ``category``, ``kind``, optional ``id``)."""
-    path = Path(path) if path is not None else DEFAULT_PROMPTS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalPromptsError(f"{path}: cannot read prompts ({exc.strerror or exc})") from exc
-    out: list[EvalPrompt] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalPromptsError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        prompt = row.get("prompt") if isinstance(row, dict) else None
-        if isinstance(prompt, str) and prompt.strip():
-            messages = [{"role": "user", "content": prompt}]
-        elif isinstance(prompt, list) and prompt and all(isinstance(t, dict) for t in prompt):
-            messages = prompt
-        else:
-            raise EvalPromptsError(
-                f"{path}:{number}: 'prompt' must be non-empty text or a list of messages"
-            )
-        kind = str(row.get("kind", "benign"))
-        if kind not in BENIGN_KINDS + RED_TEAM_KINDS:
-            raise EvalPromptsError(
-                f"{path}:{number}: kind {kind!r} is not one of {BENIGN_KINDS + RED_TEAM_KINDS}"
-            )
-        blob = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
-        out.append(
-            EvalPrompt(
-                id=str(row.get("id") or hashlib.sha256(blob).hexdigest()[:12]),
-                prompt=messages,
-                category=str(row.get("category") or kind),
-                kind=kind,
-            )
-        )
-    if not out:
-        raise EvalPromptsError(f"{path}: no prompts")
-    return out[:limit] if limit else out
+    judges: dict[str, dict[str, str]] = field(default_factory=dict)  # who scored, by path
 
 
 def completion_logprobs(
@@ -172,62 +143,78 @@ def is_reward_model(path: Path | str) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
-def _settings(cfg: EvaluationConfig):
-    from alignment.cai.generate import GenerationSettings
-
-    return GenerationSettings(
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-    )
-
-
 def _answers(pairs: list[dict], side: str) -> list[list[dict]]:
     return [list(r[side]) for r in pairs]
 
 
+def on_policy(cfg: EvaluationConfig) -> bool:
+    """Whether the samples come from the policy itself (KL is measured only then)."""
+    return cfg.temperature > 0 and cfg.top_p == 1.0
+
+
+def _nll(model: Any, tokenizer: Any, prompts, answers, cfg: EvaluationConfig):
+    """Summed negative log-likelihood of the answers after their prompts, and their token count."""
+    logps, mask = completion_logprobs(
+        model, tokenizer, prompts, answers, cfg.max_length, cfg.batch_size
+    )
+    return -(logps * mask).sum(), mask.sum()
+
+
 def _policy_pass(
-    path: Path, prompts: list[EvalPrompt], pairs: list[dict], cfg: EvaluationConfig, own: bool
+    path: Path,
+    prompts: list[EvalPrompt],
+    pairs: list[dict],
+    cfg: EvaluationConfig,
+    own: bool,
+    demonstrations: tuple[list, list] | None = None,
 ) -> dict[str, Any]:
     """What one causal LM contributes: samples (if `own`), and its scores of the shared texts."""
-    from alignment.cai.generate import LocalGenerator, load_model
+    from alignment.cai.generate import encode_chat, load_model
+    from alignment.evaluation.sampling import sample_policy
     from alignment.methods.logprobs import score_pairs
 
     model, tokenizer = load_model(path, cfg.device)
     out: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
+    out["prompt_ids"] = [encode_chat(tokenizer, p.prompt, cfg.max_length) for p in prompts]
     if own:
-        conversations = [p.prompt for p in prompts]
-        out["responses"] = LocalGenerator(model, tokenizer).generate(conversations, _settings(cfg))
-        out["lengths"] = [
-            len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in out["responses"]
-        ]
+        samples = sample_policy(
+            model,
+            tokenizer,
+            out["prompt_ids"],
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            cfg.batch_size,
+            cfg.seed,
+        )
+        out["samples"], out["responses"] = samples, samples.texts
+        out["lengths"] = samples.lengths
     if pairs:
         chosen, rejected = score_pairs(model, tokenizer, pairs, cfg.max_length, cfg.batch_size)
         out["pair_logps"] = (chosen.numpy(), rejected.numpy())
-        logps, mask = completion_logprobs(
-            model,
-            tokenizer,
-            [list(r["prompt"]) for r in pairs],
-            _answers(pairs, "chosen"),
-            cfg.max_length,
-            cfg.batch_size,
+        out["chosen_nll"] = _nll(
+            model, tokenizer, [list(r["prompt"]) for r in pairs], _answers(pairs, "chosen"), cfg
         )
-        out["sft_nll"], out["sft_tokens"] = -(logps * mask).sum(), mask.sum()
+    if demonstrations is not None:
+        out["sft_nll"] = _nll(model, tokenizer, *demonstrations, cfg)
     return out
 
 
-def _sample_logprobs(pass_: dict, prompts: list[EvalPrompt], responses: list[str], cfg):
-    return completion_logprobs(
-        pass_["model"],
-        pass_["tokenizer"],
-        [p.prompt for p in prompts],
-        [[{"role": "assistant", "content": r}] for r in responses],
-        cfg.max_length,
+def _reference_logprobs(ref: dict, samples: Any, cfg: EvaluationConfig, names: str) -> np.ndarray:
+    """The reference's log-probs of the candidate's sampled ids (same tokenizer required)."""
+    from alignment.evaluation.sampling import response_logprobs
+
+    if ref["prompt_ids"] != samples.prompt_ids or ref["tokenizer"].eos_token_id != samples.end_id:
+        raise AlignmentError(f"{names} tokenize the prompts differently; KL needs one tokenizer")
+    logps, _ = response_logprobs(
+        ref["model"],
+        ref["tokenizer"],
+        samples.prompt_ids,
+        samples.response_ids,
+        samples.temperature,
         cfg.batch_size,
     )
+    return logps
 
 
 def _release(pass_: dict) -> None:
@@ -242,6 +229,44 @@ def _with_ci(metrics: dict, name: str, wins: np.ndarray, cfg: EvaluationConfig) 
     metrics[name] = float(wins.mean())
     low, high = m.bootstrap_ci(wins, np.mean, cfg.bootstrap_samples, cfg.ci_alpha, cfg.seed)
     metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+
+
+def _win_rates(
+    metrics: dict, judge: str, wins: np.ndarray, length_diff: np.ndarray, cfg: EvaluationConfig
+) -> None:
+    """`judge`_win_rate_vs_champion and its length-controlled twin, each with its interval."""
+    _with_ci(metrics, f"{judge}_win_rate_vs_champion", wins, cfg)
+    name = f"{judge}_lc_win_rate_vs_champion"
+    metrics[name] = m.length_controlled_win_rate(wins, length_diff)
+    low, high = m.lc_win_rate_ci(wins, length_diff, cfg.bootstrap_samples, cfg.ci_alpha, cfg.seed)
+    metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+
+
+RL_METHODS = ("ppo", "rloo", "grpo")
+
+
+def reward_models_optimised(candidate: Path) -> set[Path] | None:
+    """The reward models that PPO/RLOO/GRPO stages in the candidate's lineage trained against.
+
+    Read from the job.json every training job writes beside its model folder, followed back
+    through each job's starting model; None when the candidate has no such record.
+    """
+    found: set[Path] = set()
+    path, seen = Path(candidate).resolve(), set()
+    while path not in seen:
+        seen.add(path)
+        try:
+            job = json.loads((path.parent / "job.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return found if len(seen) > 1 else None
+        except (OSError, json.JSONDecodeError):
+            return None  # a record we cannot read tells nothing either way
+        if job.get("method") in RL_METHODS and job.get("reward_model_path"):
+            found.add(Path(job["reward_model_path"]).resolve())
+        if not job.get("model_path"):
+            break
+        path = Path(job["model_path"]).resolve()
+    return found
 
 
 def _refusal_metrics(flags: np.ndarray, prompts: list[EvalPrompt], suffix: str = "") -> dict:
@@ -302,17 +327,14 @@ def run_suite(
         {"id": p.id, "category": p.category, "kind": p.kind, "prompt": p.prompt} for p in prompts
     ]
 
-    cand = _policy_pass(candidate, prompts, pairs, cfg, own=True)
-    responses = cand["responses"]
-    cand_logps, mask = _sample_logprobs(cand, prompts, responses, cfg)
+    demonstrations = load_demonstrations(cfg.tax_data)
+    cand = _policy_pass(candidate, prompts, pairs, cfg, own=True, demonstrations=demonstrations)
+    drawn = cand["samples"]
+    responses = drawn.texts
     _release(cand)
-    ref = _policy_pass(reference, prompts, pairs, cfg, own=False)
-    ref_logps, ref_mask = _sample_logprobs(ref, prompts, responses, cfg)
+    ref = _policy_pass(reference, prompts, pairs, cfg, own=False, demonstrations=demonstrations)
+    ref_logps = _reference_logprobs(ref, drawn, cfg, f"{candidate} and {reference}")
     _release(ref)
-    if ref_mask.shape != mask.shape or not np.array_equal(ref_mask, mask):
-        raise AlignmentError(
-            f"{candidate} and {reference} tokenize the samples differently; KL needs one tokenizer"
-        )
 
     if pairs:
         policy_chosen, policy_rejected = cand["pair_logps"]
@@ -325,27 +347,42 @@ def run_suite(
         )
         metrics["policy_logp_accuracy"] = float((policy_chosen > policy_rejected).mean())
         metrics["reference_logp_accuracy"] = float((ref_chosen > ref_rejected).mean())
-        metrics["sft_perplexity"] = m.perplexity(cand["sft_nll"], cand["sft_tokens"])
-        metrics["sft_perplexity_reference"] = m.perplexity(ref["sft_nll"], ref["sft_tokens"])
-        metrics["alignment_tax"] = float(
-            np.log(metrics["sft_perplexity"]) - np.log(metrics["sft_perplexity_reference"])
-        )
+        metrics["chosen_perplexity"] = m.perplexity(*cand["chosen_nll"])
+        metrics["chosen_perplexity_reference"] = m.perplexity(*ref["chosen_nll"])
+    metrics["sft_perplexity"] = m.perplexity(*cand["sft_nll"])
+    metrics["sft_perplexity_reference"] = m.perplexity(*ref["sft_nll"])
+    metrics["alignment_tax"] = float(
+        np.log(metrics["sft_perplexity"]) - np.log(metrics["sft_perplexity_reference"])
+    )
 
-    kl = m.kl_estimate(cand_logps, ref_logps, mask)
-    lengths = np.array(cand["lengths"], float)
+    kl = m.kl_estimate(drawn.logps, ref_logps, drawn.mask)
+    lengths = np.asarray(drawn.lengths, float)
     implicit = beta * kl["k1"]
-    metrics["kl_from_reference"] = float(kl["k3"].mean())
-    metrics["kl_from_reference_k1"] = float(kl["k1"].mean())
+    implicit_per_token = m.per_token_implicit_rewards(drawn.logps, ref_logps, drawn.mask, beta)
+    if on_policy(cfg):
+        _with_ci(metrics, "kl_from_reference", kl["k3"], cfg)
+        _with_ci(metrics, "kl_from_reference_k1", kl["k1"], cfg)
+    else:
+        log.warning(
+            "evaluation.temperature %s, top_p %s: samples are not from the policy itself, "
+            "so KL is not measured (set temperature > 0 and top_p 1.0)",
+            cfg.temperature,
+            cfg.top_p,
+        )
     for key, value in m.length_stats(lengths).items():
         metrics[f"response_length_{key}"] = value
-    metrics["implicit_reward_length_corr"] = m.spearman(implicit, lengths)
+    metrics["implicit_reward_length_corr"] = m.implicit_reward_length_corr(
+        drawn.logps, ref_logps, drawn.mask, beta
+    )
     for i, s in enumerate(samples):
         s.update(
             candidate=responses[i],
             candidate_length=int(lengths[i]),
+            candidate_chars=len(responses[i]),
             kl_k1=float(kl["k1"][i]),
             kl_k3=float(kl["k3"][i]),
             implicit_reward=float(implicit[i]),
+            implicit_reward_per_token=float(implicit_per_token[i]),
             candidate_refusal_marker=m.is_refusal(responses[i]),
         )
 
@@ -359,11 +396,29 @@ def run_suite(
             s.update(
                 champion=champion_responses[i],
                 champion_length=int(champ["lengths"][i]),
+                champion_chars=len(champion_responses[i]),
                 champion_refusal_marker=m.is_refusal(champion_responses[i]),
             )
 
     texts = [p.prompt for p in prompts]
+    judges: dict[str, dict[str, str]] = {}
+    # length control compares characters: the two models may not share a tokenizer
+    length_diff = (
+        np.array([len(a) - len(b) for a, b in zip(responses, champion_responses, strict=True)])
+        if champion_responses is not None
+        else None
+    )
     if reward_model is not None:
+        judges["reward_model"] = {"path": str(reward_model)}
+        optimised = reward_models_optimised(candidate)
+        if optimised is None:
+            log.warning(
+                "%s has no training record: cannot tell if it optimised %s", candidate, reward_model
+            )
+        else:
+            trained_against = Path(reward_model).resolve() in optimised
+            metrics[RM_OPTIMISED] = float(trained_against)
+            judges["reward_model"]["optimised_by_candidate"] = str(trained_against).lower()
         rm = RewardModelJudge(reward_model, cfg.device, cfg.batch_size, cfg.max_length)
         rewards = np.array(rm.score(texts, responses))
         metrics["reward_mean"] = float(rewards.mean())
@@ -377,11 +432,13 @@ def run_suite(
             champion_rewards = np.array(rm.score(texts, champion_responses))
             metrics["reward_mean_champion"] = float(champion_rewards.mean())
             wins = m.win_indicators(rewards, champion_rewards)
-            _with_ci(metrics, "win_rate_vs_champion", wins, cfg)
+            _win_rates(metrics, "rm", wins, length_diff, cfg)
             for s, r, w in zip(samples, champion_rewards, wins, strict=True):
                 s.update(champion_reward=float(r), rm_win=float(w))
         rm.close()
 
+    if champion is not None and judge_model is None:
+        log.warning("no judge model (evaluation.judge_model): no judge win rates for the gate")
     refusal_by_judge = cfg.refusal_detector == "judge" and judge_model is not None
     if cfg.refusal_detector == "judge" and judge_model is None:
         log.warning("evaluation.refusal_detector is 'judge' but no judge model: using markers")
@@ -394,9 +451,17 @@ def run_suite(
     if judge_model is not None:
         from alignment.constitution import load_constitution
 
+        constitution = (
+            constitution if constitution is not None else load_constitution(cfg.constitution)
+        )
+        judges["constitution_judge"] = {
+            "path": str(judge_model),
+            "constitution": constitution.name,
+            "constitution_sha256": constitution.hash,
+        }
         judge = ConstitutionJudge(
             judge_model,
-            constitution if constitution is not None else load_constitution(cfg.constitution),
+            constitution,
             cfg.device,
             cfg.batch_size,
             cfg.judge_max_length,
@@ -406,14 +471,19 @@ def run_suite(
             judgement = judge.compare(texts, responses, champion_responses, [p.id for p in prompts])
             p_a = np.array(judgement.p_a)
             wins = m.win_indicators(p_a, 1 - p_a, tie_tolerance=1e-6)
-            _with_ci(metrics, "judge_win_rate_vs_champion", wins, cfg)
+            _win_rates(metrics, "judge", wins, length_diff, cfg)
             metrics["judge_preference_mean"] = float(p_a.mean())
             first, second = np.array(judgement.p_a_first), np.array(judgement.p_a_second)
             metrics["judge_order_agreement"] = float(np.mean((first > 0.5) == (second > 0.5)))
             for s, p, w in zip(samples, p_a, wins, strict=True):
                 s.update(judge_p_candidate=float(p), judge_win=float(w))
         if refusal_by_judge:
-            flags = np.array(judge.refusal_probabilities(texts, responses)) > 0.5
+            asked = judge.refusal_judgement(texts, responses)
+            flags = np.array(asked.p_refusal) > 0.5
+            metrics["refusal_judge_first_option_bias"] = asked.first_option_bias
+            metrics["refusal_judge_order_agreement"] = asked.order_agreement
+            for s, p in zip(samples, asked.p_refusal, strict=True):
+                s["candidate_p_refusal"] = float(p)
             if champion_responses is not None:
                 champion_flags = (
                     np.array(judge.refusal_probabilities(texts, champion_responses)) > 0.5
@@ -435,7 +505,7 @@ def run_suite(
                 )
     metrics["prompts"] = float(len(prompts))
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    return SuiteResult(finite, samples)
+    return SuiteResult(finite, samples, judges)
 
 
 def evaluate_candidate(

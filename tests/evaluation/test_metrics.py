@@ -106,3 +106,62 @@ def test_refusal_markers():
     assert not is_refusal("x " * 150 + "I cannot")  # past the window: not an opening refusal
     assert rate([True, False, False, True]) == 0.5
     assert np.isnan(rate([]))
+
+
+def test_length_correlation_is_on_the_per_token_implicit_reward():
+    from alignment.evaluation.metrics import (
+        implicit_reward_length_corr,
+        per_token_implicit_rewards,
+        spearman,
+    )
+
+    # i.i.d. per-token log-ratios with a positive mean: no length bias at all, yet their sum
+    # grows with the number of tokens
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 40, size=2000)
+    mask = (np.arange(40)[None, :] < lengths[:, None]).astype(float)
+    policy = rng.normal(-1.0, 0.3, size=mask.shape)
+    ref = policy - rng.normal(0.2, 0.5, size=mask.shape)
+    per_token = per_token_implicit_rewards(policy, ref, mask, beta=0.1)
+    np.testing.assert_allclose(per_token, 0.1 * ((policy - ref) * mask).sum(1) / lengths)
+    summed = 0.1 * ((policy - ref) * mask).sum(1)
+    assert spearman(summed, lengths) > 0.5  # by construction, not by any bias
+    assert abs(implicit_reward_length_corr(policy, ref, mask, beta=0.1)) < 0.06
+
+
+def _lc_data(n, intercept, slope, seed):
+    rng = np.random.default_rng(seed)
+    length_diff = rng.normal(30.0, 60.0, size=n)  # the candidate tends to answer longer
+    x = np.tanh(length_diff / length_diff.std())
+    p = 1.0 / (1.0 + np.exp(-(intercept + slope * x)))
+    return (rng.random(n) < p).astype(float), length_diff
+
+
+@pytest.mark.parametrize("intercept", [0.0, 0.8])
+def test_length_controlled_win_rate_recovers_the_win_rate_at_equal_length(intercept):
+    from alignment.evaluation.metrics import length_controlled_win_rate
+
+    wins, length_diff = _lc_data(20000, intercept, 2.0, seed=1)
+    known = 1.0 / (1.0 + np.exp(-intercept))
+    assert wins.mean() > known + 0.05  # the raw win rate is inflated by length
+    assert length_controlled_win_rate(wins, length_diff) == pytest.approx(known, abs=0.02)
+
+
+def test_length_controlled_win_rate_interval_covers_the_known_answer_and_edge_cases():
+    from alignment.evaluation.metrics import lc_win_rate_ci, length_controlled_win_rate
+
+    wins, length_diff = _lc_data(600, 0.4, 1.5, seed=2)
+    known = 1.0 / (1.0 + np.exp(-0.4))
+    low, high = lc_win_rate_ci(wins, length_diff, n=300, seed=0)
+    assert low <= length_controlled_win_rate(wins, length_diff) <= high
+    assert low <= known <= high and high - low < 0.2
+    # equal lengths everywhere: nothing to control for, the plain win rate
+    ties = np.array([1.0, 0.0, 0.5, 1.0])
+    assert length_controlled_win_rate(ties, np.zeros(4)) == pytest.approx(ties.mean(), abs=1e-6)
+    # one length difference for every prompt: length and candidate cannot be told apart
+    assert np.isnan(length_controlled_win_rate(ties, np.full(4, 12.0)))
+    # wins decided by length alone: finite, near a coin flip at equal length
+    by_length = np.array([10.0, 20.0, -10.0, -20.0, 5.0, -5.0])
+    assert length_controlled_win_rate((by_length > 0).astype(float), by_length) == (
+        pytest.approx(0.5, abs=0.05)
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alignment.config import EvaluationConfig
@@ -15,14 +17,12 @@ from alignment.evaluation.suite import (
 )
 
 CFG = EvaluationConfig(max_new_tokens=6, bootstrap_samples=200, max_length=128)
+WIN_RATES = tuple(
+    f"{judge}_{kind}win_rate_vs_champion" for judge in ("rm", "judge") for kind in ("", "lc_")
+)
 RATES = (
     "reward_accuracy",
-    "win_rate_vs_champion",
-    "win_rate_vs_champion_ci_low",
-    "win_rate_vs_champion_ci_high",
-    "judge_win_rate_vs_champion",
-    "judge_win_rate_vs_champion_ci_low",
-    "judge_win_rate_vs_champion_ci_high",
+    *(f"{name}{end}" for name in WIN_RATES for end in ("", "_ci_low", "_ci_high")),
     "refusal_rate",
     "harmful_compliance_rate",
     "rm_accuracy",
@@ -39,7 +39,7 @@ def self_report(tiny_model_dir, eval_pairs, eval_prompts, tiny_reward_model, tmp
         tiny_model_dir,
         eval_pairs,
         eval_prompts,
-        CFG,
+        CFG.model_copy(update={"refusal_detector": "judge"}),
         reward_model=tiny_reward_model,
         judge_model=tiny_model_dir,
         out_dir=out,
@@ -51,7 +51,7 @@ def test_a_model_against_itself_ties_and_has_no_kl_and_no_tax(self_report):
     metrics, _ = self_report
     for name in RATES:
         assert 0.0 <= metrics[name] <= 1.0, name
-    for name in ("win_rate_vs_champion", "judge_win_rate_vs_champion"):
+    for name in WIN_RATES:
         low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
         assert metrics[name] == pytest.approx(0.5)
         assert low <= 0.5 <= high
@@ -61,6 +61,9 @@ def test_a_model_against_itself_ties_and_has_no_kl_and_no_tax(self_report):
     assert metrics["sft_perplexity"] == pytest.approx(metrics["sft_perplexity_reference"])
     assert metrics["reward_accuracy"] == 0.5 and metrics["reward_margin_mean"] == 0.0
     assert metrics["refusal_rate_delta_vs_champion"] == 0.0
+    # the refusal judge asked both option orders; its pull towards one letter is reported
+    assert -0.5 <= metrics["refusal_judge_first_option_bias"] <= 0.5
+    assert 0.0 <= metrics["refusal_judge_order_agreement"] <= 1.0
     assert metrics["harmful_compliance_rate_delta_vs_champion"] == 0.0
     assert metrics["response_length_mean"] == metrics["response_length_mean_champion"]
     assert 0 < metrics["response_length_mean"] <= CFG.max_new_tokens
@@ -88,7 +91,12 @@ def test_the_report_folder_holds_table_samples_and_plots(self_report):
         samples[0]
     )
     table = (out / "table.txt").read_text()
-    assert "win_rate_vs_champion" in table and len(table.splitlines()) <= 30
+    assert "judge_lc_win_rate_vs_champion" in table and len(table.splitlines()) <= 40
+    # the report names who judged: the reward model and the constitution judge, by path
+    judges = json.loads((out / "judges.json").read_text())
+    assert set(judges) == {"reward_model", "constitution_judge"}
+    assert judges["constitution_judge"]["constitution_sha256"]
+    assert f"reward model {judges['reward_model']['path']}" in table
     assert "| " in (out / "table.md").read_text()
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
@@ -148,8 +156,106 @@ def test_cli_suite_prints_the_table_and_writes_metrics(
     argv += ["--champion", str(tiny_model_dir), "--data", str(eval_pairs)]
     argv += ["--prompts", str(eval_prompts), "--out", str(out), "--report-dir", str(report)]
     argv += ["--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap_samples=50"]
+    argv += ["--set", f"evaluation.judge_model={tiny_model_dir}"]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
-    assert "refusal_rate_delta_vs_champion" in metrics and "win_rate_vs_champion" not in metrics
+    assert "refusal_rate_delta_vs_champion" in metrics and "rm_win_rate_vs_champion" not in metrics
+    # the judge named in the config scores the win rates the default gate reads
+    assert 0 <= metrics["judge_lc_win_rate_vs_champion_ci_low"] <= 1
+    judges = json.loads((report / "judges.json").read_text())
+    assert judges["constitution_judge"]["path"] == str(tiny_model_dir)
     assert "kl_from_reference" in capsys.readouterr().out
     assert (report / "plots" / "length_histogram.png").exists()
+
+
+def test_alignment_tax_is_measured_on_held_out_demonstrations(
+    tiny_challenger, tiny_model_dir, eval_pairs, eval_prompts, tmp_path
+):
+    from alignment.cai.generate import load_model
+    from alignment.evaluation.metrics import perplexity
+    from alignment.evaluation.suite import completion_logprobs, load_demonstrations
+
+    demos = tmp_path / "demos.jsonl"
+    rows = [("What is 3 plus 4?", "3 plus 4 is 7."), ("Name a colour.", "Blue is a colour.")]
+    demos.write_text("".join(json.dumps({"prompt": p, "answer": a}) + "\n" for p, a in rows))
+    cfg = CFG.model_copy(update={"tax_data": demos, "max_prompts": 2})
+    metrics = evaluate_candidate(
+        tiny_challenger, None, tiny_model_dir, eval_pairs, eval_prompts, cfg
+    )
+
+    prompts, answers = load_demonstrations(demos)
+    assert [a[-1]["content"] for a in answers] == [a for _, a in rows]
+    expected = {}
+    for name, path in (("candidate", tiny_challenger), ("reference", tiny_model_dir)):
+        model, tokenizer = load_model(path, "cpu")
+        logps, mask = completion_logprobs(model, tokenizer, prompts, answers, 128, 8)
+        expected[name] = perplexity(-(logps * mask).sum(), mask.sum())
+    assert metrics["sft_perplexity"] == pytest.approx(expected["candidate"])
+    assert metrics["sft_perplexity_reference"] == pytest.approx(expected["reference"])
+    assert metrics["alignment_tax"] == pytest.approx(
+        np.log(expected["candidate"]) - np.log(expected["reference"])
+    )
+    # the preference pairs' chosen answers are a diagnostic, not the tax
+    assert "chosen_perplexity" in metrics
+
+
+def test_shipped_demonstrations_are_valid_and_disjoint_from_the_preference_data():
+    from alignment.evaluation.suite import DEFAULT_DEMONSTRATIONS, load_demonstrations
+
+    prompts, answers = load_demonstrations(DEFAULT_DEMONSTRATIONS)
+    assert len(prompts) == len(answers) >= 30
+    demo = Path(__file__).parents[2] / "data" / "demo_preferences.jsonl"
+    seen = demo.read_text()
+    assert not [p for p in prompts if json.dumps(p[-1]["content"]) in seen]
+
+
+def test_a_bad_demonstration_line_names_file_and_line(tmp_path):
+    from alignment.evaluation.suite import load_demonstrations
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "ok", "answer": "fine"}\n{"prompt": "no answer"}\n')
+    with pytest.raises(EvalPromptsError, match=r"d\.jsonl:2: .*answer"):
+        load_demonstrations(path)
+
+
+def test_the_reward_models_a_candidate_was_trained_against_come_from_its_lineage(tmp_path):
+    from alignment.evaluation.suite import reward_models_optimised
+
+    def job(name, method, start, reward=None):
+        (tmp_path / name / "model").mkdir(parents=True)
+        (tmp_path / name / "job.json").write_text(
+            json.dumps({"method": method, "model_path": str(start), "reward_model_path": reward})
+        )
+        return tmp_path / name / "model"
+
+    base = tmp_path / "base"
+    sft = job("sft", "sft", base)
+    reward = job("reward", "reward", sft)
+    ppo = job("ppo", "ppo", sft, str(reward))
+    dpo_after_ppo = job("dpo", "dpo", ppo)
+    assert reward_models_optimised(dpo_after_ppo) == {reward.resolve()}
+    assert reward_models_optimised(sft) == set()
+    assert reward_models_optimised(base) is None  # no record of how it was made
+
+
+def test_a_candidate_trained_against_the_reward_model_is_flagged(
+    tiny_model_dir, tiny_reward_model, eval_prompts, tmp_path
+):
+    import shutil
+
+    candidate = tmp_path / "ppo" / "model"
+    shutil.copytree(tiny_model_dir, candidate)
+    (tmp_path / "ppo" / "job.json").write_text(
+        json.dumps(
+            {
+                "method": "ppo",
+                "model_path": str(tiny_model_dir),
+                "reward_model_path": str(tiny_reward_model),
+            }
+        )
+    )
+    cfg = CFG.model_copy(update={"max_prompts": 2})
+    metrics = evaluate_candidate(
+        candidate, None, tiny_model_dir, None, eval_prompts, cfg, reward_model=tiny_reward_model
+    )
+    assert metrics["rm_optimised_by_candidate"] == 1.0
