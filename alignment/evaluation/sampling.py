@@ -10,61 +10,13 @@ the decoded text is for judges and reward models only.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-# Every processor a checkpoint's generation_config.json can switch on, at its neutral value.
-# Fields whose neutral value is None are covered by setting the model's own config aside.
-NEUTRAL_PROCESSORS: dict[str, Any] = {
-    "top_k": 0,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0,
-    "encoder_repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "encoder_no_repeat_ngram_size": 0,
-    "min_length": 0,
-    "length_penalty": 1.0,
-    "renormalize_logits": False,
-    "remove_invalid_values": False,
-    "num_beams": 1,
-}
-
-
-def neutral_generation_config(
-    max_new_tokens: int, temperature: float, top_p: float, eos_id: int, pad_id: int
-) -> Any:
-    """A GenerationConfig that samples at `temperature` (and `top_p`) with nothing else applied."""
-    from transformers import GenerationConfig
-
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        use_cache=True,
-        **NEUTRAL_PROCESSORS,
-    )
-
-
-@contextlib.contextmanager
-def checkpoint_settings_aside(model: Any) -> Iterator[None]:
-    """Replace the model's generation config by an empty one, so no unset field inherits from it."""
-    from transformers import GenerationConfig
-
-    saved = model.generation_config
-    model.generation_config = GenerationConfig()
-    try:
-        yield
-    finally:
-        model.generation_config = saved
+from alignment.methods.sampling import checkpoint_settings_aside, policy_generation_config
 
 
 @dataclass
@@ -110,7 +62,7 @@ def sample_policy(
     from alignment.cai.generate import clean_text, left_pad, pad_id
 
     pad, eos = pad_id(tokenizer), tokenizer.eos_token_id
-    generation = neutral_generation_config(max_new_tokens, temperature or 1.0, top_p, eos, pad)
+    generation = policy_generation_config(max_new_tokens, temperature or 1.0, pad, eos, top_p)
     generation.do_sample = temperature > 0
     temperature = temperature or 1.0
     device = next(model.parameters()).device
