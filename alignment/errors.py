@@ -31,3 +31,7 @@ class TrainingFailed(AlignmentError):
 
 class RegistryError(AlignmentError):
     """The model registry refused an operation."""
+
+
+class SoftLabelError(AlignmentError):
+    """A record's scores are not the preference probability that soft-label training needs."""
