@@ -506,6 +506,11 @@ class CAIConfig(_Strict):
         "excluded: reward then ppo, or dpo).",
     )
     review_sample_size: int = Field(50, ge=1, description="Pairs pulled for human review.")
+    soft_labels: bool = Field(
+        True,
+        description="The RL phase trains the reward model and DPO on the judge's probabilities "
+        "(train.reward.soft_labels, train.dpo.soft_labels), as Bai et al. do, not on hard labels.",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> CAIConfig:
@@ -538,6 +543,25 @@ class PipelineConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def cai_rl_config(cfg: PipelineConfig) -> PipelineConfig:
+    """The config the CAI RL phase trains with: soft labels on when cai.soft_labels says so."""
+    if not cfg.cai.soft_labels:
+        return cfg
+    tree = cfg.model_dump(mode="json")
+    tree["train"]["reward"]["soft_labels"] = True
+    tree["train"]["dpo"]["soft_labels"] = True
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"cai.soft_labels=true cannot apply to this training config ({problems}); "
+            "change it or set cai.soft_labels=false"
+        ) from None
 
 
 def _apply_override(tree: dict[str, Any], override: str) -> None:
