@@ -172,17 +172,11 @@ class DPOConfig(_MethodConfig):
     )
     soft_labels: bool = Field(
         False,
-        description="Train on each pair's preference probability p (score_chosen of records "
-        "whose two scores are in [0, 1] and sum to 1, as AI-feedback labels are; p = 1 for "
-        "records without scores): conservative DPO with per-pair label smoothing 1 - p, "
-        "-[p log s(beta d) + (1 - p) log s(-beta d)]. Needs loss_type 'sigmoid'.",
+        description="Train on each pair's preference probability p (alignment.methods."
+        "soft_labels): conservative DPO, per-pair label smoothing 1 - p. loss_type 'sigmoid'.",
     )
     min_label_margin: float = Field(
-        0.05,
-        ge=0,
-        lt=0.5,
-        description="With soft_labels: drop pairs whose p is within this of 0.5 (the labeller "
-        "could not tell the responses apart); 0 keeps every pair.",
+        0.05, ge=0, lt=0.5, description="With soft_labels: drop pairs with |p - 0.5| below this."
     )
     precompute_ref_log_probs: bool = Field(
         False, description="Score the reference once before training (faster steps on big models)."
@@ -258,17 +252,11 @@ class RewardConfig(_MethodConfig):
     )
     soft_labels: bool = Field(
         False,
-        description="Train on each pair's preference probability p (score_chosen of records "
-        "whose two scores are in [0, 1] and sum to 1, as AI-feedback labels are; p = 1 for "
-        "records without scores) with the soft Bradley-Terry loss "
-        "-[p log s(d) + (1 - p) log s(-d)], d = r(chosen) - r(rejected).",
+        description="Train on each pair's preference probability p (alignment.methods."
+        "soft_labels) with the soft Bradley-Terry loss -[p log s(d) + (1 - p) log s(-d)].",
     )
     min_label_margin: float = Field(
-        0.05,
-        ge=0,
-        lt=0.5,
-        description="With soft_labels: drop pairs whose p is within this of 0.5 (the labeller "
-        "could not tell the responses apart); 0 keeps every pair.",
+        0.05, ge=0, lt=0.5, description="With soft_labels: drop pairs with |p - 0.5| below this."
     )
 
     @model_validator(mode="after")
@@ -543,25 +531,6 @@ class PipelineConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def cai_rl_config(cfg: PipelineConfig) -> PipelineConfig:
-    """The config the CAI RL phase trains with: soft labels on when cai.soft_labels says so."""
-    if not cfg.cai.soft_labels:
-        return cfg
-    tree = cfg.model_dump(mode="json")
-    tree["train"]["reward"]["soft_labels"] = True
-    tree["train"]["dpo"]["soft_labels"] = True
-    try:
-        return PipelineConfig.model_validate(tree)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(
-            f"cai.soft_labels=true cannot apply to this training config ({problems}); "
-            "change it or set cai.soft_labels=false"
-        ) from None
 
 
 def _apply_override(tree: dict[str, Any], override: str) -> None:

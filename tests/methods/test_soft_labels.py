@@ -165,11 +165,14 @@ def test_dpo_job_with_soft_labels_at_one_half_leaves_the_policy_unchanged(tiny_m
 
 
 def test_the_cai_rl_phase_trains_on_soft_labels_unless_told_not_to():
-    from alignment.config import cai_rl_config, load_config
+    from alignment.cai.feedback import rl_training_config
+    from alignment.config import load_config
     from alignment.errors import ConfigError
 
-    rl = cai_rl_config(load_config(None))
+    rl = rl_training_config(load_config(None))
     assert rl.train.dpo.soft_labels and rl.train.reward.soft_labels
-    assert not cai_rl_config(load_config(None, ["cai.soft_labels=false"])).train.dpo.soft_labels
+    assert not rl_training_config(
+        load_config(None, ["cai.soft_labels=false"])
+    ).train.dpo.soft_labels
     with pytest.raises(ConfigError, match=r"train\.dpo.*cai\.soft_labels=false"):
-        cai_rl_config(load_config(None, ["train.dpo.loss_type=hinge"]))
+        rl_training_config(load_config(None, ["train.dpo.loss_type=hinge"]))
