@@ -45,8 +45,8 @@ RESULTS = Path(__file__).parent / "results"
 METHODS = ("dpo", "ppo", "rloo", "grpo", "cai")
 # robust DPO assumes this share of flipped labels (the oracle's noise flips about 4%)
 ROBUST_LABEL_SMOOTHING = 0.1
-# The previous version's figures (tiny model, full sweep, commit 5718a42): each the best run of
-# its sweep picked on the held-out prompts it was reported on (phrasings held out, products
+# The previous version's figures (tiny model, full sweep, as recorded then): each the best run
+# of its sweep picked on the held-out prompts it was reported on (phrasings held out, products
 # seen), intervals resampling samples rather than prompts, oracle scores in the records.
 PREVIOUS = {
     "reward_model_accuracy_vs_oracle": 0.922,
