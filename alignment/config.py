@@ -194,9 +194,23 @@ class DPOConfig(_MethodConfig):
 
     beta: float = Field(0.1, gt=0, description="Strength of the KL constraint to the reference.")
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
-        "sigmoid", description="DPO loss variant."
+        "sigmoid",
+        description="DPO loss variant. 'ipo' is TRL's length-normalised IPO, "
+        "((mean per-token log-ratio of chosen - that of rejected) - 1/(2 beta))^2: its beta (IPO's "
+        "tau) acts on a per-token average, so it is not comparable with the beta of 'sigmoid', "
+        "'hinge' and 'robust', which scale the summed sequence log-ratio; sweep it separately.",
     )
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative/robust DPO.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Assumed share of flipped labels of robust DPO."
+    )
+    soft_labels: bool = Field(
+        False,
+        description="Train on each pair's preference probability p (alignment.methods."
+        "soft_labels): conservative DPO, per-pair label smoothing 1 - p. loss_type 'sigmoid'.",
+    )
+    min_label_margin: float = Field(
+        0.05, ge=0, lt=0.5, description="With soft_labels: drop pairs with |p - 0.5| below this."
+    )
     precompute_ref_log_probs: bool = Field(
         False, description="Score the reference once before training (faster steps on big models)."
     )
@@ -225,6 +239,16 @@ class DPOConfig(_MethodConfig):
             raise ValueError(
                 f"label_smoothing={self.label_smoothing} is only used by loss_type 'robust' "
                 f"(label-noise robust DPO); loss_type {self.loss_type!r} would ignore it"
+            )
+        if self.soft_labels and self.loss_type != "sigmoid":
+            raise ValueError(
+                f"soft_labels is conservative DPO, a form of loss_type 'sigmoid'; loss_type "
+                f"{self.loss_type!r} has no per-pair label"
+            )
+        if self.soft_labels and not (self.precompute_ref_log_probs or self.reference_cache):
+            raise ValueError(
+                "soft_labels reads the reference log-probs from the batch: set reference_cache "
+                "or precompute_ref_log_probs"
             )
         return self
 
@@ -259,6 +283,23 @@ class RewardConfig(_MethodConfig):
         ge=0,
         description="Pull the mean reward towards 0 (Eisenstein et al. 2023); off if unset.",
     )
+    soft_labels: bool = Field(
+        False,
+        description="Train on each pair's preference probability p (alignment.methods."
+        "soft_labels) with the soft Bradley-Terry loss -[p log s(d) + (1 - p) log s(-d)].",
+    )
+    min_label_margin: float = Field(
+        0.05, ge=0, lt=0.5, description="With soft_labels: drop pairs with |p - 0.5| below this."
+    )
+
+    @model_validator(mode="after")
+    def _one_use_of_the_scores(self) -> RewardConfig:
+        if self.soft_labels and self.use_score_margin:
+            raise ValueError(
+                "soft_labels and use_score_margin both read score_chosen/score_rejected, as a "
+                "probability and as a margin; choose one"
+            )
+        return self
 
 
 class PPOConfig(_MethodConfig):
@@ -588,6 +629,11 @@ class CAIConfig(_Strict):
         "excluded: reward then ppo, or dpo).",
     )
     review_sample_size: int = Field(50, ge=1, description="Pairs pulled for human review.")
+    soft_labels: bool = Field(
+        True,
+        description="The RL phase trains the reward model and DPO on the judge's probabilities "
+        "(train.reward.soft_labels, train.dpo.soft_labels), as Bai et al. do, not on hard labels.",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> CAIConfig:

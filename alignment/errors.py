@@ -39,3 +39,7 @@ class ManifestMismatch(AlignmentError):
 
 class LandingFileChanged(AlignmentError):
     """A landing file's bytes changed after a data version was made from it."""
+
+
+class SoftLabelError(AlignmentError):
+    """A record's scores are not the preference probability that soft-label training needs."""

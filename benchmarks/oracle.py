@@ -2,22 +2,29 @@
 
 The task (alignment/oracle) is a review-writing task whose preference is a known function, a
 sentiment lexicon. The SFT policy learns the review grammar; pairs sampled from it are labelled
-by the oracle with Bradley-Terry noise; each method then trains from the SFT policy through the
-platform's own DeepSpeed jobs, and every policy is compared with the SFT policy in the same run,
-on the same held-out prompts: mean oracle reward, win rate against the SFT policy's samples, KL
-to the SFT policy, and length/repetition statistics. The reward model is scored by its pairwise
-accuracy against the oracle's noiseless order on held-out pairs.
+by a simulated annotator with Bradley-Terry noise; each method then trains from the SFT policy
+through the platform's own DeepSpeed jobs. Prompts split three ways:
+- every run is scored on the validation prompts, and each method's hyperparameters (beta, KL
+  coefficient, loss type) are chosen there: the highest validation win rate within the KL bound;
+- only the chosen run is scored on the test prompts, which include products never seen in
+  training, and the targets are judged there, by the lower end of 95% intervals that resample
+  prompts (cluster bootstrap), so no figure is the best of a sweep on the prompts it reports.
+The reward model is scored by its pairwise accuracy against the oracle's noiseless order on test
+pairs. Figures of the previous version of this benchmark (best of the sweep, chosen on its own
+reporting prompts) are printed beside the new ones.
 
     python benchmarks/oracle.py                                  # the full sweep, tiny model
-    python benchmarks/oracle.py --methods dpo,ppo --betas 0.1 --kl-coefs 0.05   # a short run
+    python benchmarks/oracle.py --methods dpo,ppo --loss-types sigmoid --betas 0.1 \
+        --kl-coefs 0.05                                          # a short run
     python benchmarks/oracle.py --model smollm2                  # SmolLM2-135M-Instruct (GPU)
 
-Methods: dpo (each --loss-types x --betas), ppo (each --kl-coefs, learned reward model), rloo,
-grpo (learned reward model), cai (the same pairs labelled by the platform's AI-feedback judge,
-then DPO). Prints a table, writes benchmarks/results/oracle.json and the reward-vs-KL frontier
-benchmarks/results/oracle_frontier.png, logs both to MLflow (experiment 'oracle-benchmark' in the
-SQLite store of --workspace, or of .alignment/ by default, unless --tracking-uri), and prints the
-JSON as the last line.
+Methods: dpo (each of --loss-types over --betas; 'ipo' over --ipo-betas, its beta being per
+token), ppo (each --kl-coefs, learned reward model), rloo, grpo (learned reward model), cai (the
+same pairs labelled by the platform's AI-feedback judge, then DPO on its probabilities as soft
+labels). Prints a table, writes benchmarks/results/oracle.json and the validation reward-vs-KL
+frontier benchmarks/results/oracle_frontier.png, logs both to MLflow (experiment
+'oracle-benchmark' in the SQLite store of --workspace, or of .alignment/ by default, unless
+--tracking-uri), and prints the JSON as the last line.
 """
 
 from __future__ import annotations
@@ -38,6 +45,20 @@ RESULTS = Path(__file__).parent / "results"
 METHODS = ("dpo", "ppo", "rloo", "grpo", "cai")
 # robust DPO assumes this share of flipped labels (the oracle's noise flips about 4%)
 ROBUST_LABEL_SMOOTHING = 0.1
+# The previous version's figures (tiny model, full sweep, as recorded then): each the best run
+# of its sweep picked on the held-out prompts it was reported on (phrasings held out, products
+# seen), intervals resampling samples rather than prompts, oracle scores in the records.
+PREVIOUS = {
+    "reward_model_accuracy_vs_oracle": 0.922,
+    "dpo": {"run": "dpo-hinge-beta0.3", "oracle_reward": 0.80, "win_rate_vs_sft": 0.926,
+            "kl_to_sft": 10.1},
+    "ppo": {"run": "ppo-kl0.2", "oracle_reward": 0.99, "win_rate_vs_sft": 0.960,
+            "kl_to_sft": 4.6},
+    "grpo": {"run": "grpo", "oracle_reward": 0.74, "win_rate_vs_sft": 0.891, "kl_to_sft": 4.3},
+    "rloo": {"run": "rloo", "oracle_reward": 0.65, "win_rate_vs_sft": 0.859, "kl_to_sft": 10.2},
+}  # fmt: skip
+TARGET_WIN_RATE = 0.75
+TARGET_RM_ACCURACY = 0.9
 
 
 def _floats(text: str) -> list[float]:
@@ -58,15 +79,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--loss-types", default="sigmoid,ipo,hinge,robust", help="DPO loss variants"
     )
-    parser.add_argument("--betas", default="0.05,0.1,0.3", help="DPO beta sweep")
+    parser.add_argument(
+        "--betas", default="0.05,0.1,0.3", help="DPO beta sweep (sigmoid, hinge, robust)"
+    )
+    parser.add_argument(
+        "--ipo-betas",
+        default="0.5,1,5",
+        help="IPO's own sweep: TRL's IPO targets a per-token log-ratio gap of 1/(2 beta)",
+    )
     parser.add_argument("--kl-coefs", default="0.01,0.05,0.2", help="PPO KL-coefficient sweep")
     parser.add_argument(
-        "--kl-bound", type=float, default=15.0, help="KL (nats) a target run may reach"
+        "--kl-bound", type=float, default=15.0, help="KL (nats) a chosen run may reach"
     )
     parser.add_argument("--judge", help="AI-feedback judge model (default: the base model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs-per-prompt", type=int, help="sampled pairs per training prompt")
-    parser.add_argument("--eval-samples-per-prompt", type=int, help="samples per held-out prompt")
+    parser.add_argument("--eval-samples-per-prompt", type=int, help="samples per evaluation prompt")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
     parser.add_argument("--workspace", help="workspace folder (default: a temporary one)")
     parser.add_argument(
@@ -96,7 +124,7 @@ def _settings(args: argparse.Namespace):
         )
     else:
         # more pairs than the test's: the reward model's held-out accuracy needs them
-        settings = OracleSettings(seed=args.seed, pairs_per_prompt=12, held_out_pairs_per_prompt=8)
+        settings = OracleSettings(seed=args.seed, pairs_per_prompt=16, test_pairs_per_prompt=8)
     given = {
         "pairs_per_prompt": args.pairs_per_prompt,
         "eval_samples_per_prompt": args.eval_samples_per_prompt,
@@ -104,8 +132,20 @@ def _settings(args: argparse.Namespace):
     return dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
 
 
-def run_methods(args, cfg, prepared, base, settings) -> tuple[list[dict], list[dict], dict | None]:
-    """Train and evaluate every requested run; the runs, the failed runs, the reward model's figures."""
+def dpo_grid(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(loss type, beta) of every DPO run: IPO over its own betas, the others over --betas."""
+    return [
+        (loss, beta)
+        for loss in _names(args.loss_types)
+        for beta in _floats(args.ipo_betas if loss == "ipo" else args.betas)
+    ]
+
+
+def run_methods(
+    args, cfg, prepared, validation, settings
+) -> tuple[list[dict], list[dict], dict | None]:
+    """Train every requested run and score it on the validation prompts; the runs, the failed
+    runs, the reward model's figures (on the test pairs)."""
     from alignment.errors import AlignmentError
     from alignment.oracle import experiment as ex
 
@@ -128,35 +168,34 @@ def run_methods(args, cfg, prepared, base, settings) -> tuple[list[dict], list[d
             print(f"[oracle] {name} failed: {result}", file=sys.stderr)
             return
         started = time.perf_counter()
-        metrics = ex.evaluate(result.output_dir, prepared.sft_model, base, settings)
+        metrics = ex.evaluate(result.output_dir, prepared.sft_model, validation, settings)
         runs.append({
-            "name": name, "method": method, **params,
+            "name": name, "method": method, **params, "model": str(result.output_dir),
             "train_seconds": result.wall_seconds,
             "eval_seconds": time.perf_counter() - started,
-            **metrics,
+            "validation": metrics,
         })  # fmt: skip
-        row = runs[-1]
-        print(f"[oracle] {name}: oracle reward {row['oracle_reward']:.3f}, win rate vs SFT "
-              f"{row['win_rate_vs_sft']:.3f}, KL {row['kl_to_sft']:.2f}", file=sys.stderr)  # fmt: skip
+        print(f"[oracle] {name} (validation): oracle reward {metrics['oracle_reward']:.3f}, win "
+              f"rate vs SFT {metrics['win_rate_vs_sft']:.3f}, KL {metrics['kl_to_sft']:.2f}",
+              file=sys.stderr)  # fmt: skip
 
     reward_model = rm_figures = None
     if {"ppo", "rloo", "grpo"} & set(methods) or "reward" in methods:
         result = ex.train("reward", prepared, cfg, "reward")
         reward_model = result.output_dir
         rm_figures = {
-            **ex.reward_model_accuracy(reward_model, prepared.held_out_pairs, settings.device),
+            **ex.reward_model_accuracy(reward_model, prepared.test_pairs, settings.device),
             "train_seconds": result.wall_seconds,
         }
-        print(f"[oracle] reward model: {rm_figures}", file=sys.stderr)
+        print(f"[oracle] reward model (test pairs): {rm_figures}", file=sys.stderr)
 
     if "dpo" in methods:
-        for loss in _names(args.loss_types):
-            for beta in _floats(args.betas):
-                overrides = {"train.dpo.loss_type": loss, "train.dpo.beta": beta,
-                             "train.dpo.label_smoothing": ROBUST_LABEL_SMOOTHING if loss == "robust" else 0.0}  # fmt: skip
-                name = f"dpo-{loss}-beta{beta:g}"
-                result = attempt("dpo", prepared, ex.with_overrides(cfg, overrides), name)
-                record("dpo", name, {"loss_type": loss, "beta": beta}, result)
+        for loss, beta in dpo_grid(args):
+            overrides = {"train.dpo.loss_type": loss, "train.dpo.beta": beta,
+                         "train.dpo.label_smoothing": ROBUST_LABEL_SMOOTHING if loss == "robust" else 0.0}  # fmt: skip
+            name = f"dpo-{loss}-beta{beta:g}"
+            result = attempt("dpo", prepared, ex.with_overrides(cfg, overrides), name)
+            record("dpo", name, {"loss_type": loss, "beta": beta}, result)
     if "ppo" in methods:
         for coef in _floats(args.kl_coefs):
             name = f"ppo-kl{coef:g}"
@@ -174,7 +213,8 @@ def run_methods(args, cfg, prepared, base, settings) -> tuple[list[dict], list[d
             labelled, agreement = ex.ai_feedback_preferences(
                 judge, prepared, prepared.workdir / "ai_feedback_preferences.parquet"
             )
-            result = attempt("dpo", prepared, cfg, "cai-dpo", preferences=labelled)
+            soft = ex.with_overrides(cfg, {"train.dpo.soft_labels": True})
+            result = attempt("dpo", prepared, soft, "cai-dpo", preferences=labelled)
         except AlignmentError as exc:
             result, agreement = exc, float("nan")
         label_seconds = time.perf_counter() - started - getattr(result, "wall_seconds", 0.0)
@@ -184,50 +224,120 @@ def run_methods(args, cfg, prepared, base, settings) -> tuple[list[dict], list[d
     return runs, failures, rm_figures
 
 
-def targets(result: dict, kl_bound: float) -> dict:
-    """The task's targets, each with the figure it is judged on."""
+def selection_groups(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs per method, and per DPO loss type ('dpo-ipo', ...) for the table."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["method"], []).append(r)
+        if r["method"] == "dpo":
+            groups.setdefault(f"dpo-{r['loss_type']}", []).append(r)
+    return groups
+
+
+def choose_and_test(result: dict, prepared, test, settings, kl_bound: float) -> dict:
+    """Per group: the run chosen on validation, scored once on the test prompts."""
+    from alignment.oracle import experiment as ex
+
+    tested: dict[str, dict] = {}
+    chosen: dict[str, dict | None] = {}
+    for group, runs in selection_groups(result["runs"]).items():
+        pick = ex.select_on_validation(runs, kl_bound)
+        if pick is None:
+            chosen[group] = None
+            continue
+        if pick["name"] not in tested:
+            tested[pick["name"]] = ex.evaluate(
+                Path(pick["model"]), prepared.sft_model, test, settings
+            )
+        chosen[group] = {"run": pick["name"], "validation": pick["validation"],
+                         "test": tested[pick["name"]]}  # fmt: skip
+    return chosen
+
+
+def targets(result: dict, requested: list[str], kl_bound: float) -> dict:
+    """The task's targets, judged on the test split; a requested method with no chosen run
+    (every run failed, or none within the KL bound on validation) fails its target."""
     out = {}
-    rm = result.get("reward_model")
-    if rm:
-        out["reward_model_accuracy_vs_oracle_at_least_0.9"] = rm["accuracy_vs_oracle"] >= 0.9
+    if "ppo" in requested or "rloo" in requested or "grpo" in requested:
+        rm = result.get("reward_model")
+        out[f"reward_model_accuracy_vs_oracle_at_least_{TARGET_RM_ACCURACY}"] = bool(
+            rm and rm["accuracy_vs_oracle"] >= TARGET_RM_ACCURACY
+        )
     for method in ("dpo", "ppo"):
-        bounded = [
-            r for r in result["runs"] if r["method"] == method and r["kl_to_sft"] <= kl_bound
-        ]
-        if any(r["method"] == method for r in result["runs"]):
-            best = max((r["win_rate_vs_sft"] for r in bounded), default=float("nan"))
-            out[f"{method}_best_win_rate_vs_sft_within_kl_bound"] = best
-            out[f"{method}_win_rate_vs_sft_at_least_0.75"] = bool(best >= 0.75)
+        if method not in requested:
+            continue
+        pick = result["chosen"].get(method)
+        test = pick["test"] if pick else None
+        out[f"{method}_test_win_rate_vs_sft_ci_low_at_least_{TARGET_WIN_RATE}_within_kl_bound"] = (
+            bool(
+                test
+                and test["win_rate_vs_sft_ci"][0] >= TARGET_WIN_RATE
+                and test["kl_to_sft"] <= kl_bound
+            )
+        )
     return out
 
 
+def _fmt(value, spec: str = ".3f") -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else format(value, spec)
+    )
+
+
 def table(result: dict) -> str:
-    sft = result["sft"]
+    sft_val, sft_test = result["sft"]["validation"], result["sft"]["test"]
     lines = [
-        f"oracle task, model {result['model']}: SFT oracle reward {sft['oracle_reward']:.3f} "
-        f"(labels agree with the noiseless oracle on {result['label_agreement']:.3f} of pairs)",
+        f"oracle task, model {result['model']}: SFT oracle reward {sft_val['oracle_reward']:.3f} "
+        f"(validation), {sft_test['oracle_reward']:.3f} (test); labels agree with the noiseless "
+        f"oracle on {result['label_agreement']:.3f} of pairs",
     ]
     if result.get("reward_model"):
         rm = result["reward_model"]
-        lines.append(f"reward model: held-out accuracy vs oracle order {rm['accuracy_vs_oracle']:.3f} "
-                     f"({rm['pairs_with_an_oracle_order']} pairs), vs noisy labels {rm['accuracy_vs_labels']:.3f}")  # fmt: skip
-    header = (f"{'run':24s} {'reward':>7s} {'sft':>6s} {'win':>6s} {'KL':>6s} {'words':>6s} "
+        ci = rm.get("accuracy_vs_oracle_ci") or [float("nan")] * 2
+        lines.append(f"reward model (test pairs): accuracy vs oracle order {rm['accuracy_vs_oracle']:.3f} "
+                     f"[{ci[0]:.3f}, {ci[1]:.3f}] ({rm['pairs_with_an_oracle_order']} pairs; previous "
+                     f"{PREVIOUS['reward_model_accuracy_vs_oracle']}), vs noisy labels {rm['accuracy_vs_labels']:.3f}")  # fmt: skip
+    lines.append("every run, on the validation prompts:")
+    header = (f"{'run':24s} {'reward':>7s} {'win':>6s} {'KL':>6s} {'words':>6s} "
               f"{'dist2':>6s} {'rep':>6s} {'uniq':>6s} {'garbl':>6s} {'train s':>8s}")  # fmt: skip
     lines += [header, "-" * len(header)]
-    for r in [{"name": "sft", "train_seconds": result["seconds"]["sft"], **sft}, *result["runs"]]:
+    sft_row = {"name": "sft", "train_seconds": result["seconds"]["sft"], "validation": sft_val}
+    for r in [sft_row, *result["runs"]]:
+        v = r["validation"]
         lines.append(
-            f"{r['name']:24s} {r['oracle_reward']:7.3f} {sft['oracle_reward']:6.3f} "
-            f"{r['win_rate_vs_sft']:6.3f} {r['kl_to_sft']:6.2f} {r['length_mean']:6.1f} "
-            f"{r['distinct_2']:6.3f} {r['repetition_rate']:6.3f} {r['unique_response_rate']:6.3f} "
-            f"{r['off_grammar_rate']:6.3f} {r['train_seconds']:8.1f}"
+            f"{r['name']:24s} {v['oracle_reward']:7.3f} {v['win_rate_vs_sft']:6.3f} "
+            f"{v['kl_to_sft']:6.2f} {v['length_mean']:6.1f} {v['distinct_2']:6.3f} "
+            f"{v['repetition_rate']:6.3f} {v['unique_response_rate']:6.3f} "
+            f"{v['off_grammar_rate']:6.3f} {r['train_seconds']:8.1f}"
         )
     lines += [f"{r['name']}: FAILED ({r['error'].splitlines()[0]})" for r in result["failed_runs"]]
+    lines.append("chosen on validation, reported on test (95% intervals over prompts), beside "
+                 "the previous best-of-sweep figures:")  # fmt: skip
+    header = (f"{'method':14s} {'chosen run':22s} {'reward':>7s} {'win [95% CI]':>22s} "
+              f"{'KL [95% CI]':>22s} | {'previous run':20s} {'reward':>6s} {'win':>6s} {'KL':>5s}")  # fmt: skip
+    lines += [header, "-" * len(header)]
+    for group in sorted(set(result["chosen"]) | set(result["requested"])):
+        pick = result["chosen"].get(group)
+        old = PREVIOUS.get(group) if isinstance(PREVIOUS.get(group), dict) else {}
+        if pick:
+            t = pick["test"]
+            win = f"{t['win_rate_vs_sft']:.3f} [{t['win_rate_vs_sft_ci'][0]:.3f}, {t['win_rate_vs_sft_ci'][1]:.3f}]"
+            kl = f"{t['kl_to_sft']:.2f} [{t['kl_to_sft_ci'][0]:.2f}, {t['kl_to_sft_ci'][1]:.2f}]"
+            new = f"{pick['run']:22s} {t['oracle_reward']:7.3f} {win:>22s} {kl:>22s}"
+        else:
+            new = f"{'(no run chosen)':22s} {'-':>7s} {'-':>22s} {'-':>22s}"
+        lines.append(
+            f"{group:14s} {new} | {old.get('run', '-'):20s} {_fmt(old.get('oracle_reward'), '.2f'):>6s} "
+            f"{_fmt(old.get('win_rate_vs_sft')):>6s} {_fmt(old.get('kl_to_sft'), '.1f'):>5s}"
+        )
     lines += [f"{k}: {v}" for k, v in result["targets"].items()]
     return "\n".join(lines)
 
 
 def frontier_plot(result: dict, path: Path) -> Path:
-    """Oracle reward against KL(policy || SFT), one series per method family."""
+    """Validation oracle reward against KL(policy || SFT), one series per method family."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,18 +349,18 @@ def frontier_plot(result: dict, path: Path) -> Path:
         key = f"DPO ({r['loss_type']})" if r["method"] == "dpo" else r["method"].upper()
         families.setdefault(key, []).append(r)
     for key, rows in sorted(families.items()):
-        rows = sorted(rows, key=lambda r: r["kl_to_sft"])
-        ax.plot([r["kl_to_sft"] for r in rows], [r["oracle_reward"] for r in rows],
-                marker="o", label=key)  # fmt: skip
+        rows = sorted(rows, key=lambda r: r["validation"]["kl_to_sft"])
+        ax.plot([r["validation"]["kl_to_sft"] for r in rows],
+                [r["validation"]["oracle_reward"] for r in rows], marker="o", label=key)  # fmt: skip
         for r in rows:
             knob = r.get("beta") if "kl_coef" not in r else r["kl_coef"]
             if knob is not None:
-                ax.annotate(f"{knob:g}", (r["kl_to_sft"], r["oracle_reward"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))  # fmt: skip
-    ax.scatter([0.0], [result["sft"]["oracle_reward"]], color="black", marker="*", s=120,
-               label="SFT", zorder=5)  # fmt: skip
+                ax.annotate(f"{knob:g}", (r["validation"]["kl_to_sft"], r["validation"]["oracle_reward"]),
+                            fontsize=7, textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    ax.scatter([0.0], [result["sft"]["validation"]["oracle_reward"]], color="black", marker="*",
+               s=120, label="SFT", zorder=5)  # fmt: skip
     ax.set_xlabel("KL(policy || SFT), nats per response")
-    ax.set_ylabel("mean oracle reward (held-out prompts)")
+    ax.set_ylabel("mean oracle reward (validation prompts)")
     ax.set_title(f"Reward vs KL on the oracle task ({result['model']}); labels: beta / KL coef")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -272,16 +382,28 @@ def log_to_mlflow(result: dict, files: list[Path], workspace, tracking_uri: str 
     registry.connect(ws, "oracle-benchmark")
     with mlflow.start_run(run_name=f"oracle-{result['model']}") as run:
         mlflow.log_params({"model": result["model"], **result["settings"]})
-        metrics = {"sft/oracle_reward": result["sft"]["oracle_reward"],
+        metrics = {"sft/validation/oracle_reward": result["sft"]["validation"]["oracle_reward"],
+                   "sft/test/oracle_reward": result["sft"]["test"]["oracle_reward"],
                    "label_agreement": result["label_agreement"]}  # fmt: skip
         if result.get("reward_model"):
             metrics["reward_model/accuracy_vs_oracle"] = result["reward_model"][
                 "accuracy_vs_oracle"
             ]
+        keys = ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "length_mean", "distinct_2",
+                "repetition_rate", "off_grammar_rate")  # fmt: skip
         for r in result["runs"]:
-            for key in ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "length_mean",
-                        "distinct_2", "repetition_rate", "off_grammar_rate", "train_seconds"):  # fmt: skip
-                metrics[f"{r['name']}/{key}"] = r[key]
+            metrics[f"{r['name']}/train_seconds"] = r["train_seconds"]
+            for key in keys:
+                metrics[f"{r['name']}/validation/{key}"] = r["validation"][key]
+        for group, pick in result["chosen"].items():
+            if pick:
+                for key in keys:
+                    metrics[f"chosen/{group}/test/{key}"] = pick["test"][key]
+                metrics[f"chosen/{group}/test/win_rate_vs_sft_ci_low"] = pick["test"][
+                    "win_rate_vs_sft_ci"
+                ][0]
+        for key, value in result["targets"].items():
+            metrics[f"target/{key}"] = float(value)
         mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         for path in files:
             mlflow.log_artifact(str(path))
@@ -311,23 +433,38 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
 
     prepared = ex.prepare(root / "oracle", cfg, settings)
-    base = ex.baseline(prepared.sft_model, settings)
-    sft = ex.evaluate(prepared.sft_model, prepared.sft_model, base, settings)
-    runs, failures, rm_figures = run_methods(args, cfg, prepared, base, settings)
+    validation = ex.baseline(prepared.sft_model, settings, "validation")
+    test = ex.baseline(prepared.sft_model, settings, "test")
+    sft = {
+        "validation": ex.evaluate(prepared.sft_model, prepared.sft_model, validation, settings),
+        "test": ex.evaluate(prepared.sft_model, prepared.sft_model, test, settings),
+    }
+    runs, failures, rm_figures = run_methods(args, cfg, prepared, validation, settings)
+    split = settings.split()
     result = {
         "model": args.model,
         "config": str(config),
         "settings": dataclasses.asdict(settings),
         "overrides": args.set or [],
+        "requested": _names(args.methods),
+        "grid": {"dpo": dpo_grid(args), "ppo_kl_coefs": _floats(args.kl_coefs)},
+        "prompts": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+            "test_products": list(split.test_products),
+        },
         "label_agreement": prepared.label_agreement,
-        "seconds": {**prepared.seconds, "total": time.perf_counter() - started},
         "sft": sft,
         "reward_model": rm_figures,
         "runs": runs,
         "failed_runs": failures,
+        "kl_bound": args.kl_bound,
+        "previous": PREVIOUS,
     }
-    result["targets"] = targets(result, args.kl_bound)
-    result["kl_bound"] = args.kl_bound
+    result["chosen"] = choose_and_test(result, prepared, test, settings, args.kl_bound)
+    result["targets"] = targets(result, result["requested"], args.kl_bound)
+    result["seconds"] = {**prepared.seconds, "total": time.perf_counter() - started}
     print(table(result))
     out, plot = Path(args.out), frontier_plot(result, Path(args.plot))
     out.parent.mkdir(parents=True, exist_ok=True)

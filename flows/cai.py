@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 
 from alignment.cai.critique import SLResult, run_sl_phase
-from alignment.cai.feedback import LabelResult, label_prompts
+from alignment.cai.feedback import LabelResult, label_prompts, rl_training_config
 from alignment.cai.generate import GenerationSettings, load_model, open_generator
 from alignment.cai.prompts import collect_prompts
 from alignment.cai.review import ReviewResult, apply_review, read_verdicts, sample_for_review
@@ -152,9 +152,10 @@ def cai_flow(config_path: str | None = None, overrides: list[str] | None = None)
     )  # fmt: skip
     if cfg.cai.train_rl:
         start_from, reward_model = sl_model, None
+        rl_cfg = rl_training_config(cfg)  # the judge's probabilities as soft labels
         for method in [m for m in cfg.train.methods if m != "sft"]:
             result = timed(
-                f"train_{method}", train_task, method, cfg, ws, start_from, preference_data,
+                f"train_{method}", train_task, method, rl_cfg, ws, start_from, preference_data,
                 run / "rl", reward_model,
             )  # fmt: skip
             training[method] = result

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from alignment.cai.generate import (
     GenerationSettings,
     Generator,
@@ -26,8 +28,9 @@ from alignment.cai.generate import (
     left_pad,
     pad_id,
 )
+from alignment.config import PipelineConfig
 from alignment.constitution import Constitution, Principle
-from alignment.errors import AlignmentError
+from alignment.errors import AlignmentError, ConfigError
 
 Prompt = str | Sequence[dict]
 
@@ -316,3 +319,25 @@ def label_prompts(
         constitution.hash,
         time.perf_counter() - started,
     )
+
+
+# --- training on the labels ---------------------------------------------------------------
+
+
+def rl_training_config(cfg: PipelineConfig) -> PipelineConfig:
+    """The config the CAI RL phase trains with: soft labels on when cai.soft_labels says so."""
+    if not cfg.cai.soft_labels:
+        return cfg
+    tree = cfg.model_dump(mode="json")
+    tree["train"]["reward"]["soft_labels"] = True
+    tree["train"]["dpo"]["soft_labels"] = True
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"cai.soft_labels=true cannot apply to this training config ({problems}); "
+            "change it or set cai.soft_labels=false"
+        ) from None

@@ -9,6 +9,16 @@ Two changes to TRL's trainer, both where a DPO step spends its time on a CPU:
   computed once per reference model, dataset file, max_length and tokenizer: no reference
   model is loaded and no reference forward runs during training.
 With LoRA, the reference is the base with its adapters disabled (TRL's own PEFT path).
+
+Soft labels (config `train.dpo.soft_labels`): each pair's preference probability p
+(`alignment.methods.soft_labels`) gives it its own label smoothing 1 - p (conservative DPO),
+-[p log s(beta d) + (1 - p) log s(-beta d)] with d the implicit reward margin. TRL computes the
+sigmoid loss -log s(beta d); the trainer adds (1 - p) beta d, which makes it the soft loss exactly.
+
+IPO (loss_type 'ipo') is TRL's form: ((mean per-token log-ratio of chosen - that of rejected) -
+1/(2 beta))^2, averaged per token as the IPO authors' own results are, where the paper writes the
+summed sequence log-ratio. Its beta is therefore per token and not comparable with the beta of
+the sigmoid, hinge and robust losses.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ def trainer_class() -> type:
     from trl import DPOTrainer
 
     from alignment.methods.logprobs import add_full_vocab_lm_head, plain_head_supported
+    from alignment.methods.losses import soft_label_correction
+    from alignment.methods.soft_labels import preference_collator
 
     class PlatformDPOTrainer(DPOTrainer):
         """DPOTrainer plus `full_vocab_logprobs` and `reference_cache` ({split name: parquet path})."""
@@ -60,6 +72,27 @@ def trainer_class() -> type:
             self.reference_cache_events: list[tuple[str, str]] = []  # (split, "hit" | "miss")
             super().__init__(*args, **kwargs)
             self._use_full_vocab_head()
+            self.data_collator = preference_collator(self.data_collator)
+
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "preference" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "preference"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            preference = inputs.pop("preference", None)
+            if preference is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.loss_types != ["sigmoid"] or not self.precompute_ref_logps:
+                raise ValueError(
+                    "soft labels need loss_type 'sigmoid' and precomputed reference log-probs"
+                )
+            policy = _FirstForward(model)
+            result = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch)
+            loss = result[0] if return_outputs else result
+            margin = self.beta * _implicit_margin(policy.outputs, inputs)
+            loss = loss + soft_label_correction(margin, preference.to(margin.dtype)).mean()
+            return (loss, result[1]) if return_outputs else loss
 
         def _use_full_vocab_head(self) -> None:
             # Runs after TRL patched its own head; the precompute (inside TRL's __init__) calls it
@@ -116,6 +149,27 @@ def trainer_class() -> type:
     return PlatformDPOTrainer
 
 
+class _FirstForward:
+    """Calls the model and keeps the outputs of the first call: the policy's log-probs."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.outputs = model, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        outputs = self.model(*args, **kwargs)
+        if self.outputs is None:
+            self.outputs = outputs
+        return outputs
+
+
+def _implicit_margin(outputs: Any, inputs: dict):
+    """Per pair: (log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))."""
+    mask = inputs["completion_mask"][..., 1:]
+    logps = (outputs.log_probs[:, -mask.size(1) :] * mask).sum(dim=1)
+    chosen, rejected = logps.chunk(2, dim=0)
+    return (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
+
+
 def _id_columns(path: Path) -> tuple[str, ...]:
     """The columns to load: the record id too when the file has one (the cache is keyed by it)."""
     import pyarrow.parquet as pq
@@ -144,6 +198,9 @@ def reference_cache_files(job: Job, args: Any) -> tuple[dict[str, Path], dict]:
         if use_full_vocab_logprobs(method_cfg.logprobs, job.device)
         else "chunked",
     }
+    if method_cfg.soft_labels:
+        # Dropping near-0.5 pairs changes which rows a file's positions name.
+        extra["labels"] = f"soft, min margin {method_cfg.min_label_margin}"
     files = {}
     for split, path in (("train", job.train_path), ("eval", job.eval_path)):
         if path is not None:
@@ -165,12 +222,8 @@ def train(job: Job) -> dict:
         label_smoothing=method_cfg.label_smoothing,
         precompute_ref_log_probs=method_cfg.precompute_ref_log_probs or method_cfg.reference_cache,
     )
-    train_ds = load_preferences(job, job.train_path, args, _id_columns(job.train_path))
-    eval_ds = (
-        load_preferences(job, job.eval_path, args, _id_columns(job.eval_path))
-        if job.eval_path
-        else None
-    )
+    train_ds, counts = _load(job, job.train_path, args, "train")
+    eval_ds, eval_counts = _load(job, job.eval_path, args, "eval") if job.eval_path else (None, {})
     cache_files, cache_meta = (
         reference_cache_files(job, args) if method_cfg.reference_cache else ({}, {})
     )
@@ -191,4 +244,18 @@ def train(job: Job) -> dict:
         reference_cache_meta=cache_meta,
     )
     output = trainer.train(resume_from_checkpoint=job.last_checkpoint())
-    return finish(job, trainer, output, progress)
+    return finish(job, trainer, output, progress, {**counts, **eval_counts})
+
+
+def _load(job: Job, path: Path, args, split: str) -> tuple[Any, dict]:
+    """The pairs of one split (with `preference` under soft labels) and their label counts."""
+    from alignment.methods.soft_labels import SCORE_COLUMNS, with_preferences
+
+    method_cfg = job.cfg.train.dpo
+    columns = _id_columns(path)
+    if not method_cfg.soft_labels:
+        return load_preferences(job, path, args, columns), {}
+    dataset = load_preferences(job, path, args, (*columns, *SCORE_COLUMNS))
+    with args.main_process_first(desc=f"soft labels {path.name}"):
+        labelled, counts = with_preferences(dataset, path, method_cfg.min_label_margin)
+    return labelled, counts.as_metrics(split)

@@ -164,3 +164,28 @@ class FixedKLController:
 
     def update(self, current_kl: float, n_steps: int) -> float:
         return self.value
+
+
+# --- preference losses with soft labels ------------------------------------------------------
+
+
+def soft_preference_loss(margin: torch.Tensor, preference: torch.Tensor) -> torch.Tensor:
+    """Per-pair soft Bradley-Terry loss -[p log s(d) + (1 - p) log s(-d)], d = `margin`.
+
+    p is the probability that the chosen response is preferred; p = 1 is the ordinary loss
+    -log s(d). Its gradient in d is s(d) - p: zero at d = logit(p), so a pair at p = 0.5 pulls d
+    to 0 and favours neither response (no gradient at all where the model is indifferent).
+    """
+    import torch.nn.functional as F
+
+    return -(preference * F.logsigmoid(margin) + (1.0 - preference) * F.logsigmoid(-margin))
+
+
+def soft_label_correction(margin: torch.Tensor, preference: torch.Tensor) -> torch.Tensor:
+    """What turns the hard loss -log s(d) into the soft one: (1 - p) * d, per pair.
+
+    From log s(-d) = log s(d) - d, the soft loss is -log s(d) + (1 - p) d exactly, so a trainer
+    that computes the hard loss needs only this term added (conservative DPO with per-pair
+    label smoothing 1 - p).
+    """
+    return (1.0 - preference) * margin

@@ -4,6 +4,9 @@ the SFT policy, and length/diversity statistics, all on responses sampled for he
 KL(policy || SFT) is estimated on the policy's own samples (temperature 1, no top-k/top-p, so
 the samples come from the policy itself) from the log-probs both models give the sampled tokens:
 k1 = log pi(y) - log pi_sft(y) per response, averaged (unbiased), and k3 (never negative).
+
+Several samples share each prompt, so they are not independent: every interval is a cluster
+bootstrap that resamples prompts, each with all of its samples.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from alignment.evaluation.metrics import bootstrap_ci, kl_estimate, win_indicators
+from alignment.evaluation.metrics import kl_estimate, win_indicators
 from alignment.oracle.task import as_messages, oracle_reward, text_stats
 
 
@@ -117,16 +120,46 @@ def repeat_prompts(prompts: Sequence[str], per_prompt: int) -> list[str]:
     return [p for p in prompts for _ in range(per_prompt)]
 
 
+def cluster_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[Any],
+    n: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap (1 - alpha) interval of the mean of `values`, resampling clusters.
+
+    Each draw picks as many clusters as there are, with replacement, and takes the mean over all
+    the values of the clusters picked (a cluster picked twice counts twice).
+    """
+    data = np.asarray(values, float)
+    if data.size == 0:
+        raise ValueError("no values to bootstrap")
+    if len(clusters) != data.size:
+        raise ValueError("values and clusters differ in length")
+    _, index = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    sums = np.bincount(index, weights=data)
+    counts = np.bincount(index).astype(float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, sums.size, size=(n, sums.size))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
 def summarize(samples: Samples, baseline_rewards: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Oracle reward, win rate against the baseline's rewards (same prompts, ties count half),
-    KL to the reference, and text statistics of one policy's samples."""
+    KL to the reference, and text statistics of one policy's samples; 95% intervals resample
+    prompts (cluster bootstrap)."""
     rewards = samples.rewards
     wins = win_indicators(rewards, baseline_rewards)
+    prompts = samples.prompts
     out: dict[str, Any] = {
         "oracle_reward": float(rewards.mean()),
-        "oracle_reward_ci": list(bootstrap_ci(rewards, n=500, seed=seed)),
+        "oracle_reward_ci": list(cluster_bootstrap_ci(rewards, prompts, seed=seed)),
         "win_rate_vs_sft": float(wins.mean()),
-        "win_rate_vs_sft_ci": list(bootstrap_ci(wins, n=500, seed=seed)),
+        "win_rate_vs_sft_ci": list(cluster_bootstrap_ci(wins, prompts, seed=seed)),
+        "prompts": len(set(prompts)),
         "positive_rate": float((rewards > 0).mean()),
         "tokens_mean": float(np.mean(samples.token_counts)),
         "samples": len(samples.texts),
@@ -135,6 +168,7 @@ def summarize(samples: Samples, baseline_rewards: np.ndarray, seed: int = 0) -> 
     if samples.logp_reference is not None:
         kl = kl_estimate(samples.logp_policy, samples.logp_reference, samples.mask)
         out["kl_to_sft"] = float(kl["k1"].mean())
+        out["kl_to_sft_ci"] = list(cluster_bootstrap_ci(kl["k1"], prompts, seed=seed))
         out["kl_to_sft_k3"] = float(kl["k3"].mean())
     return out
 

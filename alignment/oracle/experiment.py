@@ -1,6 +1,8 @@
 """The oracle experiment, stage by stage: SFT on the grammar's reviews, preference pairs sampled
 from the SFT policy and labelled by the oracle, each alignment method trained by the platform's
-own jobs (`launch_training`), and every policy scored against the SFT policy on held-out prompts.
+own jobs (`launch_training`), and every policy scored against the SFT policy on held-out prompts:
+on the validation prompts to choose each method's hyperparameters (`select_on_validation`), on
+the test prompts (which include products never seen in training) to report the chosen run.
 
 Each stage is a function with explicit inputs and outputs (folders, Parquet files), so the
 benchmark, the CLI and the tests compose the same pieces.
@@ -31,14 +33,21 @@ class OracleSettings:
     """The task's sizes and noise; the training methods' settings live in the PipelineConfig."""
 
     seed: int = 0
-    held_out_fraction: float = 0.2  # share of prompts held out for evaluation
+    validation_fraction: float = 0.15  # share of the training products' prompts for validation
+    test_fraction: float = 0.15  # share of the training products' prompts for the test split
+    test_product_fraction: float = 0.2  # share of products held out (test split only)
     sft_per_prompt: int = 16  # grammar reviews per training prompt in the SFT data
     pairs_per_prompt: int = 8  # sampled preference pairs per training prompt
-    held_out_pairs_per_prompt: int = 4  # pairs per held-out prompt (reward-model accuracy)
-    eval_samples_per_prompt: int = 8  # policy samples per held-out prompt
+    test_pairs_per_prompt: int = 4  # pairs per test prompt (reward-model accuracy)
+    eval_samples_per_prompt: int = 8  # policy samples per validation or test prompt
     bt_temperature: float = 0.1  # Bradley-Terry noise of the oracle's labels
     max_new_tokens: int = 24
     device: str = "cpu"
+
+    def split(self) -> task.Split:
+        return task.split_prompts(
+            self.validation_fraction, self.test_fraction, self.test_product_fraction
+        )
 
 
 @dataclass
@@ -50,7 +59,7 @@ class Prepared:
     sft_model: Path
     sft_data: Path
     preferences: Path  # oracle-labelled pairs sampled from the SFT policy (training prompts)
-    held_out_pairs: Path  # the same on held-out prompts
+    test_pairs: Path  # the same on test prompts
     label_agreement: float  # share of training labels that agree with the noiseless oracle
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -122,9 +131,9 @@ def demonstration_data(
     """
     import random
 
-    split = task.split_prompts(settings.held_out_fraction)
+    split = settings.split()
     prompts = [p for p in split.train for _ in range(settings.pairs_per_prompt)]
-    held = [p for p in split.held_out for _ in range(settings.held_out_pairs_per_prompt)]
+    held = [p for p in split.test for _ in range(settings.test_pairs_per_prompt)]
     if policy is not None:
         a, b = sample_pairs(policy, prompts, settings, settings.seed)
         ha, hb = sample_pairs(policy, held, settings, settings.seed + 1)
@@ -183,14 +192,15 @@ def prepare(
     started = time.perf_counter()
     ws = Workspace.from_config(cfg.workspace).ensure()
     base = resolve_base_model(cfg.model, ws, task.corpus(settings.seed))
-    split = task.split_prompts(settings.held_out_fraction)
+    split = settings.split()
     sft_data = write_records(
         task.sft_records(split.train, settings.sft_per_prompt, settings.seed),
         workdir / "sft.parquet",
     )
     seconds["base_model"] = time.perf_counter() - started
     _log(
-        f"base model {base}; {len(split.train)} training and {len(split.held_out)} held-out prompts"
+        f"base model {base}; {len(split.train)} training, {len(split.validation)} validation and "
+        f"{len(split.test)} test prompts (products held out: {', '.join(split.test_products)})"
     )
 
     sft = launch_training("sft", cfg, base, sft_data, workdir / "sft", on_progress=on_progress)
@@ -198,18 +208,18 @@ def prepare(
 
     started = time.perf_counter()
     prompts = [p for p in split.train for _ in range(settings.pairs_per_prompt)]
-    held = [p for p in split.held_out for _ in range(settings.held_out_pairs_per_prompt)]
+    held = [p for p in split.test for _ in range(settings.test_pairs_per_prompt)]
     a, b = sample_pairs(sft.output_dir, prompts, settings, settings.seed)
     ha, hb = sample_pairs(sft.output_dir, held, settings, settings.seed + 1)
     records = task.label_pairs(prompts, a, b, settings.bt_temperature, settings.seed)
     held_records = task.label_pairs(held, ha, hb, settings.bt_temperature, settings.seed + 1)
     preferences = write_records(records, workdir / "preferences.parquet")
-    held_out_pairs = write_records(held_records, workdir / "held_out_pairs.parquet")
+    test_pairs = write_records(held_records, workdir / "test_pairs.parquet")
     seconds["label"] = time.perf_counter() - started
     agreement = task.label_agreement(records)
     _log(f"{len(records)} labelled pairs (agreement with the noiseless oracle {agreement:.3f})")
     return Prepared(
-        workdir, base, sft.output_dir, sft_data, preferences, held_out_pairs, agreement, seconds
+        workdir, base, sft.output_dir, sft_data, preferences, test_pairs, agreement, seconds
     )
 
 
@@ -238,44 +248,64 @@ def train(
 
 @dataclass
 class Baseline:
-    """The SFT policy's samples on the held-out prompts: what every policy is compared with."""
+    """The SFT policy's samples on one split's prompts: what every policy is compared with."""
 
     prompts: list[str]
     rewards: Any  # np.ndarray of oracle rewards
+    split: str = "test"
 
 
-def baseline(sft_model: Path, settings: OracleSettings) -> Baseline:
-    """Sample the SFT policy once on the held-out prompts (its own seed)."""
+def baseline(sft_model: Path, settings: OracleSettings, split: str = "test") -> Baseline:
+    """Sample the SFT policy once on the 'validation' or 'test' prompts (a seed of its own)."""
     from alignment.oracle.evaluate import load_policy, sample
 
-    split = task.split_prompts(settings.held_out_fraction)
-    prompts = [p for p in split.held_out for _ in range(settings.eval_samples_per_prompt)]
+    if split not in ("validation", "test"):
+        raise ValueError(f"split must be 'validation' or 'test', not {split!r}")
+    prompts = [
+        p for p in getattr(settings.split(), split) for _ in range(settings.eval_samples_per_prompt)
+    ]
     model, tokenizer = load_policy(sft_model, settings.device)
-    samples = sample(model, tokenizer, prompts, settings.max_new_tokens, settings.seed + 1000)
-    return Baseline(prompts, samples.rewards)
+    offset = 1000 if split == "test" else 3000
+    samples = sample(model, tokenizer, prompts, settings.max_new_tokens, settings.seed + offset)
+    return Baseline(prompts, samples.rewards, split)
 
 
 def evaluate(
     policy: Path, sft_model: Path, base: Baseline, settings: OracleSettings
 ) -> dict[str, Any]:
-    """Oracle reward, win rate and KL against the SFT policy, text statistics of `policy`."""
+    """Oracle reward, win rate and KL against the SFT policy, text statistics of `policy`, on
+    the prompts of `base` (its split)."""
     from alignment.oracle.evaluate import evaluate_policy
 
+    offset = 2000 if base.split == "test" else 4000
     return evaluate_policy(
         policy,
         sft_model,
         base.prompts,
         base.rewards,
         settings.max_new_tokens,
-        seed=settings.seed + 2000,
+        seed=settings.seed + offset,
         device=settings.device,
     )
 
 
+def select_on_validation(runs: Sequence[dict], kl_bound: float) -> dict | None:
+    """The run with the highest validation win rate among those whose validation KL is within
+    `kl_bound`; None when there is none. The test split plays no part in the choice."""
+    bounded = [r for r in runs if r["validation"]["kl_to_sft"] <= kl_bound]
+    if not bounded:
+        return None
+    return max(bounded, key=lambda r: r["validation"]["win_rate_vs_sft"])
+
+
 def reward_model_accuracy(reward_model: Path, pairs_path: Path, device: str = "cpu") -> dict:
     """Pairwise accuracy of a reward model on held-out pairs: against the oracle's noiseless
-    order (pairs of equal oracle score left out) and against the noisy labels."""
+    order (pairs of equal oracle reward left out) and against the noisy labels; a tie in the
+    reward model's scores counts half. The interval resamples prompts."""
+    import numpy as np
+
     from alignment.evaluation.judges import RewardModelJudge
+    from alignment.oracle.evaluate import cluster_bootstrap_ci
 
     records = read_records(pairs_path)
     judge = RewardModelJudge(reward_model, device=device, batch_size=64)
@@ -285,16 +315,21 @@ def reward_model_accuracy(reward_model: Path, pairs_path: Path, device: str = "c
         rejected = judge.score(prompts, [r["rejected"][-1]["content"] for r in records])
     finally:
         judge.close()
-    decided = [
-        (c - j) * (r["score_chosen"] - r["score_rejected"]) > 0
-        for r, c, j in zip(records, chosen, rejected, strict=True)
-        if r["score_chosen"] != r["score_rejected"]
-    ]
+    margins = np.asarray(chosen, float) - np.asarray(rejected, float)
+    oracle = np.array([task.oracle_scores(r) for r in records], float).reshape(-1, 2)
+    order = np.sign(oracle[:, 0] - oracle[:, 1])
+    decided = order != 0
+    vs_oracle = np.where(margins == 0, 0.5, (margins * order > 0).astype(float))[decided]
+    vs_labels = np.where(margins == 0, 0.5, (margins > 0).astype(float))
+    texts = [r["prompt"][-1]["content"] for r in records]
+    decided_texts = [t for t, d in zip(texts, decided, strict=True) if d]
     return {
-        "accuracy_vs_oracle": sum(decided) / len(decided) if decided else float("nan"),
-        "accuracy_vs_labels": sum(c > j for c, j in zip(chosen, rejected, strict=True))
-        / max(len(records), 1),
-        "pairs_with_an_oracle_order": len(decided),
+        "accuracy_vs_oracle": float(vs_oracle.mean()) if vs_oracle.size else float("nan"),
+        "accuracy_vs_oracle_ci": list(cluster_bootstrap_ci(vs_oracle, decided_texts))
+        if vs_oracle.size
+        else None,
+        "accuracy_vs_labels": float(vs_labels.mean()) if vs_labels.size else float("nan"),
+        "pairs_with_an_oracle_order": int(decided.sum()),
         "pairs": len(records),
     }
 
@@ -326,15 +361,20 @@ def ai_feedback_preferences(
     )
     relabelled = []
     for r, (a, b), p in zip(records, pairs, p_a, strict=True):
-        # a is the oracle-labelled chosen; the judge keeps it with probability p
+        # a is the oracle-labelled chosen; the judge prefers it with probability p
         keep = p >= 0.5
         chosen, rejected = (a, b) if keep else (b, a)
-        sc, sr = (
-            (r["score_chosen"], r["score_rejected"])
-            if keep
-            else (r["score_rejected"], r["score_chosen"])
-        )
-        meta = {"task": "oracle-reviews", "kind": "ai-feedback", "p_chosen": max(p, 1 - p)}
+        oracle_a, oracle_b = task.oracle_scores(r)
+        p_chosen = max(p, 1.0 - p)
+        meta = {
+            "task": "oracle-reviews",
+            "kind": "ai-feedback",
+            "oracle_chosen": oracle_a if keep else oracle_b,
+            "oracle_rejected": oracle_b if keep else oracle_a,
+        }
         prompt = r["prompt"][-1]["content"]
-        relabelled.append(task.canonical_record(prompt, chosen, rejected, sc, sr, meta))
+        # the scores are what the judge said: its probability, usable as a soft label
+        relabelled.append(
+            task.canonical_record(prompt, chosen, rejected, p_chosen, 1.0 - p_chosen, meta)
+        )
     return write_records(relabelled, out), task.label_agreement(relabelled)

@@ -4,8 +4,17 @@ The "human preference" is a known function, as in the DPO paper's controlled-sen
 experiment: a response's oracle reward is the mean valence of the lexicon words it contains
 (in [-1, 1]; 0 when it contains none), so a review that says only positive things scores 1
 however short or long it is, and repeating a word earns nothing. Preference pairs are labelled
-by the oracle with Bradley-Terry noise: response A is chosen with probability
-sigmoid((r(A) - r(B)) / temperature).
+by a simulated annotator who perceives each response's oracle reward plus Gumbel noise of scale
+`temperature` and picks the higher: response A is chosen with probability
+sigmoid((r(A) - r(B)) / temperature) (Bradley-Terry). A record's scores are what the annotator
+perceived; the noiseless oracle rewards are kept in its meta, never in the scores.
+
+Prompts split three ways: training, validation (for choosing hyperparameters) and test (for
+reporting). The test split holds every prompt of a fifth of the products, never seen in
+training, plus held-out phrasings of the other products; the validation split holds held-out
+phrasings only. The oracle ignores the prompt, so the held-out phrasings test only that the
+policy copes with an unseen template; the held-out products test that it writes about a product
+it never wrote about.
 
 Everything here is plain Python, seeded, with no model: prompts, the SFT corpus, the oracle,
 the noisy labelling into canonical preference records, and text statistics.
@@ -92,26 +101,47 @@ def all_prompts() -> list[str]:
     return [prompt_text(p, t) for p in PRODUCTS for t in range(len(PROMPT_TEMPLATES))]
 
 
-def is_held_out(prompt: str, fraction: float = 0.2) -> bool:
-    """Whether a prompt belongs to the held-out split (by a hash of its text, so stable)."""
-    bucket = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return bucket < fraction
+def _bucket(text: str, salt: str) -> float:
+    """A stable pseudo-random number in [0, 1] from a text (its hash)."""
+    return int(hashlib.sha256(f"{salt}:{text}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def held_out_products(fraction: float = 0.2) -> tuple[str, ...]:
+    """The products held out of training entirely: round(fraction * 40), chosen by hash."""
+    ranked = sorted(PRODUCTS, key=lambda product: _bucket(product, "test-product"))
+    return tuple(sorted(ranked[: round(fraction * len(PRODUCTS))]))
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training prompts and held-out prompts; no prompt is in both."""
+    """Training, validation and test prompts; no prompt is in two of them."""
 
     train: list[str]
-    held_out: list[str]
+    validation: list[str]
+    test: list[str]
+    test_products: tuple[str, ...]
 
 
-def split_prompts(fraction: float = 0.2) -> Split:
-    prompts = all_prompts()
-    return Split(
-        [p for p in prompts if not is_held_out(p, fraction)],
-        [p for p in prompts if is_held_out(p, fraction)],
-    )
+def split_prompts(
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    test_product_fraction: float = 0.2,
+) -> Split:
+    """The task's prompts split three ways (see the module docstring); stable across runs."""
+    held_products = held_out_products(test_product_fraction)
+    train, validation, test = [], [], []
+    for prompt in all_prompts():
+        if product_of(prompt) in held_products:
+            test.append(prompt)
+            continue
+        bucket = _bucket(prompt, "prompt")
+        if bucket < test_fraction:
+            test.append(prompt)
+        elif bucket < test_fraction + validation_fraction:
+            validation.append(prompt)
+        else:
+            train.append(prompt)
+    return Split(train, validation, test, held_products)
 
 
 def as_messages(prompt: str) -> list[dict]:
@@ -174,7 +204,8 @@ def product_of(prompt: str) -> str:
 
 def sft_records(prompts: Sequence[str], per_prompt: int, seed: int = 0) -> list[dict]:
     """Canonical records for SFT: each prompt with `per_prompt` reviews of uniformly drawn
-    sentiment as `chosen` (and another review as `rejected`, which SFT ignores)."""
+    sentiment as `chosen` (and another review as `rejected`, which SFT ignores); no scores, the
+    oracle rewards in meta."""
     rng = random.Random(f"sft:{seed}")
     records = []
     for prompt in prompts:
@@ -182,21 +213,21 @@ def sft_records(prompts: Sequence[str], per_prompt: int, seed: int = 0) -> list[
         for _ in range(per_prompt):
             chosen = review(product, rng.choice(SENTIMENTS), rng)
             rejected = review(product, rng.choice(SENTIMENTS), rng)
-            records.append(
-                canonical_record(
-                    prompt,
-                    chosen,
-                    rejected,
-                    oracle_reward(chosen),
-                    oracle_reward(rejected),
-                    {"task": "oracle-reviews", "kind": "sft"},
-                )
-            )
+            meta = {
+                "task": "oracle-reviews",
+                "kind": "sft",
+                "oracle_chosen": oracle_reward(chosen),
+                "oracle_rejected": oracle_reward(rejected),
+            }
+            records.append(canonical_record(prompt, chosen, rejected, None, None, meta))
     return records
 
 
 def corpus(seed: int = 0, per_prompt: int = 8) -> list[str]:
-    """Texts to train the tiny model's tokenizer on: every prompt and a sample of reviews."""
+    """Texts to train the tiny model's tokenizer on: every prompt and a sample of reviews.
+
+    Every product is in it, the held-out ones too: the tokenizer has their words, while no
+    prompt or demonstration the policy trains on mentions them."""
     rng = random.Random(f"corpus:{seed}")
     texts = list(all_prompts())
     for product in PRODUCTS:
@@ -216,9 +247,14 @@ def preference_probability(score_a: float, score_b: float, temperature: float) -
 
 
 def canonical_record(
-    prompt: str, chosen: str, rejected: str, score_chosen: float, score_rejected: float, meta: dict
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    score_chosen: float | None,
+    score_rejected: float | None,
+    meta: dict,
 ) -> dict:
-    """One canonical preference record (DESIGN.md) with the oracle scores kept."""
+    """One canonical preference record (DESIGN.md)."""
     from alignment.data.formats import record_id
 
     messages = as_messages(prompt)
@@ -231,10 +267,15 @@ def canonical_record(
         "rejected": rejected_m,
         "source": "oracle",
         "row": None,
-        "score_chosen": float(score_chosen),
-        "score_rejected": float(score_rejected),
+        "score_chosen": None if score_chosen is None else float(score_chosen),
+        "score_rejected": None if score_rejected is None else float(score_rejected),
         "meta": json.dumps(meta, sort_keys=True),
     }
+
+
+def _gumbel(rng: random.Random) -> float:
+    """A standard Gumbel draw: the difference of two is a standard logistic variable."""
+    return -math.log(max(rng.expovariate(1.0), 1e-300))
 
 
 def label_pairs(
@@ -244,11 +285,14 @@ def label_pairs(
     temperature: float,
     seed: int = 0,
 ) -> list[dict]:
-    """Canonical preference records from sampled pairs, labelled by the oracle with BT noise.
+    """Canonical preference records from sampled pairs, labelled by a noisy annotator.
 
-    Pairs whose two responses are identical or empty are skipped. Each record keeps both oracle
-    scores (score_chosen, score_rejected; the noiseless order is their comparison) and, in meta,
-    the labelling probability and whether the label agrees with the noiseless order.
+    The annotator perceives r + temperature * Gumbel noise for each response and chooses the
+    higher, which is Bradley-Terry with that temperature (a tie at temperature 0 is a coin
+    flip). score_chosen/score_rejected are the perceived values, so chosen always scores
+    higher; meta keeps the oracle rewards (oracle_chosen, oracle_rejected), the labelling
+    probability and whether the label agrees with the noiseless order. Pairs whose two
+    responses are identical or empty are skipped.
     """
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError("prompts, responses_a and responses_b differ in length")
@@ -258,28 +302,41 @@ def label_pairs(
         if not a.strip() or not b.strip() or a == b:
             continue
         score_a, score_b = oracle_reward(a), oracle_reward(b)
-        p_a = preference_probability(score_a, score_b, temperature)
-        a_chosen = rng.random() < p_a
+        seen_a = score_a + temperature * _gumbel(rng)
+        seen_b = score_b + temperature * _gumbel(rng)
+        a_chosen = seen_a > seen_b or (seen_a == seen_b and rng.random() < 0.5)
         chosen, rejected = (a, b) if a_chosen else (b, a)
         sc, sr = (score_a, score_b) if a_chosen else (score_b, score_a)
+        p_a = preference_probability(score_a, score_b, temperature)
         meta = {
             "task": "oracle-reviews",
             "kind": "preference",
             "pair": i,
             "bt_temperature": temperature,
+            "oracle_chosen": sc,
+            "oracle_rejected": sr,
             "p_chosen": p_a if a_chosen else 1.0 - p_a,
             "agrees_with_oracle": sc > sr if sc != sr else None,
         }
-        records.append(canonical_record(prompt, chosen, rejected, sc, sr, meta))
+        seen = (seen_a, seen_b) if a_chosen else (seen_b, seen_a)
+        records.append(canonical_record(prompt, chosen, rejected, *seen, meta))
     return records
 
 
+def oracle_scores(record: dict) -> tuple[float, float]:
+    """The noiseless oracle rewards of a record's chosen and rejected response (from meta)."""
+    meta = record["meta"]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    return meta["oracle_chosen"], meta["oracle_rejected"]
+
+
 def label_agreement(records: Sequence[dict]) -> float:
-    """Share of records with unequal oracle scores whose chosen has the higher score."""
-    decided = [r for r in records if r["score_chosen"] != r["score_rejected"]]
+    """Share of records with unequal oracle rewards whose chosen has the higher one."""
+    scores = [oracle_scores(r) for r in records]
+    decided = [(c, r) for c, r in scores if c != r]
     if not decided:
         return float("nan")
-    return sum(r["score_chosen"] > r["score_rejected"] for r in decided) / len(decided)
+    return sum(c > r for c, r in decided) / len(decided)
 
 
 # --- text statistics (for spotting degenerate output) -----------------------------------------

@@ -180,8 +180,11 @@ def progress_callback():
     return ProgressCallback()
 
 
-def finish(job: Job, trainer, train_output, progress) -> dict:
-    """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json."""
+def finish(job: Job, trainer, train_output, progress, extra: dict | None = None) -> dict:
+    """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json.
+
+    `extra` holds figures the method measured itself (data counts), kept in metrics.json.
+    """
     from alignment.methods import lora
 
     if lora.is_adapter_model(trainer.model):
@@ -194,6 +197,7 @@ def finish(job: Job, trainer, train_output, progress) -> dict:
         **train_output.metrics,
         "train_loss": train_output.training_loss,
         "global_step": train_output.global_step,
+        **(extra or {}),
     }
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())

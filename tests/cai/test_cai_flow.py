@@ -40,6 +40,7 @@ def test_cai_flow_end_to_end(prefect_api, tmp_path):
 def test_cai_flow_trains_sl_then_dpo_on_its_own_data(prefect_api, tmp_path):
     """With the training stages on: SFT on the revisions, then DPO from the SL model on the
     AI-labelled pairs, each a real job on the versioned data the flow produced."""
+    import pandas as pd
     from transformers import AutoModelForCausalLM
 
     from flows.cai import cai_flow
@@ -54,6 +55,8 @@ def test_cai_flow_trains_sl_then_dpo_on_its_own_data(prefect_api, tmp_path):
         "train.distributed.num_processes=1",
         "train.sft.max_steps=4",
         "train.dpo.max_steps=4",
+        # the untrained judge is near 0.5 on every pair: keep them all
+        "train.dpo.min_label_margin=0",
         "validation.max_rejected_fraction=1.0",
     ]
     result = cai_flow(overrides=overrides)
@@ -63,6 +66,10 @@ def test_cai_flow_trains_sl_then_dpo_on_its_own_data(prefect_api, tmp_path):
     # DPO started from the SL-CAI model and trained on the AI-feedback data version
     job = json.loads((dpo.output_dir.parent / "job.json").read_text())
     assert job["model_path"] == str(sft.output_dir)
+    # ... on the judge's probabilities as soft labels (the SFT stage is untouched)
+    assert job["config"]["train"]["dpo"]["soft_labels"] is True
+    accepted = pd.read_parquet(result.preference_data.accepted_path)
+    assert dpo.metrics["train_label_pairs"] == len(accepted)
     assert max(e["step"] for e in dpo.history if "loss" in e) == 4
     for trained in (sft, dpo):
         AutoModelForCausalLM.from_pretrained(trained.output_dir)  # a standard HF checkpoint

@@ -131,6 +131,44 @@ def test_loss_and_gradient_equal_stock_trl_on_the_same_batch(
         assert our_m[key] == pytest.approx(stock_m[key], abs=1e-4), key
 
 
+def test_soft_labels_are_conservative_dpo_with_each_pairs_own_smoothing(stock_and_platform):
+    import math
+
+    import torch
+
+    stock, ours, _ = stock_and_platform
+    for trainer in (stock, ours):
+        trainer.loss_types, trainer.label_smoothing = ["sigmoid"], 0.0
+        trainer.model.train()
+    # each pair's beta * margin, read from stock TRL one pair at a time
+    margins = []
+    for row in range(4):
+        stock.compute_loss(stock.model, _batch(stock, [row]))
+        margins.append(stock._metrics["train"]["rewards/margins"][-1])
+    assert max(abs(m) for m in margins) > 1e-2
+
+    def loss_and_grad(trainer, batch):
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        return loss.item(), trainer.model.get_output_embeddings().weight.grad.clone()
+
+    # p = 1 everywhere: the ordinary DPO loss and gradient
+    hard = {**_batch(ours), "preference": torch.ones(4)}
+    stock_loss, stock_grad = loss_and_grad(stock, _batch(stock))
+    our_loss, our_grad = loss_and_grad(ours, hard)
+    assert our_loss == pytest.approx(stock_loss, abs=1e-5)
+    torch.testing.assert_close(our_grad, stock_grad, atol=1e-5, rtol=1e-4)
+
+    p = [0.9, 0.5, 0.7, 1.0]
+    soft = {**_batch(ours), "preference": torch.tensor(p)}
+    expected = sum(
+        -(q * math.log(1 / (1 + math.exp(-x))) + (1 - q) * math.log(1 / (1 + math.exp(x))))
+        for q, x in zip(p, margins, strict=True)
+    ) / len(p)
+    assert ours.compute_loss(ours.model, soft).item() == pytest.approx(expected, abs=1e-5)
+
+
 def test_second_run_reuses_the_cache_without_any_reference_forward(
     stock_and_platform, tiny_model_dir, pairs, tmp_path, monkeypatch
 ):

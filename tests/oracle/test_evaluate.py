@@ -46,7 +46,9 @@ def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
     pairs = read_records(tmp_path / "demo" / "preferences.jsonl")
     assert len(pairs) == written["preferences"]["records"] > 500
     for record in pairs[:20]:
-        assert record["score_chosen"] == oracle_reward(record["chosen"][0]["content"])
+        meta = json.loads(record["meta"])
+        assert meta["oracle_chosen"] == oracle_reward(record["chosen"][0]["content"])
+        assert record["score_chosen"] > record["score_rejected"]
         assert record["source"] == "oracle"
     # temperature 0.1: most labels follow the oracle, some are flipped by the noise
     assert 0.9 < written["preferences"]["label_agreement_with_oracle"] < 1.0
@@ -55,3 +57,34 @@ def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
     assert (again / "preferences.jsonl").read_bytes() == (
         tmp_path / "demo" / "preferences.jsonl"
     ).read_bytes()
+
+
+def test_intervals_resample_prompts_not_samples():
+    from alignment.oracle.evaluate import Samples, cluster_bootstrap_ci, summarize
+
+    # one prompt always wins, the other always loses: 16 samples, but only 2 independent prompts
+    prompts = ["Review of the lamp:"] * 8 + ["Review of the fan:"] * 8
+    texts = ["It feels superb."] * 8 + ["It feels awful."] * 8
+    samples = Samples(prompts, texts, [4] * 16, np.zeros((16, 4)))
+    metrics = summarize(samples, np.zeros(16))
+    assert metrics["win_rate_vs_sft"] == 0.5 and metrics["prompts"] == 2
+    low, high = metrics["win_rate_vs_sft_ci"]
+    assert low == 0.0 and high == 1.0  # a prompt drawn twice, or the other one twice
+    # independent prompts: the same as resampling samples
+    values = np.random.default_rng(0).random(200)
+    low, high = cluster_bootstrap_ci(values, [str(i) for i in range(200)], n=2000)
+    se = values.std() / np.sqrt(200)
+    assert low == pytest.approx(values.mean() - 1.96 * se, abs=0.01)
+    assert high == pytest.approx(values.mean() + 1.96 * se, abs=0.01)
+
+
+def test_hyperparameters_are_chosen_on_validation_within_the_kl_bound():
+    from alignment.oracle.experiment import select_on_validation
+
+    def run(name, win, kl, test_win):
+        return {"name": name, "validation": {"win_rate_vs_sft": win, "kl_to_sft": kl},
+                "test": {"win_rate_vs_sft": test_win}}  # fmt: skip
+
+    runs = [run("a", 0.80, 5.0, 0.95), run("b", 0.85, 9.0, 0.70), run("c", 0.99, 30.0, 0.99)]
+    assert select_on_validation(runs, 15.0)["name"] == "b"  # not the best on test, not c's KL
+    assert select_on_validation(runs, 1.0) is None

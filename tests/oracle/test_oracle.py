@@ -24,7 +24,7 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
 
     prepared = ex.prepare(root / "run", cfg, settings)
     assert prepared.label_agreement > 0.9  # BT noise at temperature 0.1 flips few labels
-    base = ex.baseline(prepared.sft_model, settings)
+    base = ex.baseline(prepared.sft_model, settings, "test")
     sft = ex.evaluate(prepared.sft_model, prepared.sft_model, base, settings)
     # the SFT policy writes reviews of every sentiment: near-neutral on average
     assert -0.3 < sft["oracle_reward"] < 0.3, sft
@@ -40,7 +40,7 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
             ex.train, "ppo", prepared, cfg, "ppo", reward_model=reward_run.output_dir
         )
         dpo = ex.evaluate(dpo_job.result().output_dir, prepared.sft_model, base, settings)
-        rm = ex.reward_model_accuracy(reward_run.output_dir, prepared.held_out_pairs)
+        rm = ex.reward_model_accuracy(reward_run.output_dir, prepared.test_pairs)
         ppo = ex.evaluate(ppo_job.result().output_dir, prepared.sft_model, base, settings)
 
     # well above chance on this small set (the benchmark's larger one reaches 0.9)

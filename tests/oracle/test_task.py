@@ -34,11 +34,21 @@ def test_every_grammar_review_scores_by_its_sentiment():
 
 
 def test_prompt_split_is_disjoint_stable_and_covers_every_prompt():
-    split = task.split_prompts(0.2)
-    assert not set(split.train) & set(split.held_out)
-    assert sorted(split.train + split.held_out) == sorted(task.all_prompts())
-    assert 0.1 < len(split.held_out) / len(task.all_prompts()) < 0.3
-    assert task.split_prompts(0.2) == split
+    split = task.split_prompts()
+    train, validation, test = set(split.train), set(split.validation), set(split.test)
+    assert not train & validation and not train & test and not validation & test
+    assert sorted(split.train + split.validation + split.test) == sorted(task.all_prompts())
+    assert task.split_prompts() == split
+    # the test split holds every prompt of the held-out products, which appear nowhere else
+    assert len(split.test_products) == 8
+    seen = {task.product_of(p) for p in split.train + split.validation}
+    assert not seen & set(split.test_products)
+    for product in split.test_products:
+        assert {task.prompt_text(product, t) for t in range(4)} <= test
+    # ... and held-out phrasings of the other products; validation has only those
+    assert {task.product_of(p) for p in test} - set(split.test_products)
+    assert 0.1 < len(split.validation) / len(task.all_prompts()) < 0.2
+    assert 0.25 < len(split.test) / len(task.all_prompts()) < 0.45
     assert task.product_of("Write a short review of the kettle.") == "kettle"
     with pytest.raises(ValueError):
         task.product_of("What is 2 plus 2?")
@@ -53,7 +63,8 @@ def test_sft_records_are_canonical_and_deterministic():
     for record in records:
         assert record["prompt"][0]["role"] == "user"
         assert record["chosen"][0]["role"] == "assistant"
-        assert record["score_chosen"] == task.oracle_reward(record["chosen"][0]["content"])
+        assert record["score_chosen"] is None  # nobody labelled a demonstration
+        assert task.oracle_scores(record)[0] == task.oracle_reward(record["chosen"][0]["content"])
         assert len(record["id"]) == 16
 
 
@@ -67,9 +78,22 @@ def test_bt_labels_follow_the_bradley_terry_probability(temperature, expected):
     rate = sum(r["chosen"][0]["content"] == a for r in records) / n
     assert task.preference_probability(1.0, 0.5, temperature) == pytest.approx(expected)
     assert rate == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / n))
-    # scores stay attached to their texts, whichever side a text lands on
+    # the oracle rewards stay attached to their texts, whichever side a text lands on
     for r in records[:50]:
-        assert r["score_chosen"] == task.oracle_reward(r["chosen"][0]["content"])
+        assert task.oracle_scores(r)[0] == task.oracle_reward(r["chosen"][0]["content"])
+
+
+def test_a_records_scores_are_what_the_annotator_perceived_not_the_oracle_order():
+    a, b = "The lid is great.", "The lid is great but black."  # oracle rewards 1.0 and 0.5
+    n = 400
+    records = task.label_pairs(["Review of the lamp:"] * n, [a] * n, [b] * n, 0.25, seed=3)
+    flipped = [r for r in records if r["chosen"][0]["content"] == b]
+    assert flipped  # the noise flips some labels...
+    # ... and the scores agree with the label the annotator gave, never with the hidden order
+    assert all(r["score_chosen"] > r["score_rejected"] for r in records)
+    assert {r["score_chosen"] for r in records}.isdisjoint({1.0, 0.5})
+    assert all(task.oracle_scores(r) == (0.5, 1.0) for r in flipped)
+    assert task.label_agreement(records) == pytest.approx(1 - len(flipped) / n)
 
 
 def test_noiseless_labels_always_follow_the_oracle_and_ties_are_coin_flips():
