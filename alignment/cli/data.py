@@ -13,6 +13,7 @@ from alignment.errors import AlignmentError
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.ingest import ingest_file, summary_lines
+    from alignment.data.quality.history import earlier_accepted
     from alignment.errors import ValidationFailed
     from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
@@ -23,7 +24,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     remove_dead_partials(ws.staging)
     out = Path(args.out) if args.out else unique_dir(ws.staging, cfg.ingest.dataset)
     try:
-        result = ingest_file(source, out, cfg.ingest, cfg.validation)
+        result = ingest_file(
+            source,
+            out,
+            cfg.ingest,
+            cfg.validation,
+            cfg.split,
+            cfg.quality,
+            earlier_accepted(ws, cfg.ingest.dataset),
+        )
     except ValidationFailed as exc:
         print(str(exc), file=sys.stderr)
         return 3

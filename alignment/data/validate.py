@@ -43,6 +43,8 @@ from alignment.data.formats import (
 )
 from alignment.data.gx_suite import GXRunner, start_gx_import
 from alignment.data.keys import id_keys, normalized_prompt_keys
+from alignment.data.quality.near_duplicates import RULES as NEAR_DUPLICATE_RULES
+from alignment.data.quality.near_duplicates import NearDuplicates
 from alignment.data.splits import digest_buckets
 from alignment.workspace import atomic_write_text
 
@@ -373,8 +375,11 @@ class Validator:
         report_dir: Path,
         build_docs: bool = True,
         eval_fraction: float = 0.1,
+        near_duplicates: NearDuplicates | None = None,
     ):
         self.cfg = cfg
+        # judged after the row rules, on the rows that passed them
+        self.near_duplicates = near_duplicates
         self.report_dir = Path(report_dir)
         self.build_docs = build_docs
         self.eval_fraction = eval_fraction
@@ -383,7 +388,7 @@ class Validator:
         self._gx: GXRunner | None = None
         self._gx_import = start_gx_import()
         self.records = self.malformed = self.accepted = self.rejected = 0
-        self.rule_counts = dict.fromkeys(self._rules(), 0)
+        self.rule_counts = dict.fromkeys(self._counted_rules(), 0)
         self.malformed_counts: dict[str, int] = {}
         self.expectations: dict[str, dict] = {}
         # normalized prompts accepted on each side of the split
@@ -394,6 +399,10 @@ class Validator:
 
     def _rules(self) -> list[str]:
         return [r for r in RULES if self.cfg.tokenizer or r not in TOKEN_RULES]
+
+    def _counted_rules(self) -> list[str]:
+        extra = list(NEAR_DUPLICATE_RULES) if self.near_duplicates is not None else []
+        return self._rules() + extra
 
     def validate_chunk(self, records: Any, malformed: list[dict]) -> tuple[pa.Table, list[dict]]:
         """(accepted records as a table, rejected rows with raw text and reasons) for one chunk.
@@ -420,6 +429,14 @@ class Validator:
             for pos in failing.get(rule, []):
                 reasons.setdefault(pos, []).append(rule)
             self.rule_counts[rule] += len(failing.get(rule, []))
+        if self.near_duplicates is not None and table.num_rows:
+            clean = np.setdiff1d(np.arange(table.num_rows), np.array(list(reasons), dtype=np.int64))
+            found = self.near_duplicates.check(table.take(pa.array(clean)))
+            for pos, why in found.items():
+                reasons.setdefault(int(clean[pos]), []).extend(why)
+                for reason in why:
+                    rule = reason.split(":", 1)[0]
+                    self.rule_counts[rule] = self.rule_counts.get(rule, 0) + 1
         keep = np.ones(table.num_rows, dtype=bool)
         bad = np.array(sorted(reasons), dtype=np.int64)
         keep[bad] = False
@@ -541,11 +558,13 @@ class Validator:
             "malformed_reasons": dict(sorted(self.malformed_counts.items())),
             "statistics": stats,
             "expectations": expectations,
-            "rules": RULES,
+            "rules": {**RULES, **(NEAR_DUPLICATE_RULES if self.near_duplicates else {})},
             "set_rules": SET_RULES,
             "thresholds": cfg.model_dump(mode="json"),
             "docs": str(docs_path) if docs_path else None,
         }
+        if self.near_duplicates is not None:
+            report["near_duplicates"] = self.near_duplicates.report()
         if self.build_docs and docs_path is None:
             docs_path = _write_html_summary(self.report_dir / "validation.html", report)
             report["docs"] = str(docs_path)
