@@ -18,9 +18,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
     ws = Workspace.from_config(cfg.workspace).ensure()
-    source = Path(args.input) if args.input else cfg.ingest.input
+    if args.file and args.input and args.file != args.input:
+        raise AlignmentError(
+            f"two inputs given: {args.file} and --input {args.input}; pass one of them"
+        )
+    given = args.file or args.input
+    source = Path(given) if given else cfg.ingest.input
     if source is None:
-        raise AlignmentError("no input: pass --input FILE or set ingest.input in the config")
+        raise AlignmentError("no input: pass FILE (or --input FILE) or set ingest.input")
     remove_dead_partials(ws.staging)
     out = Path(args.out) if args.out else unique_dir(ws.staging, cfg.ingest.dataset)
     try:
@@ -156,7 +161,8 @@ def register(sub) -> None:
     )
     p = data.add_parser("ingest", help="read, normalize and validate a preference file")
     add_common(p)
-    p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
+    p.add_argument("file", nargs="?", help="raw file or folder (overrides ingest.input)")
+    p.add_argument("--input", "-i", help="the same as FILE")
     p.add_argument("--out", help="folder for accepted/rejected rows and the report")
     p.add_argument("--version", action="store_true", help="also version the result with DVC")
     p.add_argument(
