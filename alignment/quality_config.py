@@ -47,7 +47,36 @@ class NearDuplicateConfig(_Strict):
     )
 
 
+class DriftThresholds(_Strict):
+    """Largest allowed distance per measure (null: reported, never past)."""
+
+    prompt_length: float | None = Field(0.3, ge=0, le=1, description="KS distance.")
+    response_length: float | None = Field(0.3, ge=0, le=1, description="KS distance.")
+    chosen_longer: float | None = Field(
+        0.15, ge=0, le=1, description="Change in the share of pairs where chosen is longer."
+    )
+    score_margin: float | None = Field(0.3, ge=0, le=1, description="KS distance.")
+    script: float | None = Field(0.2, ge=0, le=1, description="Total variation distance.")
+    turns: float | None = Field(0.2, ge=0, le=1, description="Total variation distance.")
+    content: float | None = Field(
+        0.6, ge=0, le=1, description="Jensen-Shannon distance of hashed word n-grams."
+    )
+
+
+class DriftConfig(_Strict):
+    """Drift of a new data version from the one the champion was trained on."""
+
+    enabled: bool = Field(True, description="Measure drift in the retrain flow.")
+    on_exceed: Literal["stop", "warn"] = Field(
+        "warn",
+        description="stop: the retrain stops before training, naming the measure; warn: it "
+        "trains and the warning is in its log, artifact and notification.",
+    )
+    thresholds: DriftThresholds = DriftThresholds()
+
+
 class QualityConfig(_Strict):
     """Data-quality checks that look at the set, not the row."""
 
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
+    drift: DriftConfig = DriftConfig()

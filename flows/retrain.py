@@ -24,6 +24,7 @@ from alignment.data.integrity import verify_versions
 from alignment.data.version import known_source, remember_source, source_fingerprint
 from alignment.errors import ConfigError, VersioningError
 from alignment.workspace import Workspace, file_lock
+from flows.drift import drift_check_task
 from flows.pipeline import prepare_data, train_and_register
 
 
@@ -164,6 +165,7 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
             seconds=times,
         )
     verify_data_task(ws, cfg.ingest.dataset, version.id)
+    drift_check_task(cfg, ws, version.id)  # stops here when the data drifted and policy says so
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     if registered.alias == registry.CHAMPION:
         decision = "first version: champion"

@@ -103,12 +103,14 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 def cmd_data_diff(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    from alignment.data.quality.drift import compare_versions, html_report
+    from alignment.data.quality.drift import summary_lines as drift_lines
     from alignment.data.version import diff_versions
     from alignment.workspace import Workspace
 
-    diff = diff_versions(
-        Workspace.from_config(cfg.workspace), args.dataset or cfg.ingest.dataset, args.v1, args.v2
-    )
+    ws = Workspace.from_config(cfg.workspace)
+    dataset = args.dataset or cfg.ingest.dataset
+    diff = diff_versions(ws, dataset, args.v1, args.v2)
     print(
         f"{diff['v1'][:12]} -> {diff['v2'][:12]}: +{diff['added']} rows, "
         f"-{diff['removed']} rows, {diff['unchanged']} unchanged"
@@ -116,7 +118,13 @@ def cmd_data_diff(args: argparse.Namespace) -> int:
     print(f"{'':26s} {diff['v1'][:12]:>14s} {diff['v2'][:12]:>14s}")
     for key, (a, b) in diff["side_by_side"].items():
         print(f"{key:26s} {a!s:>14s} {b!s:>14s}")
-    write_json(args.json, diff)
+    drift = compare_versions(ws, dataset, diff["v1"], diff["v2"], cfg.quality.drift)
+    print("\n".join(drift_lines(drift)))
+    if args.html:
+        from alignment.workspace import atomic_write_text
+
+        print(f"drift report {atomic_write_text(Path(args.html), html_report(drift))}")
+    write_json(args.json, {**diff, "drift": drift})
     return 0
 
 
@@ -181,10 +189,13 @@ def register(sub) -> None:
     p.add_argument("version_id", help="version id (or a prefix) or tag")
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_data_show)
-    p = data.add_parser("diff", help="rows added/removed and statistics of two versions")
+    p = data.add_parser(
+        "diff", help="rows added/removed, statistics and drift (quality.drift) of two versions"
+    )
     add_common(p)
     p.add_argument("v1")
     p.add_argument("v2")
+    p.add_argument("--html", help="also write the drift report as an HTML page here")
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_data_diff)
     p = data.add_parser("get", help="restore the exact bytes of a version's file")

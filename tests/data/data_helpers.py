@@ -23,7 +23,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def run_cli(*args: str, ws: Path, dataset: str = "prefs", check: bool = True):
+def run_cli(
+    *args: str, ws: Path, dataset: str = "prefs", check: bool = True, env: dict | None = None
+):
     """``python -m alignment ARGS`` against workspace ``ws``, as a user runs it."""
     import os
     import subprocess
@@ -35,7 +37,7 @@ def run_cli(*args: str, ws: Path, dataset: str = "prefs", check: bool = True):
         [sys.executable, "-m", "alignment", *args, *where],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**(os.environ if env is None else env), "PYTHONPATH": str(root)},
         cwd=root,
         timeout=300,
     )
