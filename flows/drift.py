@@ -8,6 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from alignment import registry
 from alignment.config import PipelineConfig
 from alignment.data.quality.drift import compare_versions, html_report, markdown
+from alignment.data.version import find_version
 from alignment.errors import DataDrift
 from alignment.workspace import Workspace, atomic_write_text
 
@@ -32,6 +33,12 @@ def drift_check_task(cfg: PipelineConfig, ws: Workspace, data_version: str) -> d
         return None
     before = champion_data_version(cfg, ws)
     if before is None or before == data_version:
+        return None
+    if find_version(ws, cfg.ingest.dataset, before) is None:
+        # a champion trained on another dataset (CAI pairs, say): nothing comparable here
+        get_run_logger().info(
+            "champion's data %s is not in %s: no drift check", before, cfg.ingest.dataset
+        )
         return None
     drift = compare_versions(ws, cfg.ingest.dataset, before, data_version, cfg.quality.drift)
     page = ws.reports / f"drift-{before[:12]}-{data_version[:12]}.html"
