@@ -75,8 +75,23 @@ class DriftConfig(_Strict):
     thresholds: DriftThresholds = DriftThresholds()
 
 
+class AnnotatorConfig(_Strict):
+    """Agreement of annotators who judged the same pairs (rows with ``meta.annotator``)."""
+
+    min_agreement: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Flag an annotator who agrees with the majority of the others less often.",
+    )
+    min_items: int = Field(
+        5, ge=1, description="Judge an annotator only on at least this many shared items."
+    )
+
+
 class QualityConfig(_Strict):
     """Data-quality checks that look at the set, not the row."""
 
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
     drift: DriftConfig = DriftConfig()
+    annotators: AnnotatorConfig = AnnotatorConfig()

@@ -27,6 +27,7 @@ from alignment import faults
 from alignment.config import IngestConfig, SplitConfig, ValidationConfig
 from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, read_chunks
 from alignment.data.integrity import file_md5
+from alignment.data.quality.agreement import AnnotatorAgreement
 from alignment.data.quality.near_duplicates import NearDuplicates
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
@@ -199,6 +200,7 @@ def ingest_file(
         if quality_cfg.near_duplicates.across_versions:
             for table in earlier:
                 near_duplicates.add_earlier(table)
+    agreement = AnnotatorAgreement(quality_cfg.annotators)
     validator = Validator(
         validation_cfg,
         out_dir / "validation",
@@ -215,6 +217,7 @@ def ingest_file(
         tables = [table for _, table in group]
         records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         malformed = [m for chunk, _ in group for m in chunk.malformed]
+        agreement.add(records)
         accepted, rejected = validator.validate_chunk(records, malformed)
         accepted_out.write(accepted)
         rejected_out.write(rejected)
@@ -248,6 +251,9 @@ def ingest_file(
     accepted_path = accepted_out.close()
     rejected_path = rejected_out.close()
     validation, docs_path = validator.finish()
+    annotators = agreement.report()
+    if annotators is not None:
+        validation["annotators"] = annotators
     input_rows = sum(f.rows_read for f in files)
     # nothing lost: every input row gave records (judged one by one) or one quarantined row
     if rows_with_records + validation["malformed"] != input_rows:
@@ -334,6 +340,14 @@ def summary_lines(result: IngestResult) -> list[str]:
             f"{near['flagged']} flagged (policy prompt={near['policy']['prompt']}, "
             f"pair={near['policy']['pair']}); {near['earlier_rows']} rows of earlier versions "
             "compared"
+        )
+    people = report.get("annotators")
+    if people:
+        alpha = people["krippendorff_alpha"]
+        lines.append(
+            f"annotators  {people['annotators']} on {people['items_judged_twice_or_more']} shared "
+            f"items; Krippendorff's alpha {'n/a' if alpha is None else f'{alpha:.3f}'}; "
+            f"flagged: {', '.join(people['flagged']) or 'none'}"
         )
     broken = {k: v for k, v in report.get("rule_failures", {}).items() if v}
     broken.update(report.get("malformed_reasons", {}))
