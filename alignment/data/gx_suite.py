@@ -122,7 +122,8 @@ class GXRunner:
                     "class_name": "SiteBuilder",
                     "store_backend": {
                         "class_name": "TupleFilesystemStoreBackend",
-                        "base_directory": str(docs_dir),
+                        # GX refuses a relative folder (as `data ingest --out build/x` gives)
+                        "base_directory": str(Path(docs_dir).resolve()),
                     },
                     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },
