@@ -128,6 +128,30 @@ def cmd_data_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_split(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    import json
+
+    import pandas as pd
+
+    from alignment.data.splits import split_by_prompt
+    from alignment.workspace import atomic_write_bytes
+
+    folder, out = Path(args.ingested), Path(args.out)
+    accepted, report_path = folder / "accepted.parquet", folder / "report.json"
+    for path in (accepted, report_path):
+        if not path.is_file():
+            raise AlignmentError(f"{path} is missing: give the folder `data ingest --out` wrote")
+    report = json.loads(report_path.read_text())
+    groups = (report.get("near_duplicates") or {}).get("split_buckets")
+    train, evaluation = split_by_prompt(pd.read_parquet(accepted), cfg.split.eval_fraction, groups)
+    for frame, name in ((train, "train.parquet"), (evaluation, "eval.parquet")):
+        atomic_write_bytes(out / name, frame.to_parquet(index=False))
+    print(f"{len(train)} train and {len(evaluation)} eval rows in {out}")
+    write_json(args.json, {"train_rows": len(train), "eval_rows": len(evaluation)})
+    return 0
+
+
 def cmd_data_get(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.version import get_version
@@ -198,6 +222,13 @@ def register(sub) -> None:
     p.add_argument("--html", help="also write the drift report as an HTML page here")
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_data_diff)
+    p = data.add_parser(
+        "split", help="split ingested rows into train/eval by prompt (near-duplicate groups whole)"
+    )
+    add_common(p)
+    p.add_argument("ingested", help="the folder `data ingest --out` wrote")
+    p.add_argument("--out", required=True, help="folder for train.parquet and eval.parquet")
+    p.set_defaults(func=cmd_data_split)
     p = data.add_parser("get", help="restore the exact bytes of a version's file")
     add_common(p)
     p.add_argument("version_id", help="version id (or a prefix) or tag")
