@@ -160,3 +160,4 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, help="pairs to sample (default cai.review_sample_size)")
     p.add_argument("--out", help="apply: write all pairs, flips applied, to this JSONL")
     p.add_argument("--version", action="store_true", help="apply: ingest and version --out")
+    p.set_defaults(func=cmd_cai_review)
