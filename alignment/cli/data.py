@@ -152,6 +152,59 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_label_noise(args: argparse.Namespace) -> int:
+    config_from(args)
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    from alignment.cai.review import COLUMNS
+    from alignment.data.quality.label_noise import find_label_noise
+    from alignment.workspace import atomic_write_text
+
+    source = Path(args.source)
+    path = source / "accepted.parquet" if source.is_dir() else source
+    if not path.is_file():
+        raise AlignmentError(f"{path} is missing: give accepted rows (Parquet) or their folder")
+    table = pq.read_table(path)
+    try:
+        found = find_label_noise(table, folds=args.folds, seed=args.seed)
+    except ValueError as exc:
+        raise AlignmentError(f"{path}: {exc}") from exc
+    records = table.to_pylist()
+
+    def text(messages) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    for i in found.ranked():
+        rec = records[i]
+        writer.writerow(
+            {
+                "id": rec["id"],
+                "principle": "label-noise",
+                "p_chosen": f"{found.p_chosen[i]:.3f}",
+                "prompt": text(rec["prompt"]),
+                "chosen": text(rec["chosen"]),
+                "rejected": text(rec["rejected"]),
+                "verdict": "",
+                "note": f"held-out reward models ({found.folds} folds) prefer the rejected one",
+            }
+        )
+    sheet = atomic_write_text(Path(args.csv), buf.getvalue())
+    flagged = [found.ids[i] for i in found.ranked()]
+    print(
+        f"{len(flagged)} of {table.num_rows} pairs flagged as likely mislabelled; review sheet "
+        f"{sheet}: write agree or flip in the verdict column, then `alignment cai review apply "
+        f"--labelled {path} --csv {sheet} --out FIXED.jsonl` and ingest FIXED.jsonl"
+    )
+    write_json(args.json, {"pairs": table.num_rows, "flagged": flagged, "review_csv": str(sheet)})
+    return 0
+
+
 def cmd_data_get(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.version import get_version
@@ -229,6 +282,16 @@ def register(sub) -> None:
     p.add_argument("ingested", help="the folder `data ingest --out` wrote")
     p.add_argument("--out", required=True, help="folder for train.parquet and eval.parquet")
     p.set_defaults(func=cmd_data_split)
+    p = data.add_parser(
+        "label-noise",
+        help="flag pairs whose label cross-validated reward models contradict; write a review sheet",
+    )
+    add_common(p)
+    p.add_argument("source", help="accepted rows (Parquet) or the folder holding accepted.parquet")
+    p.add_argument("--csv", required=True, help="review sheet to write (cai review's format)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_label_noise)
     p = data.add_parser("get", help="restore the exact bytes of a version's file")
     add_common(p)
     p.add_argument("version_id", help="version id (or a prefix) or tag")
