@@ -82,6 +82,12 @@ def test_dvc_repro_builds_a_model_and_a_changed_beta_reruns_only_dpo(project):
     assert _ran(_dvc(project, "repro")) == stages
     assert (project / "build" / "jobs" / "dpo" / "model" / "config.json").is_file()
     assert _ran(_dvc(project, "repro")) == []
-    _set(project, "train.dpo.beta", 0.2)
-    assert _ran(_dvc(project, "repro")) == ["train_dpo", "evaluate"]
     assert "reward_accuracy" in _dvc(project, "metrics", "show")
+    _run(project, "git", "add", "-A")
+    _run(project, "git", "commit", "-q", "-m", "baseline")
+    assert _ran(_dvc(project, "exp", "run", "-S", "train.dpo.beta=0.2")) == [
+        "train_dpo",
+        "evaluate",
+    ]
+    shown = _dvc(project, "exp", "show", "--csv")
+    assert "0.2" in shown and "reward_accuracy" in shown
