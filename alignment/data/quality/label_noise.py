@@ -84,7 +84,7 @@ def find_label_noise(table: pa.Table, folds: int = 5, seed: int = 0) -> LabelNoi
     held_out = np.zeros((n, 2))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(n), shown_first):
-        model = LogisticRegression(C=1.0, max_iter=1000)
+        model = LogisticRegression(C=1.0, solver="liblinear")
         model.fit(features[train], shown_first[train])
         held_out[test] = model.predict_proba(features[test])
     flagged = find_label_issues(labels=shown_first, pred_probs=held_out)
