@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignment.errors import ConfigError
+from alignment.quality_config import QualityConfig
 
 
 class _Strict(BaseModel):
@@ -658,6 +659,7 @@ class PipelineConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     cai: CAIConfig = CAIConfig()
     retrain: RetrainConfig = RetrainConfig()
+    quality: QualityConfig = QualityConfig()
 
     def digest(self) -> str:
         """A stable hash of the full config (for lineage tags)."""

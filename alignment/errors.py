@@ -17,6 +17,10 @@ class ValidationFailed(AlignmentError):
     """A set-level data check failed (for example, too many rows rejected)."""
 
 
+class DataDrift(AlignmentError):
+    """A new data version is past a drift threshold from the champion's (quality.drift)."""
+
+
 class VersioningError(AlignmentError):
     """DVC could not record or push a data version."""
 

@@ -92,13 +92,20 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def run_ingest(src: Path, out: Path) -> dict:
-    from alignment.config import IngestConfig, ValidationConfig
+def run_ingest(src: Path, out: Path, near_duplicates: bool = False) -> dict:
+    from alignment.config import IngestConfig, SplitConfig, ValidationConfig
     from alignment.data.ingest import ingest_file
+    from alignment.quality_config import NearDuplicateConfig, QualityConfig
 
+    quality = QualityConfig(near_duplicates=NearDuplicateConfig(enabled=near_duplicates))
     started = time.perf_counter()
     result = ingest_file(
-        src, out, IngestConfig(), ValidationConfig(max_rejected_fraction=0.5, max_length_bias=1.0)
+        src,
+        out,
+        IngestConfig(),
+        ValidationConfig(max_rejected_fraction=0.5, max_length_bias=1.0),
+        SplitConfig(),
+        quality,
     )
     return {
         "seconds": time.perf_counter() - started,
@@ -204,8 +211,12 @@ def run_floor(src: Path, out: Path) -> dict:
 
 
 def child(variant: str, src: str, out: str) -> None:
-    fn = run_ingest if variant.startswith("ingest") else run_floor
-    result = fn(Path(src), Path(out))
+    if variant.startswith("ingest"):
+        result = run_ingest(
+            Path(src), Path(out), near_duplicates=variant == "ingest_near_duplicates"
+        )
+    else:
+        result = run_floor(Path(src), Path(out))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -248,6 +259,12 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="also time the ingest of another checkout (its root)"
     )
+    parser.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="also time the ingest with the MinHash near-duplicate check on (the plain "
+        "ingest variant runs with it off)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SRC", "OUT"))
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "validate.json"
@@ -264,6 +281,10 @@ def main() -> None:
             "floor": [measure("floor", src, Path(tmp) / "f") for _ in range(args.floor_repeats)]
         }
         runs["ingest"] = [measure("ingest", src, Path(tmp) / "o") for _ in range(args.repeats)]
+        if args.near_duplicates:
+            runs["ingest_near_duplicates"] = [
+                measure("ingest_near_duplicates", src, Path(tmp) / "n") for _ in range(args.repeats)
+            ]
         if args.baseline:
             runs["ingest_baseline"] = [measure("ingest", src, Path(tmp) / "b", args.baseline)]
     floor_s = statistics.median(r["seconds"] for r in runs["floor"])

@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from alignment.config import PipelineConfig, load_config
 from alignment.data.ingest import IngestResult, ingest_file, summary_lines
+from alignment.data.quality.history import earlier_accepted
 from alignment.data.version import DataVersion, version_dataset
 from alignment.errors import ConfigError, ValidationFailed
 from alignment.workspace import Workspace, remove_dead_partials, unique_dir
@@ -18,7 +19,8 @@ from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 def ingest_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> IngestResult:
     remove_dead_partials(ws.staging)
     out_dir = unique_dir(ws.staging, cfg.ingest.dataset)
-    return ingest_file(source, out_dir, cfg.ingest, cfg.validation, cfg.split)
+    earlier = earlier_accepted(ws, cfg.ingest.dataset)
+    return ingest_file(source, out_dir, cfg.ingest, cfg.validation, cfg.split, cfg.quality, earlier)
 
 
 @task(name="version-data")

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from alignment.config import PipelineConfig, load_config
 from alignment.data.ingest import IngestResult, summary_lines
 from alignment.data.splits import split_by_prompt
-from alignment.data.version import DataVersion, find_version, materialize
+from alignment.data.version import DataVersion, find_version, materialize, read_version_file
 from alignment.errors import ConfigError, VersioningError
 from alignment.registry import RegisteredVersion
 from alignment.runs import RunDir
@@ -47,7 +47,9 @@ def split_task(
 
     # read the exact bytes of this version back through DVC, not whatever is checked out
     accepted = materialize(ws, version, run.root / "data" / "accepted.parquet")
-    train, evaluation = split_by_prompt(pd.read_parquet(accepted), eval_fraction)
+    report = json.loads(read_version_file(ws, version, "report.json"))
+    groups = (report.get("near_duplicates") or {}).get("split_buckets")
+    train, evaluation = split_by_prompt(pd.read_parquet(accepted), eval_fraction, groups)
     for frame, path in ((train, run.train_data), (evaluation, run.eval_data)):
         atomic_write_bytes(path, frame.to_parquet(index=False))
     return run.train_data, run.eval_data

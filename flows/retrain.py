@@ -36,6 +36,7 @@ from alignment.data.landing import (
 from alignment.data.version import known_source, remember_source
 from alignment.errors import ConfigError, VersioningError
 from alignment.workspace import Workspace, file_lock
+from flows.drift import drift_check_task
 from flows.pipeline import prepare_data, train_and_register
 
 
@@ -209,6 +210,7 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         message = f"nothing new: data version {version.id} is already trained{note}"
         return RetrainResult(idle, message, version.id, seconds=times, **landing)
     verify_data_task(ws, cfg.ingest.dataset, version.id)
+    drift_check_task(cfg, ws, version.id)  # stops here when the data drifted and policy says so
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     if registered.alias == registry.CHAMPION:
         decision = "first version: champion"

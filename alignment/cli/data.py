@@ -13,17 +13,31 @@ from alignment.errors import AlignmentError
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.ingest import ingest_file, summary_lines
+    from alignment.data.quality.history import earlier_accepted
     from alignment.errors import ValidationFailed
     from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
     ws = Workspace.from_config(cfg.workspace).ensure()
-    source = Path(args.input) if args.input else cfg.ingest.input
+    if args.file and args.input and args.file != args.input:
+        raise AlignmentError(
+            f"two inputs given: {args.file} and --input {args.input}; pass one of them"
+        )
+    given = args.file or args.input
+    source = Path(given) if given else cfg.ingest.input
     if source is None:
-        raise AlignmentError("no input: pass --input FILE or set ingest.input in the config")
+        raise AlignmentError("no input: pass FILE (or --input FILE) or set ingest.input")
     remove_dead_partials(ws.staging)
     out = Path(args.out) if args.out else unique_dir(ws.staging, cfg.ingest.dataset)
     try:
-        result = ingest_file(source, out, cfg.ingest, cfg.validation)
+        result = ingest_file(
+            source,
+            out,
+            cfg.ingest,
+            cfg.validation,
+            cfg.split,
+            cfg.quality,
+            earlier_accepted(ws, cfg.ingest.dataset),
+        )
     except ValidationFailed as exc:
         print(str(exc), file=sys.stderr)
         return 3
@@ -105,12 +119,14 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 def cmd_data_diff(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    from alignment.data.quality.drift import compare_versions, html_report
+    from alignment.data.quality.drift import summary_lines as drift_lines
     from alignment.data.version import diff_versions
     from alignment.workspace import Workspace
 
-    diff = diff_versions(
-        Workspace.from_config(cfg.workspace), args.dataset or cfg.ingest.dataset, args.v1, args.v2
-    )
+    ws = Workspace.from_config(cfg.workspace)
+    dataset = args.dataset or cfg.ingest.dataset
+    diff = diff_versions(ws, dataset, args.v1, args.v2)
     print(
         f"{diff['v1'][:12]} -> {diff['v2'][:12]}: +{diff['added']} rows, "
         f"-{diff['removed']} rows, {diff['unchanged']} unchanged"
@@ -118,7 +134,90 @@ def cmd_data_diff(args: argparse.Namespace) -> int:
     print(f"{'':26s} {diff['v1'][:12]:>14s} {diff['v2'][:12]:>14s}")
     for key, (a, b) in diff["side_by_side"].items():
         print(f"{key:26s} {a!s:>14s} {b!s:>14s}")
-    write_json(args.json, diff)
+    drift = compare_versions(ws, dataset, diff["v1"], diff["v2"], cfg.quality.drift)
+    print("\n".join(drift_lines(drift)))
+    if args.html:
+        from alignment.workspace import atomic_write_text
+
+        print(f"drift report {atomic_write_text(Path(args.html), html_report(drift))}")
+    write_json(args.json, {**diff, "drift": drift})
+    return 0
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    import json
+
+    import pandas as pd
+
+    from alignment.data.splits import split_by_prompt
+    from alignment.workspace import atomic_write_bytes
+
+    folder, out = Path(args.ingested), Path(args.out)
+    accepted, report_path = folder / "accepted.parquet", folder / "report.json"
+    for path in (accepted, report_path):
+        if not path.is_file():
+            raise AlignmentError(f"{path} is missing: give the folder `data ingest --out` wrote")
+    report = json.loads(report_path.read_text())
+    groups = (report.get("near_duplicates") or {}).get("split_buckets")
+    train, evaluation = split_by_prompt(pd.read_parquet(accepted), cfg.split.eval_fraction, groups)
+    for frame, name in ((train, "train.parquet"), (evaluation, "eval.parquet")):
+        atomic_write_bytes(out / name, frame.to_parquet(index=False))
+    print(f"{len(train)} train and {len(evaluation)} eval rows in {out}")
+    write_json(args.json, {"train_rows": len(train), "eval_rows": len(evaluation)})
+    return 0
+
+
+def cmd_data_label_noise(args: argparse.Namespace) -> int:
+    config_from(args)
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    from alignment.cai.review import COLUMNS
+    from alignment.data.quality.label_noise import find_label_noise
+    from alignment.workspace import atomic_write_text
+
+    source = Path(args.source)
+    path = source / "accepted.parquet" if source.is_dir() else source
+    if not path.is_file():
+        raise AlignmentError(f"{path} is missing: give accepted rows (Parquet) or their folder")
+    table = pq.read_table(path)
+    try:
+        found = find_label_noise(table, folds=args.folds, seed=args.seed)
+    except ValueError as exc:
+        raise AlignmentError(f"{path}: {exc}") from exc
+    records = table.to_pylist()
+
+    def text(messages) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    for i in found.ranked():
+        rec = records[i]
+        writer.writerow(
+            {
+                "id": rec["id"],
+                "principle": "label-noise",
+                "p_chosen": f"{found.p_chosen[i]:.3f}",
+                "prompt": text(rec["prompt"]),
+                "chosen": text(rec["chosen"]),
+                "rejected": text(rec["rejected"]),
+                "verdict": "",
+                "note": f"held-out reward models ({found.folds} folds) prefer the rejected one",
+            }
+        )
+    sheet = atomic_write_text(Path(args.csv), buf.getvalue())
+    flagged = [found.ids[i] for i in found.ranked()]
+    print(
+        f"{len(flagged)} of {table.num_rows} pairs flagged as likely mislabelled; review sheet "
+        f"{sheet}: write agree or flip in the verdict column, then `alignment cai review apply "
+        f"--labelled {path} --csv {sheet} --out FIXED.jsonl` and ingest FIXED.jsonl"
+    )
+    write_json(args.json, {"pairs": table.num_rows, "flagged": flagged, "review_csv": str(sheet)})
     return 0
 
 
@@ -163,7 +262,8 @@ def register(sub) -> None:
     )
     p = data.add_parser("ingest", help="read, normalize and validate a preference file")
     add_common(p)
-    p.add_argument("--input", "-i", help="raw file (overrides ingest.input)")
+    p.add_argument("file", nargs="?", help="raw file or folder (overrides ingest.input)")
+    p.add_argument("--input", "-i", help="the same as FILE")
     add_format(p)
     p.add_argument("--out", help="folder for accepted/rejected rows and the report")
     p.add_argument("--version", action="store_true", help="also version the result with DVC")
@@ -183,12 +283,32 @@ def register(sub) -> None:
     p.add_argument("version_id", help="version id (or a prefix) or tag")
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_data_show)
-    p = data.add_parser("diff", help="rows added/removed and statistics of two versions")
+    p = data.add_parser(
+        "diff", help="rows added/removed, statistics and drift (quality.drift) of two versions"
+    )
     add_common(p)
     p.add_argument("v1")
     p.add_argument("v2")
+    p.add_argument("--html", help="also write the drift report as an HTML page here")
     p.add_argument("--dataset", help="dataset name (default ingest.dataset)")
     p.set_defaults(func=cmd_data_diff)
+    p = data.add_parser(
+        "split", help="split ingested rows into train/eval by prompt (near-duplicate groups whole)"
+    )
+    add_common(p)
+    p.add_argument("ingested", help="the folder `data ingest --out` wrote")
+    p.add_argument("--out", required=True, help="folder for train.parquet and eval.parquet")
+    p.set_defaults(func=cmd_data_split)
+    p = data.add_parser(
+        "label-noise",
+        help="flag pairs whose label cross-validated reward models contradict; write a review sheet",
+    )
+    add_common(p)
+    p.add_argument("source", help="accepted rows (Parquet) or the folder holding accepted.parquet")
+    p.add_argument("--csv", required=True, help="review sheet to write (cai review's format)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_label_noise)
     p = data.add_parser("get", help="restore the exact bytes of a version's file")
     add_common(p)
     p.add_argument("version_id", help="version id (or a prefix) or tag")

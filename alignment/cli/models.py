@@ -29,6 +29,12 @@ def cmd_model_prepare(args: argparse.Namespace) -> int:
         elif cfg.ingest.input is not None and Path(cfg.ingest.input).exists():
             corpus = _corpus_from(Path(cfg.ingest.input))
     path = resolve_base_model(cfg.model, Workspace.from_config(cfg.workspace).ensure(), corpus)
+    if args.out:  # a copy where a pipeline tracks it (dvc.yaml), beside the workspace's own
+        import shutil
+
+        out = Path(args.out)
+        shutil.rmtree(out, ignore_errors=True)
+        path = Path(shutil.copytree(path, out))
     print(path)
     write_json(args.json, {"path": str(path)})
     return 0
@@ -231,6 +237,7 @@ def register(sub) -> None:
     )
     add_common(p)
     p.add_argument("--corpus", help="canonical Parquet whose texts train the tiny tokenizer")
+    p.add_argument("--out", help="also copy the model folder here")
     p.set_defaults(func=cmd_model_prepare)
     models = sub.add_parser("models", help="the model registry").add_subparsers(
         dest="models_command", required=True

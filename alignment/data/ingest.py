@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,11 @@ from alignment.config import IngestConfig, SplitConfig, ValidationConfig
 from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, ReadOptions, read_chunks
 from alignment.data.formats.detect import describe_columns
 from alignment.data.integrity import file_md5
+from alignment.data.quality.agreement import AnnotatorAgreement
+from alignment.data.quality.near_duplicates import NearDuplicates
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
+from alignment.quality_config import QualityConfig
 from alignment.workspace import atomic_write_text
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -173,11 +177,14 @@ def ingest_file(
     ingest_cfg: IngestConfig,
     validation_cfg: ValidationConfig,
     split_cfg: SplitConfig | None = None,
+    quality_cfg: QualityConfig | None = None,
+    earlier: Iterable[pa.Table] = (),
 ) -> IngestResult:
     """Read, validate and write accepted.parquet, rejected.parquet and report.json to out_dir.
 
     ``path`` is a file or a folder (each file detected on its own). The input is never
-    modified. Raises ValidationFailed after writing the outputs when a set-level rule fails,
+    modified. ``earlier``: the accepted rows of the dataset's earlier versions, oldest first,
+    for the near-duplicate check across versions. Raises ValidationFailed after writing the outputs when a set-level rule fails,
     and DataFormatError when a file cannot be read at all.
     """
     path = Path(path)
@@ -188,8 +195,19 @@ def ingest_file(
     ):
         raise DataFormatError(f"{path}: input would be overwritten by the ingest outputs")
     split_cfg = split_cfg or SplitConfig()
+    quality_cfg = quality_cfg or QualityConfig()
+    near_duplicates = None
+    if quality_cfg.near_duplicates.enabled:
+        near_duplicates = NearDuplicates(quality_cfg.near_duplicates)
+        if quality_cfg.near_duplicates.across_versions:
+            for table in earlier:
+                near_duplicates.add_earlier(table)
+    agreement = AnnotatorAgreement(quality_cfg.annotators)
     validator = Validator(
-        validation_cfg, out_dir / "validation", eval_fraction=split_cfg.eval_fraction
+        validation_cfg,
+        out_dir / "validation",
+        eval_fraction=split_cfg.eval_fraction,
+        near_duplicates=near_duplicates,
     )
     files: list[FileInfo] = []
     accepted_out = _ParquetOut(out_dir / "accepted.parquet", ACCEPTED_SCHEMA)
@@ -201,6 +219,7 @@ def ingest_file(
         tables = [table for _, table in group]
         records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         malformed = [m for chunk, _ in group for m in chunk.malformed]
+        agreement.add(records)
         accepted, rejected = validator.validate_chunk(records, malformed)
         accepted_out.write(accepted)
         rejected_out.write(rejected)
@@ -238,6 +257,9 @@ def ingest_file(
     accepted_path = accepted_out.close()
     rejected_path = rejected_out.close()
     validation, docs_path = validator.finish()
+    annotators = agreement.report()
+    if annotators is not None:
+        validation["annotators"] = annotators
     input_rows = sum(f.rows_read for f in files)
     # nothing lost: every input row gave records (judged one by one) or one quarantined row
     if rows_with_records + validation["malformed"] != input_rows:
@@ -334,6 +356,22 @@ def summary_lines(result: IngestResult) -> list[str]:
         )
     if report.get("skipped_rules"):
         lines.append(f"skipped     {', '.join(report['skipped_rules'])} (no validation.tokenizer)")
+    near = report.get("near_duplicates")
+    if near:
+        lines.append(
+            f"near-dups   {near['groups_total']} groups: {near['quarantined']} rows quarantined, "
+            f"{near['flagged']} flagged (policy prompt={near['policy']['prompt']}, "
+            f"pair={near['policy']['pair']}); {near['earlier_rows']} rows of earlier versions "
+            "compared"
+        )
+    people = report.get("annotators")
+    if people:
+        alpha = people["krippendorff_alpha"]
+        lines.append(
+            f"annotators  {people['annotators']} on {people['items_judged_twice_or_more']} shared "
+            f"items; Krippendorff's alpha {'n/a' if alpha is None else f'{alpha:.3f}'}; "
+            f"flagged: {', '.join(people['flagged']) or 'none'}"
+        )
     broken = {k: v for k, v in report.get("rule_failures", {}).items() if v}
     broken.update(report.get("malformed_reasons", {}))
     if broken:

@@ -65,8 +65,13 @@ def prompt_buckets(prompts: Any) -> np.ndarray:
     return digest_buckets(sha256_digests(messages_json(prompts)))
 
 
-def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_prompt(
+    df: pd.DataFrame, eval_fraction: float, group_buckets: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows into (train, eval) by prompt hash; all rows of a prompt land on one side.
+
+    ``group_buckets`` (record id -> bucket; the ingest report's ``near_duplicates.split_buckets``)
+    puts a row of a near-duplicate group on the side of the group's first prompt.
 
     A prompt's side depends on its own hash only, so adding rows never moves an existing
     prompt. When no prompt falls under eval_fraction and there are at least two distinct
@@ -78,6 +83,9 @@ def split_by_prompt(df: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFram
     if df.empty:
         return df.copy(), df.copy()
     buckets = df["prompt"].map(prompt_bucket)
+    if group_buckets and "id" in df:
+        grouped = df["id"].map(group_buckets)
+        buckets = grouped.where(grouped.notna(), buckets).astype(float)
     is_eval = buckets < eval_fraction
     if not is_eval.any() and buckets.nunique() >= 2:
         is_eval = buckets == buckets.min()

@@ -20,11 +20,8 @@ a thread while the first chunk is read.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,11 @@ from alignment.data.formats import (
     string_rows_with,
     table_records,
 )
-from alignment.data.splits import digest_buckets, normalized_prompt
+from alignment.data.gx_suite import GXRunner, start_gx_import
+from alignment.data.keys import id_keys, normalized_prompt_keys
+from alignment.data.quality.near_duplicates import RULES as NEAR_DUPLICATE_RULES
+from alignment.data.quality.near_duplicates import NearDuplicates
+from alignment.data.splits import digest_buckets
 from alignment.workspace import atomic_write_text
 
 REJECTED_COLUMNS = [*CANONICAL_COLUMNS, "raw", "reasons"]
@@ -272,76 +273,6 @@ def _control_rows(text: pa.Array) -> np.ndarray:
     return out
 
 
-def _hashes(strings: pa.Array) -> np.ndarray:
-    """A 64-bit hash per string (pandas' keyed SipHash: fixed across runs and processes)."""
-    return pd.util.hash_array(strings.to_numpy(zero_copy_only=False), categorize=False)
-
-
-def _id_keys(ids: pa.Array) -> np.ndarray:
-    """A 64-bit key per record id: the id's own 16 hex digits (ids are content hashes), or
-    the id's hash for an id of another shape."""
-    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    hex16 = pc.fill_null(pc.match_substring_regex(ids, "^[0-9a-f]{16}$"), False)
-    keys = np.zeros(len(ids), dtype=np.uint64)
-    well = hex16.to_numpy(zero_copy_only=False)
-    if well.any():
-        hex_ids = ids.filter(hex16)
-        one_row = pa.ListArray.from_arrays(pa.array([0, len(hex_ids)], pa.int32()), hex_ids)
-        digits = pc.binary_join(one_row, "")[0].as_py()
-        keys[well] = np.frombuffer(bytes.fromhex(digits), dtype=">u8")
-    if not well.all():
-        keys[~well] = _hashes(pc.fill_null(ids.filter(pc.invert(hex16)), ""))
-    return keys
-
-
-# ASCII bytes as ``splits.normalized_prompt`` sees them: letters lowercased, digits kept,
-# everything else (``[\W_]``) a space
-_WORD_BYTES = np.full(256, 0x20, dtype=np.uint8)
-_WORD_BYTES[ord("0") : ord("9") + 1] = np.arange(ord("0"), ord("9") + 1)
-_WORD_BYTES[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
-_WORD_BYTES[ord("A") : ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
-
-
-def _ascii_normalized(text: pa.Array) -> pa.Array:
-    """``splits.normalized_prompt`` of ASCII strings, on the bytes: map each byte through
-    ``_WORD_BYTES``, drop every space that starts a row or follows a space, trim the end."""
-    text = text.cast(pa.large_string())
-    n = len(text)
-    _, offsets_buf, data_buf = text.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[text.offset : text.offset + n + 1]
-    if not n or data_buf is None or offsets[-1] == offsets[0]:
-        return pa.array([""] * n, pa.large_string())
-    rel = offsets - offsets[0]
-    data = _WORD_BYTES[np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]]
-    space = data == 0x20
-    after_space = np.empty_like(space)
-    after_space[0] = True
-    after_space[1:] = space[:-1]
-    starts = rel[:-1]
-    after_space[starts[starts < len(data)]] = True
-    dropped = space & after_space
-    row_of_dropped = np.searchsorted(rel, np.flatnonzero(dropped), side="right") - 1
-    new_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.diff(rel) - np.bincount(row_of_dropped, minlength=n), out=new_offsets[1:])
-    keep = ~dropped
-    collapsed = pa.Array.from_buffers(
-        pa.large_string(), n, [None, pa.py_buffer(new_offsets), pa.py_buffer(data[keep])]
-    )
-    return pc.utf8_rtrim(collapsed, " ")
-
-
-def _norm_keys(prompt_text: pa.Array) -> np.ndarray:
-    """Hash of ``splits.normalized_prompt`` of each text: byte kernels for ASCII text,
-    Python's own regex for the rest."""
-    ascii_rows = pc.string_is_ascii(prompt_text).to_numpy(zero_copy_only=False)
-    keys = _hashes(_ascii_normalized(prompt_text))
-    if not ascii_rows.all():
-        other = np.flatnonzero(~ascii_rows)
-        slow = [normalized_prompt(t) for t in prompt_text.take(pa.array(other)).to_pylist()]
-        keys[other] = _hashes(pa.array(slow, pa.string()))
-    return keys
-
-
 def _set_keys(frame: pd.DataFrame, table: pa.Table, prompt_text: pa.Array, seen: SeenState) -> None:
     """duplicate / near_duplicate against every earlier row, the normalized prompt key, and
     the prompt's split bucket.
@@ -351,8 +282,8 @@ def _set_keys(frame: pd.DataFrame, table: pa.Table, prompt_text: pa.Array, seen:
     """
     digests = sha256_digests(messages_json(table.column("prompt")))
     exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
-    norms = _norm_keys(prompt_text)
-    ids = _id_keys(table.column("id")).tolist()
+    norms = normalized_prompt_keys(prompt_text)
+    ids = id_keys(table.column("id")).tolist()
     earlier = np.fromiter(map(seen.ids.__contains__, ids), dtype=bool, count=len(ids))
     seen.ids.update(ids)
     # an id twice in this chunk: every occurrence after the first is a duplicate
@@ -393,157 +324,6 @@ def load_tokenizer(cfg: ValidationConfig) -> Any:
     return AutoTokenizer.from_pretrained(
         str(folder), local_files_only=True, trust_remote_code=False
     )
-
-
-def _suite(gx: Any, gxe: Any, cfg: ValidationConfig) -> Any:
-    suite = gx.ExpectationSuite(name="preference_pairs")
-
-    def add(rule: str, expectation: Any) -> None:
-        expectation.meta = {"rule": rule, "notes": RULES[rule]}
-        suite.add_expectation(expectation)
-
-    add("empty_prompt", gxe.ExpectColumnValuesToBeBetween(column="prompt_min_chars", min_value=1))
-    add("empty_chosen", gxe.ExpectColumnValuesToBeBetween(column="chosen_chars", min_value=1))
-    add("empty_rejected", gxe.ExpectColumnValuesToBeBetween(column="rejected_chars", min_value=1))
-    add(
-        "chosen_equals_rejected",
-        gxe.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False]),
-    )
-    add("prompt_roles", gxe.ExpectColumnValuesToBeInSet(column="prompt_roles_ok", value_set=[True]))
-    add(
-        "chosen_roles",
-        gxe.ExpectColumnValuesToBeInSet(column="chosen_role", value_set=["assistant"]),
-    )
-    add(
-        "rejected_roles",
-        gxe.ExpectColumnValuesToBeInSet(column="rejected_role", value_set=["assistant"]),
-    )
-    add(
-        "too_long",
-        gxe.ExpectColumnValuesToBeBetween(column="max_turn_chars", max_value=cfg.max_chars),
-    )
-    add(
-        "control_characters",
-        gxe.ExpectColumnValuesToBeInSet(column="control_characters", value_set=[False]),
-    )
-    add("bad_score", gxe.ExpectColumnValuesToBeInSet(column="scores_ok", value_set=[True]))
-    add(
-        "score_order",
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="score_chosen",
-            column_B="score_rejected",
-            or_equal=True,
-            ignore_row_if="either_value_is_missing",
-        ),
-    )
-    add("duplicate", gxe.ExpectColumnValuesToBeInSet(column="duplicate", value_set=[False]))
-    add(
-        "near_duplicate",
-        gxe.ExpectColumnValuesToBeInSet(column="near_duplicate", value_set=[False]),
-    )
-    if cfg.tokenizer:
-        add(
-            "too_many_tokens",
-            gxe.ExpectColumnValuesToBeBetween(column="pair_tokens", max_value=cfg.max_tokens),
-        )
-        add(
-            "identical_after_truncation",
-            gxe.ExpectColumnValuesToBeInSet(column="identical_after_truncation", value_set=[False]),
-        )
-    return suite
-
-
-def _import_gx() -> None:
-    """Import Great Expectations (seconds of pure import work) ahead of its first use."""
-    # a failure here is left to the import where GX is used, which reports it
-    with contextlib.suppress(Exception):
-        import great_expectations.expectations  # noqa: F401
-        from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: F401
-
-
-def _start_gx_import() -> threading.Thread:
-    """Import GX on a thread while the first chunk is read; ``join`` before using it."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    # the readers' own lazy import, done first so the two threads never wait on each other
-    import pyarrow.json  # noqa: F401
-
-    thread = threading.Thread(target=_import_gx, name="gx-import", daemon=True)
-    thread.start()
-    return thread
-
-
-class _GXRunner:
-    """One ephemeral GX context, suite and checkpoint, run once per chunk."""
-
-    def __init__(self, cfg: ValidationConfig, docs_dir: Path | None):
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        import great_expectations as gx  # slow (3-5 s): imported only when validating
-        import great_expectations.expectations as gxe
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self.docs_dir = docs_dir
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(
-            globally=False, metric_calculations=False
-        )
-        asset = self.context.data_sources.add_pandas("preferences").add_dataframe_asset("pairs")
-        batch = asset.add_batch_definition_whole_dataframe("chunk")
-        suite = self.context.suites.add(_suite(gx, gxe, cfg))
-        definition = self.context.validation_definitions.add(
-            gx.ValidationDefinition(name="preference_pairs", data=batch, suite=suite)
-        )
-        if docs_dir is not None:
-            self.context.add_data_docs_site(
-                "alignment",
-                {
-                    "class_name": "SiteBuilder",
-                    "store_backend": {
-                        "class_name": "TupleFilesystemStoreBackend",
-                        "base_directory": str(docs_dir),
-                    },
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                },
-            )
-        self.checkpoint = self.context.checkpoints.add(
-            gx.Checkpoint(
-                name="ingest",
-                validation_definitions=[definition],
-                actions=[],
-                result_format={"result_format": "COMPLETE"},
-            )
-        )
-
-    def run(self, flat: pd.DataFrame) -> tuple[dict[str, list[int]], list[dict]]:
-        """Failing row positions per rule, and one result per expectation, for one chunk."""
-        outcome = self.checkpoint.run(batch_parameters={"dataframe": flat})
-        (validation,) = outcome.run_results.values()
-        failing: dict[str, list[int]] = {}
-        results = []
-        for res in validation.results:
-            rule = res.expectation_config.meta["rule"]
-            if res.exception_info and res.exception_info.get("raised_exception"):
-                raise RuntimeError(
-                    f"GX expectation for rule {rule!r} crashed: {res.exception_info}"
-                )
-            indexes = [int(i) for i in res.result.get("unexpected_index_list") or []]
-            failing[rule] = indexes
-            results.append(
-                {
-                    "rule": rule,
-                    "expectation": res.expectation_config.type,
-                    "success": bool(res.success),
-                    "unexpected_count": len(indexes),
-                }
-            )
-        return failing, results
-
-    def build_docs(self) -> Path | None:
-        """Data Docs over every chunk's validation result."""
-        if self.docs_dir is None:
-            return None
-        self.context.build_data_docs(site_names=["alignment"])
-        docs = self.docs_dir / "index.html"
-        return docs if docs.is_file() else None
 
 
 def _raw(rec: dict) -> str:
@@ -595,17 +375,20 @@ class Validator:
         report_dir: Path,
         build_docs: bool = True,
         eval_fraction: float = 0.1,
+        near_duplicates: NearDuplicates | None = None,
     ):
         self.cfg = cfg
+        # judged after the row rules, on the rows that passed them
+        self.near_duplicates = near_duplicates
         self.report_dir = Path(report_dir)
         self.build_docs = build_docs
         self.eval_fraction = eval_fraction
         self.tokenizer = load_tokenizer(cfg)
         self.seen = SeenState.empty()
-        self._gx: _GXRunner | None = None
-        self._gx_import = _start_gx_import()
+        self._gx: GXRunner | None = None
+        self._gx_import = start_gx_import()
         self.records = self.malformed = self.accepted = self.rejected = 0
-        self.rule_counts = dict.fromkeys(self._rules(), 0)
+        self.rule_counts = dict.fromkeys(self._counted_rules(), 0)
         self.malformed_counts: dict[str, int] = {}
         self.expectations: dict[str, dict] = {}
         # normalized prompts accepted on each side of the split
@@ -616,6 +399,10 @@ class Validator:
 
     def _rules(self) -> list[str]:
         return [r for r in RULES if self.cfg.tokenizer or r not in TOKEN_RULES]
+
+    def _counted_rules(self) -> list[str]:
+        extra = list(NEAR_DUPLICATE_RULES) if self.near_duplicates is not None else []
+        return self._rules() + extra
 
     def validate_chunk(self, records: Any, malformed: list[dict]) -> tuple[pa.Table, list[dict]]:
         """(accepted records as a table, rejected rows with raw text and reasons) for one chunk.
@@ -630,7 +417,7 @@ class Validator:
             if self._gx is None:
                 self._gx_import.join()
                 docs_dir = self.report_dir / "data_docs" if self.build_docs else None
-                self._gx = _GXRunner(self.cfg, docs_dir)
+                self._gx = GXRunner(self.cfg, docs_dir, RULES)
             columns = GX_COLUMNS + (list(TOKEN_COLUMNS) if self.tokenizer is not None else [])
             failing, results = self._gx.run(flat[columns])
             for res in results:
@@ -642,6 +429,14 @@ class Validator:
             for pos in failing.get(rule, []):
                 reasons.setdefault(pos, []).append(rule)
             self.rule_counts[rule] += len(failing.get(rule, []))
+        if self.near_duplicates is not None and table.num_rows:
+            clean = np.setdiff1d(np.arange(table.num_rows), np.array(list(reasons), dtype=np.int64))
+            found = self.near_duplicates.check(table.take(pa.array(clean)))
+            for pos, why in found.items():
+                reasons.setdefault(int(clean[pos]), []).extend(why)
+                for reason in why:
+                    rule = reason.split(":", 1)[0]
+                    self.rule_counts[rule] = self.rule_counts.get(rule, 0) + 1
         keep = np.ones(table.num_rows, dtype=bool)
         bad = np.array(sorted(reasons), dtype=np.int64)
         keep[bad] = False
@@ -763,11 +558,13 @@ class Validator:
             "malformed_reasons": dict(sorted(self.malformed_counts.items())),
             "statistics": stats,
             "expectations": expectations,
-            "rules": RULES,
+            "rules": {**RULES, **(NEAR_DUPLICATE_RULES if self.near_duplicates else {})},
             "set_rules": SET_RULES,
             "thresholds": cfg.model_dump(mode="json"),
             "docs": str(docs_path) if docs_path else None,
         }
+        if self.near_duplicates is not None:
+            report["near_duplicates"] = self.near_duplicates.report()
         if self.build_docs and docs_path is None:
             docs_path = _write_html_summary(self.report_dir / "validation.html", report)
             report["docs"] = str(docs_path)

@@ -21,3 +21,26 @@ def conv(prompt: str, chosen: str, rejected: str, **extra) -> dict:
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def run_cli(
+    *args: str, ws: Path, dataset: str = "prefs", check: bool = True, env: dict | None = None
+):
+    """``python -m alignment ARGS`` against workspace ``ws``, as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    where = ("--workspace", str(ws), "--set", f"ingest.dataset={dataset}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "alignment", *args, *where],
+        capture_output=True,
+        text=True,
+        env={**(os.environ if env is None else env), "PYTHONPATH": str(root)},
+        cwd=root,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc

@@ -103,3 +103,18 @@ def test_print_commands_leaves_the_git_record_to_the_user(tmp_path):
     assert listed[0] == version["id"] and version["tag"] in listed
     md5 = version["id"]
     assert (ws / "dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+
+def test_ingest_takes_the_file_as_an_argument(tmp_path):
+    ws = tmp_path / "ws"
+    rows = [conv(f"Question {i}?", f"Answer {i}.", f"Wrong {i}.") for i in range(5)]
+    raw = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    out = tmp_path / "out.json"
+    shown = _cli("data", "ingest", str(raw), "--json", str(out), ws=ws)
+    assert json.loads(out.read_text())["accepted"] == 5
+    assert f"source      {raw}" in shown.stdout
+    other = write_jsonl(tmp_path / "other.jsonl", rows[:2])
+    both = _cli("data", "ingest", str(raw), "--input", str(other), ws=ws, check=False)
+    assert both.returncode == 2 and "two inputs given" in both.stderr
+    none = _cli("data", "ingest", ws=ws, check=False)
+    assert none.returncode == 2 and "no input: pass FILE" in none.stderr

@@ -1,0 +1,1 @@
+"""Data-quality checks over the whole set: near-duplicates, drift between versions."""

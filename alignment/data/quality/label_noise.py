@@ -1,0 +1,93 @@
+"""Label noise: pairs whose label a cross-validated reward model confidently contradicts.
+
+The reward model is deliberately tiny and fast: a logistic regression on hashed word uni- and
+bigram counts of chosen minus rejected (a linear Bradley-Terry model on bag-of-n-grams). Each
+pair is shown in a fixed random order, so both classes occur; every pair is scored by the
+model of the folds that did not see it, and confident learning (``cleanlab``) picks the pairs
+whose given label the held-out scores contradict beyond the estimated noise rates. Flagged
+pairs go to the human review sheet, never out of the data: a reviewer's ``flip`` becomes a new
+data version (``cai review apply`` then ``data ingest``).
+
+What it can see is limited by the model: label errors that only a reader of meaning would
+catch (a fluent but wrong answer preferred) are invisible to word counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alignment.data.keys import string_hashes
+from alignment.data.quality.near_duplicates import shingle_hashes
+
+FEATURES = 2**14
+
+
+@dataclass
+class LabelNoise:
+    """Held-out probability that each pair's chosen is the better one, and the flags."""
+
+    ids: list[str]
+    p_chosen: np.ndarray  # held-out P(chosen preferred), one per pair
+    flagged: np.ndarray  # bool, one per pair
+    folds: int
+
+    def ranked(self) -> list[int]:
+        """Flagged rows, the most confidently contradicted first."""
+        rows = np.flatnonzero(self.flagged)
+        return rows[np.argsort(self.p_chosen[rows], kind="stable")].tolist()
+
+
+def _counts(text: pa.Array):
+    """Hashed uni- and bigram counts of each text, as a sparse (n, FEATURES) matrix."""
+    from scipy import sparse
+
+    blocks = []
+    for words in (1, 2):
+        hashes, offsets = shingle_hashes(text, words)
+        rows = np.repeat(np.arange(len(text)), np.diff(offsets).astype(np.int64))
+        cols = (hashes % np.uint64(FEATURES)).astype(np.int64)
+        blocks.append(
+            sparse.csr_matrix(
+                (np.ones(len(cols)), (rows, cols)), shape=(len(text), FEATURES), dtype=np.float64
+            )
+        )
+    return blocks[0] + blocks[1]
+
+
+def _joined(column) -> pa.Array:
+    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    contents = pc.struct_field(lists.values, "content")
+    return pc.binary_join(pa.ListArray.from_arrays(lists.offsets, contents), "\n")
+
+
+def find_label_noise(table: pa.Table, folds: int = 5, seed: int = 0) -> LabelNoise:
+    """Score every pair with the reward model of the other folds; flag confident contradictions."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    n = table.num_rows
+    ids = table.column("id").to_pylist()
+    diff = _counts(_joined(table.column("chosen"))) - _counts(_joined(table.column("rejected")))
+    # the order each pair is shown in: fixed by its id, so a rerun flags the same pairs
+    ids_arr = pa.array(ids, pa.string())
+    order = (string_hashes(ids_arr) ^ np.uint64(seed)) % np.uint64(2) == 0
+    shown_first = order.astype(np.int64)  # 1: chosen shown first, the label says "first wins"
+    sign = np.where(order, 1.0, -1.0)
+    features = diff.multiply(sign[:, None]).tocsr()
+    if n < 2 * folds or len(set(shown_first.tolist())) < 2:
+        raise ValueError(f"label noise needs at least {2 * folds} pairs, got {n}")
+    held_out = np.zeros((n, 2))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(n), shown_first):
+        model = LogisticRegression(C=1.0, solver="liblinear")
+        model.fit(features[train], shown_first[train])
+        held_out[test] = model.predict_proba(features[test])
+    flagged = find_label_issues(labels=shown_first, pred_probs=held_out)
+    # P(the given label) -> P(chosen preferred), whichever order the pair was shown in
+    p_chosen = np.where(order, held_out[:, 1], held_out[:, 0])
+    return LabelNoise(ids=ids, p_chosen=p_chosen, flagged=np.asarray(flagged), folds=folds)

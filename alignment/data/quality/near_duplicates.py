@@ -1,0 +1,399 @@
+"""Near-duplicate prompts and pairs by MinHash (``rensa``) and banded LSH, across chunks and versions.
+
+Texts are normalized as ``splits.normalized_prompt`` does and cut into word shingles; each
+prompt (once per exact spelling) and each pair (prompt, chosen and rejected) gets a MinHash
+signature. LSH bands propose candidates among everything seen before (earlier versions first,
+then earlier rows of this input); a candidate counts only when the signatures' estimated
+Jaccard similarity reaches the threshold. The first of a group is its representative: a later
+member is quarantined (``keep_one``) or kept and flagged (``flag``), and either way named with
+the id of the row it repeats. A kept member's rows take the split side of the representative's
+prompt (``split_buckets``), so a whole group lands on one side of train/eval.
+
+The similarity check keeps 8 bits of each MinHash value (b-bit MinHash, corrected for chance
+matches), which keeps memory near ``num_perm`` bytes per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alignment.data.formats import messages_json, sha256_digests
+from alignment.data.keys import ascii_normalized, string_hashes
+from alignment.data.splits import digest_buckets, normalized_prompt
+from alignment.quality_config import NearDuplicateConfig
+
+RULES = {
+    "near_duplicate_prompt": "the prompt nearly repeats an earlier prompt (MinHash over word "
+    "shingles, quality.near_duplicates.prompt_threshold); quarantined under keep_one",
+    "near_duplicate_pair": "prompt, chosen and rejected nearly repeat an earlier pair "
+    "(quality.near_duplicates.pair_threshold); quarantined under keep_one",
+}
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _finalize(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads combined hashes over all 64 bits."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def normalized_texts(text: pa.Array) -> pa.Array:
+    """``splits.normalized_prompt`` of each text: byte kernels for ASCII, Python for the rest."""
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    out = ascii_normalized(text).cast(pa.string()).to_pylist()
+    ascii_rows = pc.string_is_ascii(text).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(~ascii_rows):
+        out[i] = normalized_prompt(text[int(i)].as_py())
+    return pa.array(out, pa.string())
+
+
+def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat 64-bit shingle hashes, row offsets) of each text's ``words``-word shingles.
+
+    A text shorter than ``words`` words is one shingle; an empty text has none.
+    """
+    split = pc.split_pattern(normalized_texts(text), " ")
+    flat = pc.list_flatten(split)
+    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    parent = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)[nonempty]
+    counts = np.bincount(parent, minlength=len(text)).astype(np.int64)
+    encoded = pc.dictionary_encode(flat.filter(pa.array(nonempty)))
+    # each distinct word hashed once
+    hashes = string_hashes(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+    total = len(hashes)
+    starts = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    # a shingle starts at each word up to ``words`` before the end, and once in a short text
+    pos = np.arange(total) - starts[:-1][parent]
+    keep = (pos <= counts[parent] - words) | (pos == 0)
+    end = starts[1:][parent]
+    shingle = np.zeros(total, dtype=np.uint64)
+    for k in range(words):
+        at = np.arange(total) + k
+        term = np.where(at < end, hashes[np.minimum(at, max(total - 1, 0))], np.uint64(0))
+        shingle = _finalize(shingle * _MIX + term + np.uint64(k + 1))
+    offsets = np.zeros(len(counts) + 1, dtype=np.uint64)
+    np.cumsum(np.bincount(parent[keep], minlength=len(counts)), out=offsets[1:])
+    return shingle[keep], offsets
+
+
+def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle)."""
+    import rensa
+
+    hashes, offsets = shingle_hashes(text, cfg.shingle_words)
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        hashes, offsets, cfg.num_perm, cfg.seed
+    )
+    sig = np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(text), cfg.num_perm)
+    return sig, np.diff(offsets) > 0
+
+
+def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
+    """(bands, rows per band): the fewest false candidates that still propose at least 99% of
+    pairs whose similarity is at the threshold."""
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= 0.99:
+            best = (bands, rows)
+    return best
+
+
+@dataclass
+class _Index:
+    """Signatures (8 bits a value) and LSH bands of every unit seen, by key 0, 1, 2, ..."""
+
+    threshold: float
+    bands: int
+    rows: int
+    sigs: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (first key, values)
+    size: int = 0
+    band_values: list[np.ndarray] = field(default_factory=list)  # sorted, one array a band
+    band_keys: list[np.ndarray] = field(default_factory=list)
+
+    def band_hashes(self, sig: np.ndarray) -> np.ndarray:
+        """(n, bands) uint64: each band's values combined into one hash."""
+        out = np.zeros((len(sig), self.bands), dtype=np.uint64)
+        for b in range(self.bands):
+            x = np.full(len(sig), np.uint64(b + 1), dtype=np.uint64)
+            for j in range(self.rows):
+                x = _finalize(x * _MIX + sig[:, b * self.rows + j].astype(np.uint64))
+            out[:, b] = x
+        return out
+
+    def signature(self, key: int) -> np.ndarray:
+        for first, values in self.sigs:
+            if key < first + len(values):
+                return values[key - first]
+        raise KeyError(key)
+
+    def earlier_candidates(self, bands: np.ndarray) -> list[set[int]]:
+        """For each row, the indexed keys that share one of its bands."""
+        found: list[set[int]] = [set() for _ in range(len(bands))]
+        for b, (values, keys) in enumerate(zip(self.band_values, self.band_keys, strict=True)):
+            if not len(values):
+                continue
+            at = np.minimum(np.searchsorted(values, bands[:, b]), len(values) - 1)
+            for i in np.flatnonzero(values[at] == bands[:, b]):
+                found[i].add(int(keys[at[i]]))
+        return found
+
+    def add(self, sig8: np.ndarray, bands: np.ndarray, indexed: np.ndarray) -> None:
+        """Give the new units the next keys; put the ``indexed`` ones in the bands (the
+        earliest key stays the one found for a band value)."""
+        keys = np.arange(self.size, self.size + len(sig8), dtype=np.int64)
+        self.sigs.append((self.size, sig8))
+        self.size += len(sig8)
+        for b in range(self.bands):
+            old = b < len(self.band_values)
+            values = (
+                np.concatenate([self.band_values[b], bands[indexed, b]])
+                if old
+                else bands[indexed, b]
+            )
+            keys_b = np.concatenate([self.band_keys[b], keys[indexed]]) if old else keys[indexed]
+            order = np.argsort(values, kind="stable")
+            values, keys_b = values[order], keys_b[order]
+            first = np.ones(len(values), dtype=bool)
+            first[1:] = values[1:] != values[:-1]
+            if old:
+                self.band_values[b], self.band_keys[b] = values[first], keys_b[first]
+            else:
+                self.band_values.append(values[first])
+                self.band_keys.append(keys_b[first])
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard estimate from 8-bit MinHash values, chance matches (1 in 256) taken out."""
+    match = float(np.mean(a == b))
+    return max(0.0, (match - 1 / 256) / (1 - 1 / 256))
+
+
+@dataclass
+class _Match:
+    key: int
+    similarity: float
+
+
+class NearDuplicates:
+    """Stateful near-duplicate check: ``add_earlier`` for earlier versions, then ``check``."""
+
+    def __init__(self, cfg: NearDuplicateConfig):
+        self.cfg = cfg
+        self.indexes: dict[str, _Index] = {}
+        for kind, threshold in (("prompt", cfg.prompt_threshold), ("pair", cfg.pair_threshold)):
+            if threshold is not None:
+                bands, rows = lsh_bands(cfg.num_perm, threshold)
+                self.indexes[kind] = _Index(threshold, bands, rows)
+        self.prompt_of: dict[int, int] = {}  # exact prompt hash -> prompt key
+        self.prompt_parent: list[int] = []  # prompt key -> the prompt whose group it joined
+        self.prompt_row_id: list[str] = []  # prompt key -> id of the first row with it
+        self.prompt_bucket: list[float] = []
+        self.prompt_match: dict[int, _Match] = {}  # prompt key -> the earlier prompt it repeats
+        self.prompt_dropped: set[int] = set()
+        self.pair_id: list[str] = []  # pair key -> record id
+        self.pair_prompt: list[int] = []  # pair key -> prompt key
+        self.pair_parent: dict[int, int] = {}
+        self.earlier_ids: set[str] = set()
+        self.groups: dict[tuple[str, str], list[dict]] = {}
+        self.split_buckets: dict[str, float] = {}
+        self.counts = {"quarantined": 0, "flagged": 0, "split_conflicts": 0, "earlier_rows": 0}
+
+    def add_earlier(self, table: pa.Table) -> None:
+        """Index the accepted rows of an earlier version (rows seen before are skipped)."""
+        ids = table.column("id").to_pylist()
+        fresh = np.array([i not in self.earlier_ids for i in ids], dtype=bool)
+        self.earlier_ids.update(ids)
+        if fresh.any():
+            self._run(table.filter(pa.array(fresh)), record=False)
+            self.counts["earlier_rows"] += int(fresh.sum())
+
+    def check(self, table: pa.Table) -> dict[int, list[str]]:
+        """Reasons to quarantine, by row position of ``table``; flagged rows are recorded."""
+        return self._run(table, record=True) if table.num_rows else {}
+
+    def group_of(self, prompt: int) -> int:
+        """The first prompt of the group a prompt belongs to."""
+        while (parent := self.prompt_parent[prompt]) != prompt:
+            prompt = parent
+        return prompt
+
+    def _run(self, table: pa.Table, record: bool) -> dict[int, list[str]]:
+        ids = table.column("id").to_pylist()
+        prompt_text = _joined(table.column("prompt"))
+        digests = sha256_digests(messages_json(table.column("prompt")))
+        exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+        prompts = self._prompts(ids, exact.tolist(), digest_buckets(digests), prompt_text, record)
+        found: dict[int, tuple[str, str, float]] = {}  # row -> (kind, id it repeats, similarity)
+        for i, p in enumerate(prompts):
+            if (match := self.prompt_match.get(p)) is not None:
+                found[i] = ("prompt", self.prompt_row_id[match.key], match.similarity)
+        dropped = np.array([p in self.prompt_dropped for p in prompts], dtype=bool)
+        if "pair" in self.indexes:
+            pair_text = pc.binary_join_element_wise(
+                prompt_text,
+                _joined(table.column("chosen")),
+                _joined(table.column("rejected")),
+                "\n",
+            )
+            self._pairs(ids, prompts, pair_text, ~dropped, found, record)
+        if not record:
+            return {}
+        reasons: dict[int, list[str]] = {}
+        rows, sources = table.column("row").to_pylist(), table.column("source").to_pylist()
+        for i, (kind, of, sim) in sorted(found.items()):
+            policy = self.cfg.prompt_policy if kind == "prompt" else self.cfg.pair_policy
+            action = "quarantined" if policy == "keep_one" else "flagged"
+            self.counts[action] += 1
+            if kind == "prompt":
+                root = self.prompt_row_id[self.group_of(prompts[i])]
+            else:
+                root = self.pair_id[self._pair_group(self._pair_key_of_row[i])]
+            member = {"id": ids[i], "row": rows[i], "source": sources[i], "of": of}
+            member.update(similarity=round(sim, 3), action=action)
+            self.groups.setdefault((kind, root), []).append(member)
+            if action == "quarantined":
+                reasons[i] = [f"near_duplicate_{kind}: of {of} (similarity {sim:.2f})"]
+        for i, p in enumerate(prompts):
+            group = self.group_of(p)
+            if group != p and i not in reasons:  # kept rows of a group take its split side
+                self.split_buckets[ids[i]] = self.prompt_bucket[group]
+        return reasons
+
+    def _pair_group(self, key: int) -> int:
+        while (parent := self.pair_parent.get(key)) is not None:
+            key = parent
+        return key
+
+    def _prompts(self, ids, exact, buckets, prompt_text, record) -> list[int]:
+        """The prompt key of each row; each new prompt is matched against every earlier one."""
+        keys: list[int] = []
+        new_rows: list[int] = []
+        for i, h in enumerate(exact):
+            p = self.prompt_of.get(h)
+            if p is None:
+                p = self.prompt_of[h] = len(self.prompt_parent)
+                self.prompt_parent.append(p)
+                self.prompt_row_id.append(ids[i])
+                self.prompt_bucket.append(float(buckets[i]))
+                new_rows.append(i)
+            keys.append(p)
+        index = self.indexes.get("prompt")
+        if index is None or not new_rows:
+            return keys
+        drop = record and self.cfg.prompt_policy == "keep_one"
+        new_keys = [keys[i] for i in new_rows]
+        matches = self._match(index, prompt_text.take(pa.array(new_rows)), None, drop)
+        for p, match in zip(new_keys, matches, strict=True):
+            if match is not None:
+                self.prompt_match[p] = match
+                self.prompt_parent[p] = self.group_of(match.key)
+                if drop:
+                    self.prompt_dropped.add(p)
+        return keys
+
+    def _pairs(self, ids, prompts, pair_text, candidates, found, record) -> None:
+        """Match each pair (rows not already quarantined by prompt) against every earlier one."""
+        index = self.indexes["pair"]
+        rows = np.flatnonzero(candidates).tolist()
+        first = len(self.pair_id)
+        self._pair_key_of_row = {i: first + n for n, i in enumerate(rows)}
+        self.pair_id.extend(ids[i] for i in rows)
+        self.pair_prompt.extend(prompts[i] for i in rows)
+        if not rows:
+            return
+        drop = record and self.cfg.pair_policy == "keep_one"
+        same = [ids[i] for i in rows]
+        matches = self._match(index, pair_text.take(pa.array(rows)), same, drop)
+        for n, (i, match) in enumerate(zip(rows, matches, strict=True)):
+            if match is None:
+                continue
+            self.pair_parent[first + n] = match.key
+            if i in found:
+                continue  # a row is reported once, as a prompt-level member first
+            found[i] = ("pair", self.pair_id[match.key], match.similarity)
+            p, q = self.group_of(prompts[i]), self.group_of(self.pair_prompt[match.key])
+            if p == q or drop:
+                continue
+            if self.prompt_row_id[p] == ids[i] and prompts[i] == p:
+                self.prompt_parent[p] = q  # a prompt first seen in this row joins the group
+            elif record:
+                self.counts["split_conflicts"] += 1
+
+    def _match(self, index: _Index, text: pa.Array, ids: list[str] | None, drop: bool):
+        """For each new unit, in order, the earlier unit it repeats (or None); then index them.
+
+        ``ids``: the record ids of pairs, so a row of an earlier version is not its own match.
+        """
+        sig, has_text = signatures(text, self.cfg)
+        sig8 = (sig & 0xFF).astype(np.uint8)
+        bands = index.band_hashes(sig)
+        earlier = index.earlier_candidates(bands)
+        # new units that share a band with another new unit: settled one by one, in order
+        suspect = np.array([bool(c) for c in earlier], dtype=bool)
+        for b in range(index.bands):
+            suspect |= pd.Series(bands[:, b]).duplicated(keep=False).to_numpy()
+        base = index.size
+        matches: list[_Match | None] = [None] * len(sig)
+        indexed = has_text.copy()
+        local: dict[tuple[int, int], int] = {}
+        for i in np.flatnonzero(has_text & suspect).tolist():
+            candidates = set(earlier[i])
+            for b in range(index.bands):
+                if (key := local.get((b, int(bands[i, b])))) is not None:
+                    candidates.add(key)
+            best = None
+            for key in sorted(candidates):
+                if ids is not None and self.pair_id[key] == ids[i]:
+                    continue  # the same record, kept in an earlier version
+                other = sig8[key - base] if key >= base else index.signature(key)
+                sim = _similarity(sig8[i], other)
+                if sim >= index.threshold and (best is None or sim > best.similarity):
+                    best = _Match(key, sim)
+            matches[i] = best
+            if best is not None and drop:
+                indexed[i] = False
+                continue
+            for b in range(index.bands):
+                local.setdefault((b, int(bands[i, b])), base + i)
+        index.add(sig8, bands, indexed)
+        return matches
+
+    def report(self) -> dict:
+        """Counts, the largest groups with their members, and the split side of kept members."""
+        groups = [
+            {
+                "kind": kind,
+                "representative": root,
+                "representative_in_earlier_version": root in self.earlier_ids,
+                "members": members,
+            }
+            for (kind, root), members in sorted(
+                self.groups.items(), key=lambda item: (-len(item[1]), item[0])
+            )
+        ]
+        return {
+            "thresholds": {"prompt": self.cfg.prompt_threshold, "pair": self.cfg.pair_threshold},
+            "policy": {"prompt": self.cfg.prompt_policy, "pair": self.cfg.pair_policy},
+            **self.counts,
+            "groups_total": len(groups),
+            "groups": groups[: self.cfg.report_groups],
+            "split_buckets": self.split_buckets,
+        }
+
+
+def _joined(column) -> pa.Array:
+    """Each row's message contents joined by newlines."""
+    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return pc.binary_join(
+        pa.ListArray.from_arrays(lists.offsets, pc.struct_field(lists.values, "content")), "\n"
+    )

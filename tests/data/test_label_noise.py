@@ -1,0 +1,103 @@
+"""Label noise: planted flips found by cross-validated reward models, reviewed, re-versioned."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+from data_helpers import conv, run_cli, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+GOOD = [
+    "clear",
+    "correct",
+    "helpful",
+    "precise",
+    "kind",
+    "accurate",
+    "thorough",
+    "honest",
+    "useful",
+    "careful",
+]
+BAD = [
+    "rude",
+    "vague",
+    "wrong",
+    "lazy",
+    "careless",
+    "misleading",
+    "confusing",
+    "sloppy",
+    "dismissive",
+    "false",
+]
+
+
+def _pairs(n: int, flip_share: float, seed: int = 0) -> tuple[list[dict], set[int]]:
+    rng = random.Random(seed)
+    rows, flipped = [], set()
+    for i in range(n):
+        good = " ".join(rng.choice(GOOD) for _ in range(6)) + f" answer {i}"
+        bad = " ".join(rng.choice(BAD) for _ in range(6)) + f" answer {i}"
+        if rng.random() < flip_share:
+            good, bad = bad, good
+            flipped.add(i)
+        rows.append(conv(f"Question {i}: how do I do task {i}?", good, bad))
+    return rows, flipped
+
+
+def test_planted_flips_are_flagged_reviewed_and_become_a_new_version(tmp_path):
+    ws = tmp_path / "ws"
+    rows, planted = _pairs(200, 0.1)
+    raw = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "ingest"
+    run_cli("data", "ingest", str(raw), "--out", str(out), "--version", ws=ws)
+    sheet = tmp_path / "review.csv"
+    found = tmp_path / "noise.json"
+    shown = run_cli(
+        "data", "label-noise", str(out), "--csv", str(sheet), "--json", str(found), ws=ws
+    )
+    flagged = json.loads(found.read_text())["flagged"]
+    row_of = {r["id"]: r["row"] for r in pq.read_table(out / "accepted.parquet").to_pylist()}
+    flagged_rows = {row_of[i] for i in flagged}
+    hits = flagged_rows & planted
+    precision, recall = len(hits) / len(flagged), len(hits) / len(planted)
+    assert precision >= 0.8 and recall >= 0.6, (precision, recall)
+    assert f"{len(flagged)} of 200 pairs flagged" in shown.stdout
+    with sheet.open(newline="") as fh:
+        sheet_rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in sheet_rows] == flagged
+    assert all(float(r["p_chosen"]) < 0.5 for r in sheet_rows)
+    # a reviewer flips the flagged pairs; the corrected file is ingested as a new version
+    for r in sheet_rows:
+        r["verdict"] = "flip"
+    with sheet.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(sheet_rows[0]))
+        writer.writeheader()
+        writer.writerows(sheet_rows)
+    fixed = tmp_path / "fixed.jsonl"
+    run_cli(
+        "cai",
+        "review",
+        "apply",
+        "--labelled",
+        str(out / "accepted.parquet"),
+        "--csv",
+        str(sheet),
+        "--out",
+        str(fixed),
+        ws=ws,
+    )
+    result = tmp_path / "v2.json"
+    run_cli("data", "ingest", str(fixed), "--version", "--json", str(result), ws=ws)
+    second = json.loads(result.read_text())
+    assert second["data_version"]["created"] and second["accepted"] == 200
+    corrected = pq.read_table(second["accepted_path"]).to_pylist()
+    wrong = sum(any(w in r["chosen"][0]["content"].split() for w in BAD) for r in corrected)
+    # wrong after review: the planted flips not flagged, and the false flags a reviewer flipped
+    assert wrong == len(planted - hits) + len(flagged_rows - planted)
