@@ -12,11 +12,17 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from alignment.config import PipelineConfig
-from alignment.train.deepspeed import build_deepspeed_config, disable_cpu_jit_ops, resolve_device
+from alignment.train.deepspeed import (
+    bound_group_timeouts,
+    build_deepspeed_config,
+    disable_cpu_jit_ops,
+    resolve_device,
+)
 from alignment.train.launch import ERROR_PREFIX, PROGRESS_PREFIX
 from alignment.workspace import atomic_write_text
 
@@ -136,6 +142,7 @@ def training_arguments(job: Job, method_cfg) -> dict[str, Any]:
         "activation_checkpointing": False,
         "model_init_kwargs": {"dtype": torch.float32, "trust_remote_code": False},
         "dataloader_num_workers": 0,
+        "ddp_timeout": job.cfg.train.distributed.collective_timeout_seconds,
     }
 
 
@@ -244,7 +251,12 @@ def run(job: Job) -> int:
     import torch.distributed as dist
 
     # Before any model is built, so ZeRO-3 can partition parameters as they are created.
-    deepspeed.init_distributed(dist_backend="gloo" if job.device == "cpu" else "nccl")
+    # The timeout bounds every collective: a rank whose peer died or froze fails, never hangs.
+    timeout = timedelta(seconds=job.cfg.train.distributed.collective_timeout_seconds)
+    bound_group_timeouts(timeout)
+    deepspeed.init_distributed(
+        dist_backend="gloo" if job.device == "cpu" else "nccl", timeout=timeout
+    )
     try:
         method = importlib.import_module(f"alignment.methods.{job.method}")
         method.train(job)
