@@ -1,7 +1,7 @@
 """Start a training job as separate processes and follow it; this side never imports torch.
 
 Every node runs one ``torchrun`` agent: ``python -m torch.distributed.run --nnodes N
---node-rank R --nproc-per-node P ... -m alignment.train.entry job.json``. One node rendezvous
+--node_rank R --nproc_per_node P ... -m alignment.train.entry job.json``. One node rendezvous
 on loopback; several meet at ``train.distributed.rendezvous`` (node 0's TCP store), and each
 node runs this same function with its own ``node_rank`` (a Kubernetes indexed Job, a Slurm
 ``srun``: see infra/). Node 0 writes the model; every node needs the workspace at the same path.
@@ -62,15 +62,15 @@ def build_command(cfg: PipelineConfig, job_path: Path, port: int) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes", str(dist.num_nodes),
-        "--node-rank", str(dist.node_rank),
-        "--nproc-per-node", str(dist.num_processes),
+        "--node_rank", str(dist.node_rank),
+        "--nproc_per_node", str(dist.num_processes),
         # static rendezvous: node ranks are fixed, so global ranks (and data shards) are too
-        "--rdzv-backend", "static",
-        "--master-addr", host,
-        "--master-port", str(rendezvous_port),
-        "--rdzv-conf", f"timeout={dist.rendezvous_timeout_seconds}",
+        "--rdzv_backend", "static",
+        "--master_addr", host,
+        "--master_port", str(rendezvous_port),
+        "--rdzv_conf", f"timeout={dist.rendezvous_timeout_seconds}",
         # a lost process fails the job; --resume restarts it from its last checkpoint
-        "--max-restarts", "0",
+        "--max_restarts", "0",
         "-m", "alignment.train.entry", str(job_path),
     ]  # fmt: skip
 

@@ -156,9 +156,9 @@ def test_command_lines_one_node_and_each_node_of_several(tmp_path):
     single = build_command(_config(), tmp_path / "job.json", 29555)
     assert single[1:3] == ["-m", "torch.distributed.run"]
     assert single[single.index("--nnodes") + 1] == "1"
-    assert single[single.index("--nproc-per-node") + 1] == "2"
-    assert single[single.index("--master-addr") + 1] == "127.0.0.1"
-    assert single[single.index("--master-port") + 1] == "29555"
+    assert single[single.index("--nproc_per_node") + 1] == "2"
+    assert single[single.index("--master_addr") + 1] == "127.0.0.1"
+    assert single[single.index("--master_port") + 1] == "29555"
     assert single[-3:] == ["-m", "alignment.train.entry", str(tmp_path / "job.json")]
 
     multi_cfg = PipelineConfig.model_validate(
@@ -176,14 +176,14 @@ def test_command_lines_one_node_and_each_node_of_several(tmp_path):
     )
     multi = build_command(multi_cfg, tmp_path / "job-node3.json", 29555)
     assert multi[multi.index("--nnodes") + 1] == "4"
-    assert multi[multi.index("--node-rank") + 1] == "3"
-    assert multi[multi.index("--nproc-per-node") + 1] == "8"
+    assert multi[multi.index("--node_rank") + 1] == "3"
+    assert multi[multi.index("--nproc_per_node") + 1] == "8"
     # every node meets at node 0's address, not at a port of its own
-    assert multi[multi.index("--master-addr") + 1] == "trainer-0.trainer"
-    assert multi[multi.index("--master-port") + 1] == "29400"
-    assert multi[multi.index("--rdzv-backend") + 1] == "static"
-    assert multi[multi.index("--rdzv-conf") + 1] == "timeout=120"
-    assert multi[multi.index("--max-restarts") + 1] == "0"
+    assert multi[multi.index("--master_addr") + 1] == "trainer-0.trainer"
+    assert multi[multi.index("--master_port") + 1] == "29400"
+    assert multi[multi.index("--rdzv_backend") + 1] == "static"
+    assert multi[multi.index("--rdzv_conf") + 1] == "timeout=120"
+    assert multi[multi.index("--max_restarts") + 1] == "0"
 
 
 @pytest.mark.parametrize(

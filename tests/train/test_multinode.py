@@ -163,7 +163,7 @@ def _two_node_matches_one_node(tmp_path, model, data, zero_stage):
         assert (jobs[method, 2] / "model" / "config.json").is_file()
         # both nodes took part: node 1 ran its own agent as node 1 of 2
         node1 = (jobs[method, 2] / "train-node1.log").read_text()
-        assert "--nnodes 2 --node-rank 1 --nproc-per-node 1" in node1
+        assert "--nnodes 2 --node_rank 1 --nproc_per_node 1" in node1
         assert json.loads((jobs[method, 2] / "job-node1.json").read_text())["method"] == method
     assert _losses(jobs["dpo", 2])[-1] < _losses(jobs["dpo", 2])[0]  # DPO did learn
     return jobs
@@ -225,7 +225,7 @@ def test_frozen_node_fails_the_job_after_the_timeout_and_resume_continues(
     assert complete and max(complete) >= 2
     _run_job("sft", config, 2, tiny_model_dir, train_parquet, out, "--resume")
     log = (out / "train.log").read_text()
-    resumed = log[log.rindex("--node-rank 0") :]
+    resumed = log[log.rindex("--node_rank 0") :]
     first = json.loads(resumed.split("@@progress ", 1)[1].splitlines()[0])["step"]
     assert first == max(complete) + 1  # continued from the last complete checkpoint
     history = json.loads((out / "history.json").read_text())
