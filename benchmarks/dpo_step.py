@@ -39,6 +39,7 @@ MODELS = {
     # hidden, layers, heads, kv heads, intermediate: about 16M parameters with tied embeddings
     "llama-16m": (256, 4, 4, 4, 768),
     "smollm2-135m": (576, 30, 9, 3, 1536),
+    "toy": (32, 1, 2, 2, 64),  # the same code paths in seconds (gpu_check.sh --dry-run)
 }
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
 

@@ -187,6 +187,17 @@ def progress_callback():
     return ProgressCallback()
 
 
+def peak_memory_mb(device: str) -> float:
+    """This process's peak so far: allocated GPU memory on cuda, resident set size on CPU."""
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def finish(job: Job, trainer, train_output, progress) -> dict:
     """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json."""
     from alignment.methods import lora
@@ -201,6 +212,7 @@ def finish(job: Job, trainer, train_output, progress) -> dict:
         **train_output.metrics,
         "train_loss": train_output.training_loss,
         "global_step": train_output.global_step,
+        "peak_memory_mb": peak_memory_mb(job.device),
     }
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
