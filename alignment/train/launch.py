@@ -223,24 +223,8 @@ def launch_training(
             raise
     wall = time.monotonic() - start
 
-    if code != 0 and lost:
-        dist = cfg.train.distributed
-        raise PeerLost(
-            f"{method} training on node {dist.node_rank} of {dist.num_nodes} failed: a process "
-            f"of the job died or stopped answering ({lost}). Waits are bounded by "
-            f"train.distributed.collective_timeout_seconds={dist.collective_timeout_seconds} and "
-            f"rendezvous_timeout_seconds={dist.rendezvous_timeout_seconds}. Check the other "
-            f"nodes' logs (train-node<R>.log beside {log_path.name}), then start every node again "
-            "with --resume to continue from the last complete checkpoint. Log: "
-            f"{log_path}\n--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
-        )
     if code != 0:
-        reasons = "".join(f"  {reason}\n" for reason in errors)
-        raise TrainingFailed(
-            f"{method} training failed with exit code {code}; log: {log_path}\n"
-            + (f"job error:\n{reasons}" if reasons else "")
-            + f"--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
-        )
+        raise job_failure(method, cfg, code, errors, lost, log_path)
     final = output_dir / "model"
     if not (final / "config.json").is_file():
         raise TrainingFailed(
@@ -249,6 +233,33 @@ def launch_training(
     metrics = _read_json(output_dir / "metrics.json", {})
     history = _read_json(output_dir / "history.json", history)
     return TrainResult(method, final, metrics, history, log_path, wall)
+
+
+def job_failure(method: str, cfg: PipelineConfig, code: int, errors: list[str],
+                lost: str | None, log_path: Path) -> TrainingFailed:  # fmt: skip
+    """PeerLost when a lost peer is all that went wrong here, else TrainingFailed with the reasons.
+
+    A rank that raised takes its peers down with it ("Connection closed by peer"): its own
+    error, when this node saw it, is the cause to report.
+    """
+    tail = f"--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
+    own = [reason for reason in errors if not peer_lost(reason)]
+    if lost and not own:
+        dist = cfg.train.distributed
+        return PeerLost(
+            f"{method} training on node {dist.node_rank} of {dist.num_nodes} failed: a process "
+            f"of the job died or stopped answering ({lost}). Waits are bounded by "
+            f"train.distributed.collective_timeout_seconds={dist.collective_timeout_seconds} and "
+            f"rendezvous_timeout_seconds={dist.rendezvous_timeout_seconds}. Check the other "
+            f"nodes' logs (train-node<R>.log beside {log_path.name}), then start every node again "
+            f"with --resume to continue from the last complete checkpoint. Log: {log_path}\n{tail}"
+        )
+    reasons = "".join(f"  {reason}\n" for reason in own or errors)
+    return TrainingFailed(
+        f"{method} training failed with exit code {code}; log: {log_path}\n"
+        + (f"job error:\n{reasons}" if reasons else "")
+        + tail
+    )
 
 
 # What torch, gloo and NCCL print when a peer is gone (socket closed) or silent (timeout).

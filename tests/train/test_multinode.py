@@ -298,3 +298,24 @@ def test_groups_created_without_a_timeout_get_the_configured_one():
         assert c10d._get_default_timeout(c10d.Backend.GLOO) == timedelta(seconds=7)
     finally:
         c10d.default_pg_timeout, c10d.default_pg_nccl_timeout = saved
+
+
+def test_a_peer_that_raised_is_reported_by_its_own_error_not_as_lost(tmp_path):
+    from alignment.config import PipelineConfig
+    from alignment.errors import PeerLost, TrainingFailed
+    from alignment.train.launch import job_failure
+
+    cfg = PipelineConfig()
+    log = tmp_path / "train.log"
+    log.write_text("the job's output\n")
+    closed = "RuntimeError: [pair.cc:553] Connection closed by peer [127.0.0.1]:1"
+    lost = job_failure("dpo", cfg, 1, [closed], "Connection closed by peer", log)
+    assert type(lost) is PeerLost and "--resume" in str(lost)
+    # rank 1 raised, and rank 0 lost it: the cause is rank 1's error
+    failed = job_failure(
+        "dpo", cfg, 1, [closed, "ValueError: bad row 7"], "Connection closed by peer", log
+    )
+    assert type(failed) is TrainingFailed
+    assert "job error:\n  ValueError: bad row 7\n" in str(failed) and "closed" not in str(failed)
+    plain = job_failure("dpo", cfg, 1, [], None, log)
+    assert type(plain) is TrainingFailed and "the job's output" in str(plain)
