@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,8 +256,9 @@ def test_killed_node_fails_the_job_with_a_clear_error(tiny_model_dir, train_parq
         for node in nodes:
             _kill_tree(node)
     assert codes == [2, 2]
-    assert "a process of the job died or stopped answering (Connection closed by peer)" in (
-        _console(nodes[0])
+    # the socket of a killed process reads as closed or reset, depending on what was in flight
+    assert re.search(
+        r"died or stopped answering \(Connection (closed|reset) by peer\)", _console(nodes[0])
     )
     assert "SIGKILL" in _console(nodes[1])  # node 1's own report names what happened to it
     assert waited < 60  # a closed socket is noticed at once, well before the timeout
