@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alignment.distributed import DistributedConfig
 from alignment.errors import ConfigError
 from alignment.quality_config import QualityConfig
 
@@ -143,18 +144,6 @@ class SplitConfig(_Strict):
     """Deterministic train/eval split by prompt hash."""
 
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of prompts held out.")
-
-
-class DistributedConfig(_Strict):
-    """How a training job runs: processes, nodes, ZeRO stage, device."""
-
-    num_processes: int = Field(2, ge=1, description="Processes per node (GPUs per node on GPU).")
-    num_nodes: int = Field(1, ge=1, description="Nodes; more than one needs a hostfile.")
-    hostfile: Path | None = Field(None, description="DeepSpeed hostfile for several nodes.")
-    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage.")
-    offload: bool = Field(False, description="Offload optimizer state to CPU memory (ZeRO 2/3).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda when available.")
-    master_port: int | None = Field(None, description="Rendezvous port; a free one by default.")
 
 
 class LoraConfig(_Strict):

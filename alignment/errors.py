@@ -33,6 +33,10 @@ class TrainingFailed(AlignmentError):
     """A training job exited with an error; the message carries the tail of its log."""
 
 
+class PeerLost(TrainingFailed):
+    """A process of a multi-process job died or stopped answering; resume once nodes are back."""
+
+
 class RegistryError(AlignmentError):
     """The model registry refused an operation."""
 

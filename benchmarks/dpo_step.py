@@ -47,7 +47,7 @@ MODELS = {
     # hidden, layers, heads, kv heads, intermediate: about 16M parameters with tied embeddings
     "llama-16m": (256, 4, 4, 4, 768),
     "smollm2-135m": (576, 30, 9, 3, 1536),
-    "tiny": (32, 1, 2, 2, 64),  # --smoke: seconds, for the tests; its vocabulary is 512 words
+    "toy": (32, 1, 2, 2, 64),  # the same code paths in seconds (--smoke, gpu_check.sh --dry-run)
 }
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
 
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     vocab = VOCAB
     if opts.smoke:
-        opts.model, vocab, opts.rounds, opts.warmup, opts.steps = "tiny", 512, 1, 1, 2
+        opts.model, vocab, opts.rounds, opts.warmup, opts.steps = "toy", 512, 1, 1, 2
         opts.batch_size, opts.max_length = 2, opts.max_length or 48
     opts.max_length = opts.max_length or (1024 if opts.device == "cuda" else 256)
 

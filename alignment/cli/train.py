@@ -9,6 +9,8 @@ from alignment.cli.common import add_common, config_from, write_json
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.node_rank is not None:
+        args.set = [*(args.set or []), f"train.distributed.node_rank={args.node_rank}"]
     cfg = config_from(args)
     from alignment.train.launch import launch_training
 
@@ -78,6 +80,12 @@ def register(sub) -> None:
     p.add_argument("--eval-data", help="held-out canonical Parquet")
     p.add_argument("--output", required=True, help="job folder (checkpoints, log, final model)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--node-rank",
+        type=int,
+        help="this node's index in a multi-node job (train.distributed.node_rank); every node "
+        "runs the same command with its own",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -7,6 +7,7 @@ AdamW is used, so no fused Adam is compiled at run time.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from alignment.config import DistributedConfig
@@ -89,3 +90,16 @@ def disable_cpu_jit_ops() -> None:
     compatible = deepspeed.ops.__compatible_ops__  # probes once (about 0.2 s), then cached
     for name in CPU_JIT_OPS:
         compatible[name] = False
+
+
+def bound_group_timeouts(timeout: timedelta) -> None:
+    """Make `timeout` the default of every process group created from now on.
+
+    DeepSpeed builds its engine's groups with ``new_group`` and no timeout, which falls back to
+    torch's module default (30 minutes on gloo, 10 on NCCL), not the world group's: a peer lost
+    while the engine starts would hold the job that long.
+    """
+    import torch.distributed.distributed_c10d as c10d
+
+    c10d.default_pg_timeout = timeout
+    c10d.default_pg_nccl_timeout = timeout

@@ -12,11 +12,17 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from alignment.config import PipelineConfig
-from alignment.train.deepspeed import build_deepspeed_config, disable_cpu_jit_ops, resolve_device
+from alignment.train.deepspeed import (
+    bound_group_timeouts,
+    build_deepspeed_config,
+    disable_cpu_jit_ops,
+    resolve_device,
+)
 from alignment.train.launch import ERROR_PREFIX, PROGRESS_PREFIX
 from alignment.workspace import atomic_write_text
 
@@ -136,6 +142,7 @@ def training_arguments(job: Job, method_cfg) -> dict[str, Any]:
         "activation_checkpointing": False,
         "model_init_kwargs": {"dtype": torch.float32, "trust_remote_code": False},
         "dataloader_num_workers": 0,
+        "ddp_timeout": job.cfg.train.distributed.collective_timeout_seconds,
     }
 
 
@@ -180,6 +187,17 @@ def progress_callback():
     return ProgressCallback()
 
 
+def peak_memory_mb(device: str) -> float:
+    """This process's peak so far: allocated GPU memory on cuda, resident set size on CPU."""
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def finish(job: Job, trainer, train_output, progress, extra: dict | None = None) -> dict:
     """Save the final model + tokenizer, evaluate if asked, write metrics.json and history.json.
 
@@ -198,6 +216,7 @@ def finish(job: Job, trainer, train_output, progress, extra: dict | None = None)
         "train_loss": train_output.training_loss,
         "global_step": train_output.global_step,
         **(extra or {}),
+        "peak_memory_mb": peak_memory_mb(job.device),
     }
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
@@ -248,7 +267,12 @@ def run(job: Job) -> int:
     import torch.distributed as dist
 
     # Before any model is built, so ZeRO-3 can partition parameters as they are created.
-    deepspeed.init_distributed(dist_backend="gloo" if job.device == "cpu" else "nccl")
+    # The timeout bounds every collective: a rank whose peer died or froze fails, never hangs.
+    timeout = timedelta(seconds=job.cfg.train.distributed.collective_timeout_seconds)
+    bound_group_timeouts(timeout)
+    deepspeed.init_distributed(
+        dist_backend="gloo" if job.device == "cpu" else "nccl", timeout=timeout
+    )
     try:
         method = importlib.import_module(f"alignment.methods.{job.method}")
         method.train(job)

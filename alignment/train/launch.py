@@ -1,9 +1,10 @@
 """Start a training job as separate processes and follow it; this side never imports torch.
 
-Single node: ``python -m torch.distributed.run --nnodes 1 --nproc_per_node P ... -m
-alignment.train.entry job.json``. Several nodes: the ``deepspeed`` launcher with the configured
-hostfile (it ssh-es to every host listed there and runs the same module; the repository and the
-workspace must be at the same paths on every node, e.g. a shared filesystem).
+Every node runs one ``torchrun`` agent: ``python -m torch.distributed.run --nnodes N
+--node_rank R --nproc_per_node P ... -m alignment.train.entry job.json``. One node rendezvous
+on loopback; several meet at ``train.distributed.rendezvous`` (node 0's TCP store), and each
+node runs this same function with its own ``node_rank`` (a Kubernetes indexed Job, a Slurm
+``srun``: see infra/). Node 0 writes the model; every node needs the workspace at the same path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import alignment
 from alignment.config import PipelineConfig
-from alignment.errors import ConfigError, TrainingFailed
+from alignment.errors import ConfigError, PeerLost, TrainingFailed
 
 PROGRESS_PREFIX = "@@progress "
 ERROR_PREFIX = "@@error "
@@ -51,28 +53,24 @@ def free_port() -> int:
 
 
 def build_command(cfg: PipelineConfig, job_path: Path, port: int) -> list[str]:
-    """The launcher command line for a job file, from cfg.train.distributed."""
+    """This node's torchrun agent command line for a job file, from cfg.train.distributed."""
     dist = cfg.train.distributed
     if dist.num_nodes > 1:
-        if dist.hostfile is None:
-            raise ConfigError(
-                "train.distributed.num_nodes > 1 needs train.distributed.hostfile "
-                "(DeepSpeed hostfile: one 'hostname slots=N' line per node)"
-            )
-        return [
-            sys.executable, "-m", "deepspeed.launcher.runner",
-            "--hostfile", str(Path(dist.hostfile).expanduser().resolve()),
-            "--num_nodes", str(dist.num_nodes),
-            "--num_gpus", str(dist.num_processes),
-            "--master_port", str(port),
-            "--module", "alignment.train.entry", str(job_path),
-        ]  # fmt: skip
+        host, rendezvous_port = dist.rendezvous_address()
+    else:
+        host, rendezvous_port = "127.0.0.1", port
     return [
         sys.executable, "-m", "torch.distributed.run",
-        "--nnodes", "1",
+        "--nnodes", str(dist.num_nodes),
+        "--node_rank", str(dist.node_rank),
         "--nproc_per_node", str(dist.num_processes),
-        "--master_addr", "127.0.0.1",
-        "--master_port", str(port),
+        # static rendezvous: node ranks are fixed, so global ranks (and data shards) are too
+        "--rdzv_backend", "static",
+        "--master_addr", host,
+        "--master_port", str(rendezvous_port),
+        "--rdzv_conf", f"timeout={dist.rendezvous_timeout_seconds}",
+        # a lost process fails the job; --resume restarts it from its last checkpoint
+        "--max_restarts", "0",
         "-m", "alignment.train.entry", str(job_path),
     ]  # fmt: skip
 
@@ -133,7 +131,7 @@ def last_lines(path: Path, n: int = _TAIL_LINES) -> str:
 def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Path,
               output_dir: Path, eval_path: Path | None, resume: bool,
               reward_model_path: Path | None = None) -> Path:  # fmt: skip
-    """Write output_dir/job.json: everything the processes need, nothing else."""
+    """Write this node's job file (job.json on node 0): everything its processes need."""
     from alignment.workspace import atomic_write_text
 
     job = {
@@ -147,7 +145,13 @@ def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Pa
         # ppo/rloo/grpo: the learned reward model (a sequence-classification checkpoint)
         "reward_model_path": str(Path(reward_model_path).resolve()) if reward_model_path else None,
     }
-    return atomic_write_text(output_dir / "job.json", json.dumps(job, indent=2))
+    return atomic_write_text(output_dir / f"job{node_suffix(cfg)}.json", json.dumps(job, indent=2))
+
+
+def node_suffix(cfg: PipelineConfig) -> str:
+    """'' on node 0, '-node<R>' on the others: nodes share the job folder, not its files."""
+    rank = cfg.train.distributed.node_rank
+    return f"-node{rank}" if rank else ""
 
 
 def launch_training(
@@ -173,10 +177,11 @@ def launch_training(
     )
     port = cfg.train.distributed.master_port or free_port()
     command = build_command(cfg, job_path, port)
-    log_path = output_dir / "train.log"
+    log_path = output_dir / f"train{node_suffix(cfg)}.log"
     report = on_progress or _print_progress
     history: list[dict] = []
     errors: list[str] = []  # the job's own one-line reasons, which torchrun's report would bury
+    lost: str | None = None  # the first sign that a peer process died or stopped answering
 
     start = time.monotonic()
     with log_path.open("a", encoding="utf-8") as log:
@@ -202,6 +207,7 @@ def launch_training(
                     reason = line.split(ERROR_PREFIX, 1)[1].strip()
                     if reason not in errors:
                         errors.append(reason)
+                lost = lost or peer_lost(line)
                 event = _parse_progress(line)
                 if event is None:
                     continue
@@ -218,12 +224,7 @@ def launch_training(
     wall = time.monotonic() - start
 
     if code != 0:
-        reasons = "".join(f"  {reason}\n" for reason in errors)
-        raise TrainingFailed(
-            f"{method} training failed with exit code {code}; log: {log_path}\n"
-            + (f"job error:\n{reasons}" if reasons else "")
-            + f"--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
-        )
+        raise job_failure(method, cfg, code, errors, lost, log_path)
     final = output_dir / "model"
     if not (final / "config.json").is_file():
         raise TrainingFailed(
@@ -232,6 +233,47 @@ def launch_training(
     metrics = _read_json(output_dir / "metrics.json", {})
     history = _read_json(output_dir / "history.json", history)
     return TrainResult(method, final, metrics, history, log_path, wall)
+
+
+def job_failure(method: str, cfg: PipelineConfig, code: int, errors: list[str],
+                lost: str | None, log_path: Path) -> TrainingFailed:  # fmt: skip
+    """PeerLost when a lost peer is all that went wrong here, else TrainingFailed with the reasons.
+
+    A rank that raised takes its peers down with it ("Connection closed by peer"): its own
+    error, when this node saw it, is the cause to report.
+    """
+    tail = f"--- last {_TAIL_LINES} lines ---\n{last_lines(log_path)}"
+    own = [reason for reason in errors if not peer_lost(reason)]
+    if lost and not own:
+        dist = cfg.train.distributed
+        return PeerLost(
+            f"{method} training on node {dist.node_rank} of {dist.num_nodes} failed: a process "
+            f"of the job died or stopped answering ({lost}). Waits are bounded by "
+            f"train.distributed.collective_timeout_seconds={dist.collective_timeout_seconds} and "
+            f"rendezvous_timeout_seconds={dist.rendezvous_timeout_seconds}. Check the other "
+            f"nodes' logs (train-node<R>.log beside {log_path.name}), then start every node again "
+            f"with --resume to continue from the last complete checkpoint. Log: {log_path}\n{tail}"
+        )
+    reasons = "".join(f"  {reason}\n" for reason in own or errors)
+    return TrainingFailed(
+        f"{method} training failed with exit code {code}; log: {log_path}\n"
+        + (f"job error:\n{reasons}" if reasons else "")
+        + tail
+    )
+
+
+# What torch, gloo and NCCL print when a peer is gone (socket closed) or silent (timeout).
+_PEER_LOST = re.compile(
+    r"Connection closed by peer|Connection reset by peer|Timed out waiting \d+ms"
+    r"|DistStoreError: .*timeout|Timed out after \d+ seconds waiting for clients"
+    r"|client socket has timed out|Watchdog caught collective operation timeout"
+)
+
+
+def peer_lost(line: str) -> str | None:
+    """The matched phrase when a job's output line says a peer process is gone or silent."""
+    found = _PEER_LOST.search(line)
+    return found.group(0) if found else None
 
 
 def _parse_progress(line: str) -> dict | None:

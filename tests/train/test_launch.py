@@ -7,40 +7,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from train_helpers import write_preferences
 
 from alignment.config import PipelineConfig
 from alignment.errors import ConfigError, TrainingFailed
 from alignment.train.launch import build_command, format_progress, launch_training
 
 
-def _preference_rows(n: int = 64) -> list[dict]:
-    rows = []
-    for i in range(n):
-        a, b = i % 7, (i * 3) % 5
-        rows.append(
-            {
-                "id": f"r{i}",
-                "prompt": [{"role": "user", "content": f"What is {a} plus {b}?"}],
-                "chosen": [{"role": "assistant", "content": f"{a} plus {b} is {a + b}."}],
-                "rejected": [{"role": "assistant", "content": "I refuse to answer."}],
-                "source": "fixture",
-                "row": i,
-                "score_chosen": None,
-                "score_rejected": None,
-                "meta": "{}",
-            }
-        )
-    return rows
-
-
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = tmp_path_factory.mktemp("prefs") / "train.parquet"
-    pq.write_table(pa.Table.from_pylist(_preference_rows()), path)
-    return path
+    return write_preferences(tmp_path_factory.mktemp("prefs") / "train.parquet")
 
 
 def _config(**method) -> PipelineConfig:
@@ -176,28 +152,57 @@ def test_unknown_method_is_a_config_error(tiny_model_dir, tmp_path):
         launch_training("xyz", _config(), tiny_model_dir, tmp_path / "x.parquet", tmp_path / "out")
 
 
-def test_command_lines_single_and_multi_node(tmp_path):
+def test_command_lines_one_node_and_each_node_of_several(tmp_path):
     single = build_command(_config(), tmp_path / "job.json", 29555)
     assert single[1:3] == ["-m", "torch.distributed.run"]
+    assert single[single.index("--nnodes") + 1] == "1"
     assert single[single.index("--nproc_per_node") + 1] == "2"
+    assert single[single.index("--master_addr") + 1] == "127.0.0.1"
     assert single[single.index("--master_port") + 1] == "29555"
     assert single[-3:] == ["-m", "alignment.train.entry", str(tmp_path / "job.json")]
 
-    hostfile = tmp_path / "hostfile"
-    hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
     multi_cfg = PipelineConfig.model_validate(
-        {"train": {"distributed": {"num_nodes": 2, "num_processes": 8, "hostfile": str(hostfile)}}}
+        {
+            "train": {
+                "distributed": {
+                    "num_nodes": 4,
+                    "node_rank": 3,
+                    "num_processes": 8,
+                    "rendezvous": "trainer-0.trainer:29400",
+                    "rendezvous_timeout_seconds": 120,
+                }
+            }
+        }
     )
-    multi = build_command(multi_cfg, tmp_path / "job.json", 29555)
-    assert multi[1:3] == ["-m", "deepspeed.launcher.runner"]
-    assert multi[multi.index("--hostfile") + 1] == str(hostfile)
-    assert multi[multi.index("--num_nodes") + 1] == "2"
-    assert multi[multi.index("--num_gpus") + 1] == "8"
-    assert multi[-3:] == ["--module", "alignment.train.entry", str(tmp_path / "job.json")]
+    multi = build_command(multi_cfg, tmp_path / "job-node3.json", 29555)
+    assert multi[multi.index("--nnodes") + 1] == "4"
+    assert multi[multi.index("--node_rank") + 1] == "3"
+    assert multi[multi.index("--nproc_per_node") + 1] == "8"
+    # every node meets at node 0's address, not at a port of its own
+    assert multi[multi.index("--master_addr") + 1] == "trainer-0.trainer"
+    assert multi[multi.index("--master_port") + 1] == "29400"
+    assert multi[multi.index("--rdzv_backend") + 1] == "static"
+    assert multi[multi.index("--rdzv_conf") + 1] == "timeout=120"
+    assert multi[multi.index("--max_restarts") + 1] == "0"
 
-    no_hostfile = PipelineConfig.model_validate({"train": {"distributed": {"num_nodes": 2}}})
-    with pytest.raises(ConfigError, match="hostfile"):
-        build_command(no_hostfile, tmp_path / "job.json", 29555)
+
+@pytest.mark.parametrize(
+    ("distributed", "message"),
+    [
+        ({"num_nodes": 2}, "needs rendezvous"),
+        ({"num_nodes": 2, "rendezvous": "node-0"}, "not host:port"),
+        ({"num_nodes": 2, "rendezvous": "node-0:http"}, "not host:port"),
+        ({"num_nodes": 2, "node_rank": 2, "rendezvous": "node-0:29400"}, "node_rank=2"),
+        ({"node_rank": 1}, "not below num_nodes=1"),
+    ],
+)
+def test_bad_multi_node_settings_name_the_field(distributed, message):
+    from alignment.config import load_config
+
+    overrides = [f"train.distributed.{key}={value}" for key, value in distributed.items()]
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(None, overrides)
+    assert "train.distributed" in str(info.value)
 
 
 def test_progress_line_shows_step_loss_speed_and_eta():
@@ -215,3 +220,42 @@ def test_progress_line_shows_step_loss_speed_and_eta():
         line
         == "[dpo] step 3/10  loss 0.5000  accuracies 0.750  margins 0.200  1234 tok/s  ETA 0:01:15"
     )
+
+
+def test_shipped_two_node_job_is_the_same_on_kubernetes_and_slurm():
+    import yaml
+
+    from alignment.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = load_config(root / "configs/distributed/two-nodes.yaml").train.distributed
+    assert (shipped.num_nodes, shipped.num_processes, shipped.zero_stage) == (2, 8, 3)
+
+    docs = list(yaml.safe_load_all((root / "infra/k8s/training-job.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in docs}
+    job, service = kinds["Job"], kinds["Service"]
+    in_cluster = yaml.safe_load(kinds["ConfigMap"]["data"]["two-nodes.yaml"])["train"]
+    assert (
+        in_cluster["distributed"]
+        == yaml.safe_load((root / "configs/distributed/two-nodes.yaml").read_text())["train"][
+            "distributed"
+        ]
+    )
+    # one pod per node, all at once; pod 0's DNS name is the rendezvous host
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == shipped.num_nodes
+    assert service["spec"]["clusterIP"] == "None"
+    pod = job["spec"]["template"]["spec"]
+    host, port = shipped.rendezvous_address()
+    assert host == f"{job['metadata']['name']}-0.{pod['subdomain']}"
+    assert pod["subdomain"] == service["metadata"]["name"]
+    assert port in [p["port"] for p in service["spec"]["ports"]]
+    container = pod["containers"][0]
+    assert "--node-rank=$(JOB_COMPLETION_INDEX)" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == shipped.num_processes
+
+    sbatch = (root / "infra/slurm/train.sbatch").read_text()
+    assert f"#SBATCH --nodes={shipped.num_nodes}" in sbatch
+    assert f"#SBATCH --gpus-per-node={shipped.num_processes}" in sbatch
+    assert '--node-rank "$SLURM_NODEID"' in sbatch and "--kill-on-bad-exit=1" in sbatch
+    assert f'rendezvous="$HEAD:{port}"' in sbatch

@@ -1,0 +1,83 @@
+"""infra/ validated offline: every Kubernetes manifest against the Kubernetes schemas (strict:
+no unknown fields), the compose file against the Compose specification."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+INFRA = Path(__file__).resolve().parents[1] / "infra"
+KUBERNETES = "1.33"  # the oldest release still supported upstream when these were written
+
+
+def _manifests() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted((INFRA / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found.append((f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc))
+    return found
+
+
+def _validate(doc: dict) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize(("name", "doc"), _manifests(), ids=[n for n, _ in _manifests()])
+def test_kubernetes_manifest_matches_the_schema(name, doc):
+    _validate(doc)
+
+
+def test_the_kubernetes_check_refuses_a_misspelt_field_and_a_wrong_type():
+    import kubernetes_validate
+
+    job = next(doc for name, doc in _manifests() if name.startswith("training-job.yaml:Job"))
+    misspelt = json.loads(json.dumps(job))
+    misspelt["spec"]["completionMod"] = misspelt["spec"].pop("completionMode")
+    with pytest.raises(kubernetes_validate.ValidationError, match="completionMod"):
+        _validate(misspelt)
+    wrong_type = json.loads(json.dumps(job))
+    wrong_type["spec"]["completions"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate(wrong_type)
+
+
+def _compose(text: str):
+    from compose_spec import PyCompose
+
+    # YAML merge keys (<<: *env) are resolved by the YAML loader, as Compose does
+    return PyCompose.from_json(json.dumps(yaml.safe_load(text)))
+
+
+def test_compose_file_matches_the_compose_specification():
+    text = (INFRA / "compose.yaml").read_text()
+    compose = _compose(text)
+    services = set(compose.service_names())
+    assert {"postgres", "minio", "mlflow", "prefect-server", "gpu-worker"} <= services
+    # what the specification's parser leaves to the engine: every dependency names a service
+    for name, service in yaml.safe_load(text)["services"].items():
+        for needed in service.get("depends_on", {}):
+            assert needed in services, f"{name} depends on unknown service {needed}"
+    if shutil.which("docker") and (
+        subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        subprocess.run(
+            ["docker", "compose", "--env-file", str(INFRA / ".env.example"), "-f",
+             str(INFRA / "compose.yaml"), "config", "--quiet"],
+            check=True,
+        )  # fmt: skip
+
+
+def test_the_compose_check_refuses_an_unknown_key_and_a_bad_value():
+    text = (INFRA / "compose.yaml").read_text()
+    with pytest.raises(ValueError, match="healthchek"):
+        _compose(text.replace("healthcheck:", "healthchek:", 1))
+    with pytest.raises(ValueError, match="unit"):
+        _compose(text.replace("shm_size: 16gb", "shm_size: plenty", 1))
