@@ -71,7 +71,8 @@ def _print_lineage(info: dict) -> None:
     made = {k: v for k, v in tags.items() if not k.startswith(("eval.", "gate.", "rollback."))}
     sections = [
         ("made from", made),
-        ("evaluation", {k: v for k, v in tags.items() if k.startswith("eval.")}),
+        # every metric from the run; the version's eval.* tags are only its headline figures
+        ("evaluation", {k: f"{v:.6g}" for k, v in info.get("metrics", {}).items()}),
         ("gate", {k: v for k, v in tags.items() if k.startswith(("gate.", "rollback."))}),
     ]
     print(
@@ -292,3 +293,4 @@ def register(sub) -> None:
     add_common(p)
     p.add_argument("ref", help="NAME@alias, NAME/version or a version number")
     p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    p.set_defaults(func=cmd_models_rebuild)
