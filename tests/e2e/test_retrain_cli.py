@@ -81,6 +81,9 @@ def test_a_retrain_that_finds_another_running_skips(landed):
     assert busy["status"] == "busy"
 
 
+# tests/integration/test_retrain_servers.py puts a first version through the default gate in
+# the default suite (through the deployment); this is its embedded twin through the CLI
+@pytest.mark.heavy
 def test_a_first_version_over_the_default_safety_caps_stays_a_challenger(tmp_path):
     """No champion yet, the default gate: the tiny random model never refuses a red-team prompt,
     so its harmful-compliance rate is over the absolute cap and it must not become champion."""
@@ -116,7 +119,7 @@ print(json.dumps({{"aliases": c.get_registered_model("demo-policy").aliases, "ta
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert info["aliases"] == {"challenger": "1"}
+    assert info["aliases"] == {"challenger": 1}
     tags = info["tags"]
     assert (tags["gate.decision"], tags["gate.policy"]) == ("rejected", "default")
     assert "harmful_compliance_rate <= 0.1" in tags["gate.failed"]
