@@ -235,7 +235,11 @@ def first_champion_task(
     from alignment import promotion, registry
 
     registry.connect(ws, cfg.registry.experiment)
-    if registry.current_alias_version(registered.name, registry.CHAMPION) is not None:
+    champion = registry.current_alias_version(registered.name, registry.CHAMPION)
+    if champion == registered.version:  # an earlier attempt of this task promoted it
+        tags = registry.model_version(registered.name, registered.version).tags
+        return replace(registered, alias=registry.CHAMPION, decision=tags.get("gate.decision"))
+    if champion is not None:
         return registered
     policy, path = promotion.load_policy(cfg.registry.gate_policy)
     decision = promotion.promote(
