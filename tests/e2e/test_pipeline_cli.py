@@ -219,31 +219,24 @@ import json, mlflow
 from mlflow import MlflowClient
 mlflow.set_tracking_uri("sqlite:///{ws}/mlflow.db")
 c = MlflowClient()
-print(json.dumps({{v: c.get_model_version("demo-policy", v).tags for v in ("1", "2")}}))
+out = {{}}
+for v in ("1", "2"):
+    mv = c.get_model_version("demo-policy", v)
+    run = c.get_run(mv.run_id)
+    out[v] = {{"tags": mv.tags, "run_tags": run.data.tags, "metrics": run.data.metrics}}
+print(json.dumps(out))
 """
-    metrics_script = script.replace(
-        'c.get_model_version("demo-policy", v).tags',
-        'c.get_run(c.get_model_version("demo-policy", v).run_id).data.metrics',
-    )
-    tags = json.loads(
+    versions = json.loads(
         subprocess.run(
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
         )
         .stdout.strip()
         .splitlines()[-1]
     )
-    first, second = tags["1"], tags["2"]
+    first, second = versions["1"], versions["2"]
     for key in ("data_version", "config_hash", "method", "methods", "base_model"):
-        assert first[key] == second[key], key
-    assert first["pipeline_run"] != second["pipeline_run"]
-    metrics = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", metrics_script], env=env, capture_output=True, text=True,
-            timeout=300,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )  # fmt: skip
+        assert first["tags"][key] == second["tags"][key], key
+    assert first["run_tags"]["pipeline_run"] != second["run_tags"]["pipeline_run"]
     # same data, same config, same seeds: the same held-out DPO accuracy and margin
     for key in ("eval/reward_accuracy", "eval/reward_margin_mean"):
-        assert metrics["1"][key] == metrics["2"][key], (key, metrics["1"][key], metrics["2"][key])
+        assert first["metrics"][key] == second["metrics"][key], key
