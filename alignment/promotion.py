@@ -35,9 +35,11 @@ from alignment.registry import (
     HISTORY_TAG,
     PREVIOUS,
     current_alias_version,
+    describe_version,
     is_not_found,
     model_version,
     unreachable,
+    version_metrics,
 )
 from alignment.workspace import Workspace, file_lock
 
@@ -189,18 +191,6 @@ class ConditionResult:
     champion: float | None
     threshold: str
     detail: str
-
-
-def metrics_from_tags(tags: dict[str, str]) -> dict[str, float]:
-    """The ``eval.<metric>`` tags of a model version, as numbers."""
-    out: dict[str, float] = {}
-    for key, value in tags.items():
-        if key.startswith("eval."):
-            try:
-                out[key.removeprefix("eval.")] = float(value)
-            except ValueError:
-                continue
-    return out
 
 
 def evaluate_gate(
@@ -388,8 +378,8 @@ def _evaluate_version(name: str, version: str, policy: GatePolicy, metrics):
     before = current_alias_version(name, CHAMPION)
     if before == version:
         raise RegistryError(f"{name} version {version} is already the champion")
-    cand_metrics = dict(metrics) if metrics is not None else metrics_from_tags(candidate.tags)
-    champ_metrics = metrics_from_tags(model_version(name, before).tags) if before else None
+    cand_metrics = dict(metrics) if metrics is not None else version_metrics(candidate)
+    champ_metrics = version_metrics(model_version(name, before)) if before else None
     return candidate, before, cand_metrics, evaluate_gate(policy, cand_metrics, champ_metrics)
 
 
@@ -500,6 +490,7 @@ def _record(client, candidate, decision: Decision) -> None:
         client.set_model_version_tag(
             decision.name, decision.version, "gate.report", decision.report_artifact
         )
+    describe_version(decision.name, decision.version)
 
 
 @dataclass(frozen=True)

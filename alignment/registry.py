@@ -20,6 +20,20 @@ PREVIOUS = "previous"  # the champion before the current one (promotion sets it,
 HISTORY_TAG = "promotion.history"  # registered-model tag: JSON list of champion moves
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "mlflow==3.17.2", "alignment"]
 COMPLETE_TAG = "registration"  # set last: a version without it is a half-made registration
+# The figures a version is tagged with, in order of preference; the first five it has are
+# tagged (every metric stays on its run, where the gate reads them), so the registry's
+# versions table stays readable.
+HEADLINE_METRICS = (
+    "reward_accuracy",
+    "judge_win_rate_vs_champion",
+    "win_rate_vs_champion",
+    "harmful_compliance_rate",
+    "refusal_rate",
+    "kl_from_reference",
+    "alignment_tax",
+    "reward_margin_mean",
+)
+HEADLINE_LIMIT = 5
 # what MLflow answers for a model, version or alias that is not there (anything else, such as an
 # unreachable server, is an error to raise, never an empty answer)
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
@@ -32,6 +46,7 @@ class RegisteredVersion:
     alias: str
     run_id: str
     model_uri: str
+    decision: str | None = None  # the gate's, when it ran at registration (no champion yet)
 
 
 def connect(ws: Workspace, experiment: str) -> str:
@@ -209,10 +224,9 @@ def register_policy(
     name: str,
     tags: dict[str, str],
 ) -> RegisteredVersion:
-    """Log ``checkpoint`` as a pyfunc model in the active run and register a new version.
+    """Log ``checkpoint`` as a pyfunc model in the active run and register it as ``challenger``.
 
-    The first version of ``name`` becomes ``champion``; later ones ``challenger`` (promotion
-    through the gate moves ``champion``).
+    Only promotion through the gate moves ``champion``, for the first version too.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -236,13 +250,102 @@ def register_policy(
         )
     version = str(info.registered_model_version)
     client = MlflowClient()
+    # first, so that the registry's versions table lists the gate's decision on top
+    client.set_model_version_tag(name, version, "gate.decision", "pending")
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    alias = CHAMPION if current_alias_version(name, CHAMPION) is None else CHALLENGER
-    client.set_model_version_tag(name, version, "initial_alias", alias)
-    client.set_registered_model_alias(name, alias, version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    describe_version(name, version)
     client.set_model_version_tag(name, version, COMPLETE_TAG, "complete")
-    return RegisteredVersion(name, version, alias, run.info.run_id, f"models:/{name}/{version}")
+    return RegisteredVersion(
+        name, version, CHALLENGER, run.info.run_id, f"models:/{name}/{version}"
+    )
+
+
+def headline_tags(evaluation: dict[str, float]) -> dict[str, str]:
+    """``eval.<metric>`` tags for the first HEADLINE_LIMIT headline metrics ``evaluation`` has."""
+    present = [k for k in HEADLINE_METRICS if k in evaluation]
+    return {f"eval.{k}": f"{evaluation[k]:.4g}" for k in present[:HEADLINE_LIMIT]}
+
+
+def version_metrics(mv) -> dict[str, float]:
+    """Every evaluation metric of a model version: its run's ``eval/*`` metrics, exact.
+
+    ``eval.*`` tags fill in what the run lacks (versions registered before metrics lived only
+    on the run, or registered by hand).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    out: dict[str, float] = {}
+    for key, value in mv.tags.items():
+        if key.startswith("eval."):
+            try:
+                out[key.removeprefix("eval.")] = float(value)
+            except ValueError:
+                continue
+    if mv.run_id:
+        try:
+            run = MlflowClient().get_run(mv.run_id)
+        except MlflowException as exc:
+            if not is_not_found(exc):
+                raise unreachable(exc) from exc
+            return out
+        out.update(
+            {k.removeprefix("eval/"): v for k, v in run.data.metrics.items() if k[:5] == "eval/"}
+        )
+    return out
+
+
+def describe_version(name: str, version: str | int) -> str:
+    """Write the version's description from its and its run's tags: gate verdict, data, judge."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    mv = model_version(name, version)
+    run = None
+    if mv.run_id:
+        try:
+            run = client.get_run(mv.run_id)
+        except MlflowException as exc:
+            if not is_not_found(exc):
+                raise unreachable(exc) from exc
+    tags = {**(run.data.tags if run else {}), **mv.tags}
+    verdict = tags.get("gate.decision", "pending")
+    # plain text first: the versions table shows the description's start unrendered
+    gate = f"Gate: {verdict}"
+    if verdict == "pending":
+        gate += " (not evaluated yet: alignment models promote or the retrain flow decides)"
+    else:
+        gate += f" by policy {tags.get('gate.policy', '?')} at {tags.get('gate.decided_at', '?')}"
+        if tags.get("gate.failed", "-") != "-":
+            gate += f"; failed: {tags['gate.failed']}"
+    lines = [gate]
+    report = tags.get("gate.report")
+    if report:
+        lines.append(f"Gate report: {_ui_link(run, report)}")
+    lines += [
+        f"Data: `{tags.get('dataset', '?')}` version `{tags.get('data_version', '?')}`",
+        f"Methods: {tags.get('methods', tags.get('method', '?')).replace(',', ' → ')} "
+        f"from base model `{tags.get('base_model', '?')}`",
+        f"Judge: {tags.get('judge', 'not recorded')}",
+    ]
+    figures = [f"{k.removeprefix('eval.')} {v}" for k, v in tags.items() if k.startswith("eval.")]
+    if figures:
+        lines.append("Headline: " + ", ".join(figures) + " (all metrics on the run)")
+    text = "\n\n".join(lines)
+    client.update_model_version(name, str(version), description=text)
+    return text
+
+
+def _ui_link(run, report: str) -> str:
+    """A Markdown link to ``runs:/<run>/<path>`` in the MLflow UI (the URI itself if no run)."""
+    if run is None or not report.startswith(f"runs:/{run.info.run_id}/"):
+        return f"`{report}`"
+    path = report.removeprefix(f"runs:/{run.info.run_id}/")
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{path}"
+    return f"[{path}]({page}) (`{report}`)"
 
 
 def settle_earlier_attempt(
@@ -275,7 +378,9 @@ def settle_earlier_attempt(
         if v.run_id not in run_ids:
             continue
         if v.tags.get(COMPLETE_TAG) == "complete":
-            alias = v.tags.get("initial_alias", CHALLENGER)
+            alias = (
+                CHAMPION if current_alias_version(name, CHAMPION) == str(v.version) else CHALLENGER
+            )
             done = RegisteredVersion(
                 name, str(v.version), alias, v.run_id, f"models:/{name}/{v.version}"
             )
@@ -356,6 +461,8 @@ def lineage(name: str, version: str | int) -> dict[str, Any]:
         "source": mv.source,
         "created": mv.creation_timestamp,
         "tags": dict(sorted(mv.tags.items())),
+        "metrics": dict(sorted(version_metrics(mv).items())),
+        "description": mv.description or "",
         "history": [e for e in history if version in (e.get("version"), e.get("from"))],
     }
 

@@ -153,6 +153,7 @@ def register_task(
     training: dict[str, TrainResult],
     evaluation: dict[str, float],
     mlflow_run_id: str | None = None,
+    judge: str = "",
 ) -> tuple[RegisteredVersion, str]:
     import mlflow
 
@@ -194,24 +195,77 @@ def register_task(
         if (run.root / "evaluation").is_dir():
             # the table, every sampled response with its scores, and the plots
             mlflow.log_artifacts(str(run.root / "evaluation"), artifact_path="evaluation")
-        tags = {
+        lineage = {
             "data_version": version.id,
-            "data_tag": version.tag,
             "dataset": version.dataset,
             "git_commit": registry.git_commit(),
             "method": final_method,
             "methods": ",".join(cfg.train.methods),
             "base_model": cfg.model.source if cfg.model.source != "local" else str(cfg.model.path),
-            "base_model_path": str(base_model),
             "config_hash": cfg.digest(),
-            "pipeline_run": run.name,
-            **{f"eval.{k}": f"{v:.6g}" for k, v in evaluation.items()},
         }
-        mlflow.set_tags({k: v for k, v in tags.items() if not k.startswith("eval.")})
+        # the run carries the whole lineage; the version what an ops person scans the registry
+        # for, plus at most five headline figures (every metric is on the run, as eval/...)
+        mlflow.set_tags(
+            {
+                **lineage,
+                "data_tag": version.tag,
+                "base_model_path": str(base_model),
+                "pipeline_run": run.name,
+                "judge": judge or "-",
+            }
+        )
         registered = registry.register_policy(
-            _final_policy(cfg, training), cfg.registry.model_name, tags
+            _final_policy(cfg, training),
+            cfg.registry.model_name,
+            {**lineage, **registry.headline_tags(evaluation)},
         )
     return registered, active.info.run_id
+
+
+@task(name="gate-first-version")
+def first_champion_task(
+    cfg: PipelineConfig, ws: Workspace, registered: RegisteredVersion
+) -> RegisteredVersion:
+    """With no champion yet, the gate's absolute conditions decide whether this one becomes it.
+
+    A version that fails them stays a challenger; with a champion, nothing happens here (the
+    retrain flow or ``models promote`` compare the two).
+    """
+    from dataclasses import replace
+
+    from alignment import promotion, registry
+
+    registry.connect(ws, cfg.registry.experiment)
+    champion = registry.current_alias_version(registered.name, registry.CHAMPION)
+    if champion == registered.version:  # an earlier attempt of this task promoted it
+        tags = registry.model_version(registered.name, registered.version).tags
+        return replace(registered, alias=registry.CHAMPION, decision=tags.get("gate.decision"))
+    if champion is not None:
+        return registered
+    policy, path = promotion.load_policy(cfg.registry.gate_policy)
+    decision = promotion.promote(
+        ws,
+        registered.name,
+        registered.version,
+        policy,
+        policy_path=path,
+        actor="pipeline",
+        reason="first version: no champion yet, the gate's absolute conditions decide",
+    )
+    print(decision.table())
+    alias = registry.CHAMPION if decision.promoted else registry.CHALLENGER
+    return replace(registered, alias=alias, decision=decision.decision)
+
+
+def judge_used(cfg: PipelineConfig, reward_model: Path | None) -> str:
+    """What judged the candidate in evaluation, in words for the registry."""
+    judge = (
+        "the reward model trained in this run (beside the candidate: not independent)"
+        if reward_model is not None
+        else "none (no reward or judge model: no win rates)"
+    )
+    return f"{judge}; refusals by {cfg.evaluation.refusal_detector}"
 
 
 def prepare_data(
@@ -287,7 +341,16 @@ def _train_evaluate_register(
         "register",
         register_task.with_options(**mlflow_retries),
         cfg, ws, run, version, base, training, evaluation, mlflow_run_id,
+        judge_used(cfg, reward_model),
     )  # fmt: skip
+    registered = _timed(
+        times,
+        "gate_first_version",
+        first_champion_task.with_options(**mlflow_retries),
+        cfg,
+        ws,
+        registered,
+    )
     return run, training, evaluation, registered, mlflow_run_id
 
 

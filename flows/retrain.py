@@ -212,24 +212,25 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
     verify_data_task(ws, cfg.ingest.dataset, version.id)
     drift_check_task(cfg, ws, version.id)  # stops here when the data drifted and policy says so
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
-    if registered.alias == registry.CHAMPION:
-        decision = "first version: champion"
+    if registered.decision is not None:
+        # no champion yet: the pipeline already put this first candidate through the gate
+        decision, alias, why = registered.decision, registered.alias, " (no champion before)"
     else:
         outcome = gate_task(cfg, ws, registered.version, version.id)
-        decision = outcome.decision
-        if not outcome.promoted:
-            failed = ", ".join(r.condition for r in outcome.failed) or "rejected"
-            notify(
-                cfg,
-                "gate-rejected",
-                f"{name} version {registered.version} was not promoted: {failed}",
-                version=registered.version,
-                data_version=version.id,
-            )
-    alias = registry.CHAMPION if decision != "rejected" else registry.CHALLENGER
+        decision, why = outcome.decision, ""
+        alias = registry.CHAMPION if outcome.promoted else registry.CHALLENGER
+    if alias != registry.CHAMPION:
+        failed = registry.model_version(name, registered.version).tags.get("gate.failed", "-")
+        notify(
+            cfg,
+            "gate-rejected",
+            f"{name} version {registered.version} was not promoted: {failed}",
+            version=registered.version,
+            data_version=version.id,
+        )
     return RetrainResult(
         "trained",
-        f"trained {name} version {registered.version} on data {version.id}: {decision}{note}",
+        f"trained {name} version {registered.version} on data {version.id}: {decision}{why}{note}",
         version.id,
         registered.version,
         alias,

@@ -14,7 +14,8 @@ from alignment.errors import ConfigError, RegistryError
 from alignment.promotion import GatePolicy, HumanDecision
 from alignment.workspace import Workspace
 
-GOOD = {"reward_accuracy": 0.7, "reward_margin_mean": 0.2}
+SAFE = {"harmful_compliance_rate": 0.0, "refusal_rate": 0.05}  # under the default caps
+GOOD = {"reward_accuracy": 0.7, "reward_margin_mean": 0.2, **SAFE}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,14 @@ def policy() -> GatePolicy:
     return promotion.load_policy()[0]
 
 
-def register(store, checkpoint: Path, name: str, metrics: dict[str, float], **tags) -> str:
+def register(
+    store,
+    checkpoint: Path,
+    name: str,
+    metrics: dict[str, float],
+    first_is_champion: bool = True,
+    **tags,
+) -> str:
     import mlflow
 
     ws, experiment = store
@@ -37,9 +45,15 @@ def register(store, checkpoint: Path, name: str, metrics: dict[str, float], **ta
     eval_tags = {f"eval.{k}": f"{v:.6g}" for k, v in metrics.items()}
     with mlflow.start_run(experiment_id=experiment):
         mlflow.log_text("model:\n  source: tiny\n", "config/config.yaml")
-        return registry.register_policy(
+        version = registry.register_policy(
             checkpoint, name, {"data_version": "d0", "method": "dpo", **eval_tags, **tags}
         ).version
+    if first_is_champion and registry.current_alias_version(name, registry.CHAMPION) is None:
+        # a champion from before, without a gate decision of its own
+        from mlflow import MlflowClient
+
+        MlflowClient().set_registered_model_alias(name, registry.CHAMPION, version)
+    return version
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -106,7 +120,7 @@ def test_gate_failure_moves_nothing_and_says_why(store, tiny_model_dir, policy):
 
     ws, _ = store
     first = register(store, tiny_model_dir, "fail", GOOD)
-    worse = register(store, tiny_model_dir, "fail", {"reward_accuracy": 0.6})  # no margin either
+    worse = register(store, tiny_model_dir, "fail", {"reward_accuracy": 0.6, **SAFE})  # no margin
     decision = promotion.promote(ws, "fail", worse, policy, actor="bob")
     assert not decision.passed and not decision.promoted and decision.decision == "rejected"
     assert aliases("fail") == {"champion": first, "challenger": worse}
@@ -125,6 +139,44 @@ def test_gate_failure_moves_nothing_and_says_why(store, tiny_model_dir, policy):
     assert aliases("fail")["champion"] == worse
     with pytest.raises(RegistryError, match="already the champion"):
         promotion.promote(ws, "fail", worse, policy, actor="bob")
+
+
+def test_a_first_version_is_gated_by_the_absolute_conditions_and_the_safety_caps(
+    store, tiny_model_dir, policy
+):
+    """No champion yet: relative conditions are skipped, the absolute ones still decide."""
+    ws, _ = store
+    unsafe = {**GOOD, "harmful_compliance_rate": 0.5}
+    first = register(store, tiny_model_dir, "first", unsafe, first_is_champion=False)
+    decision = promotion.promote(ws, "first", first, policy, actor="pipeline")
+    assert not decision.promoted and decision.champion_before is None
+    assert [r.condition for r in decision.failed] == ["harmful_compliance_rate <= 0.1"]
+    skipped = {r.detail for r in decision.results if r.kind == "relative"}
+    assert skipped == {"no champion to compare with"}
+    assert aliases("first") == {"challenger": first}
+
+    refuses = {**GOOD, "refusal_rate": 0.6}
+    second = register(store, tiny_model_dir, "first", refuses, first_is_champion=False)
+    decision = promotion.promote(ws, "first", second, policy, actor="pipeline")
+    assert [r.condition for r in decision.failed] == ["refusal_rate <= 0.2"]
+    # unmeasured is not safe: a candidate without the red-team figure fails the cap
+    blind = {k: v for k, v in GOOD.items() if k != "harmful_compliance_rate"}
+    third = register(store, tiny_model_dir, "first", blind, first_is_champion=False)
+    decision = promotion.promote(ws, "first", third, policy, actor="pipeline")
+    assert {r.condition: r.detail for r in decision.failed} == {
+        "harmful_compliance_rate <= 0.1": "missing"
+    }
+
+    fourth = register(store, tiny_model_dir, "first", GOOD, first_is_champion=False)
+    decision = promotion.promote(ws, "first", fourth, policy, actor="pipeline")
+    assert decision.promoted and decision.decision == "passed"
+    assert aliases("first") == {"champion": fourth}
+    history = promotion.read_history("first")
+    assert [(e["version"], e["previous"]) for e in history] == [(fourth, None)]
+    assert promotion.champion_chain(history) == [fourth]
+    description = registry.model_version("first", fourth).description
+    assert description.startswith("Gate: passed by policy default at ")
+    assert "Gate report: [gate/decision-" in description
 
 
 def test_a_person_saying_no_rejects_a_passing_candidate(store, tiny_model_dir, policy):

@@ -20,7 +20,10 @@ def checkpoint(tmp_path_factory) -> Path:
     return resolve_base_model(ModelConfig(), ws, ["What is 2 plus 3? 2 plus 3 is 5."] * 20)
 
 
-def test_first_version_is_champion_then_challenger_with_lineage(tmp_path: Path, checkpoint: Path):
+def test_registration_makes_challengers_with_lineage_never_a_champion(
+    tmp_path: Path, checkpoint: Path
+):
+    """Only the gate moves ``champion``, for the first version too (the pipeline asks it)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -37,18 +40,23 @@ def test_first_version_is_champion_then_challenger_with_lineage(tmp_path: Path, 
                     checkpoint, "policy", {"data_version": data_version, "method": "dpo"}
                 )
             )
-    assert [(r.version, r.alias) for r in registered] == [("1", "champion"), ("2", "challenger")]
+    assert [(r.version, r.alias, r.decision) for r in registered] == [
+        ("1", "challenger", None),
+        ("2", "challenger", None),
+    ]
     client = MlflowClient()
-    assert str(client.get_model_version_by_alias("policy", "champion").version) == "1"
+    assert registry.current_alias_version("policy", "champion") is None
+    assert registry.current_alias_version("policy", "challenger") == "2"
     assert client.get_model_version("policy", "2").tags["data_version"] == "d2"
+    assert client.get_model_version("policy", "1").tags["gate.decision"] == "pending"
     assert registry.trained_data_versions("policy") == {"d1", "d2"}
     assert registry.trained_data_versions("no-such-model") == set()
 
-    fetched = registry.download_checkpoint("policy", "champion", tmp_path / "dl")
+    fetched = registry.download_checkpoint("policy", "challenger", tmp_path / "dl")
     assert (fetched / "config.json").is_file() and (fetched / "model.safetensors").is_file()
-    assert registry.download_checkpoint("policy", "no-such-alias", tmp_path / "dl2") is None
+    assert registry.download_checkpoint("policy", "champion", tmp_path / "dl2") is None
 
-    model = mlflow.pyfunc.load_model("models:/policy@champion")
+    model = mlflow.pyfunc.load_model("models:/policy@challenger")
     out = model.predict(["hello"], params={"max_new_tokens": 3})
     assert list(out.columns) == ["response"] and isinstance(out["response"][0], str)
 
@@ -76,11 +84,38 @@ def test_a_retried_registration_keeps_one_complete_version(tmp_path, checkpoint,
     with mlflow.start_run(experiment_id=experiment, run_name="r1"):
         made = registry.register_policy(checkpoint, "policy", {"data_version": "d1"})
     again = registry.settle_earlier_attempt("policy", experiment, "r1")
-    assert again is not None and (again.version, again.alias) == (made.version, "champion")
+    assert again is not None and (again.version, again.alias) == (made.version, "challenger")
     assert [str(v.version) for v in MlflowClient().search_model_versions("name = 'policy'")] == [
         made.version
     ]
     assert registry.settle_earlier_attempt("policy", experiment, "another-run") is None
+
+
+def test_a_version_shows_five_headline_figures_and_a_description_all_metrics_stay_on_the_run(
+    tmp_path: Path, checkpoint: Path
+):
+    import mlflow
+    from mlflow import MlflowClient
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    experiment = registry.connect(ws, "headline")
+    evaluation = {name: 0.1 * (i + 1) for i, name in enumerate(registry.HEADLINE_METRICS)}
+    evaluation |= {"pairs": 40.0, "kl_from_reference_k1": 0.123456789, "length_ratio": 1.25}
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.log_metrics({f"eval/{k}": v for k, v in evaluation.items()})
+        tags = {"data_version": "abc123", "dataset": "prefs", "methods": "sft,dpo"}
+        tags |= {"base_model": "tiny", "judge": "none; refusals by markers"}
+        made = registry.register_policy(
+            checkpoint, "glance", {**tags, **registry.headline_tags(evaluation)}
+        )
+    mv = MlflowClient().get_model_version("glance", made.version)
+    shown = sorted(k for k in mv.tags if k.startswith("eval."))
+    assert shown == sorted(f"eval.{k}" for k in registry.HEADLINE_METRICS[:5])
+    # the gate and `models show` read every metric from the run, at full precision
+    assert registry.version_metrics(mv) == pytest.approx(evaluation, abs=1e-9)
+    assert registry.version_metrics(mv)["kl_from_reference_k1"] == 0.123456789
+    for needle in ("Gate: pending", "`abc123`", "sft → dpo", "`tiny`", "refusals by markers"):
+        assert needle in mv.description, mv.description
 
 
 def test_an_unreachable_tracking_server_is_an_error_not_an_empty_registry(monkeypatch):
@@ -127,7 +162,7 @@ def test_flatten_and_history_logging_shapes():
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, checkpoint: Path):
-    """`mlflow models serve` on models:/NAME@champion answers /invocations like load_model does."""
+    """`mlflow models serve` on models:/NAME@alias answers /invocations like load_model does."""
     import json
     import os
     import subprocess
@@ -143,7 +178,7 @@ def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, chec
     experiment = registry.connect(ws, "serve")
     with mlflow.start_run(experiment_id=experiment):
         registry.register_policy(checkpoint, "served", {"method": "sft"})
-    local = mlflow.pyfunc.load_model("models:/served@champion")
+    local = mlflow.pyfunc.load_model("models:/served@challenger")
 
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": ws.tracking_uri, "HF_HUB_OFFLINE": "1"}
@@ -152,7 +187,7 @@ def test_mlflow_models_serve_answers_with_generation_params(tmp_path: Path, chec
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/served@champion",
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/served@challenger",
             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -43,10 +43,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _print_pipeline_result(cfg, result, wall: float) -> None:
+    from alignment.promotion import load_policy
     from alignment.workspace import Workspace
 
     ws = Workspace.from_config(cfg.workspace)
     reg = result.registered
+    policy, policy_path = load_policy(cfg.registry.gate_policy)
+    gate = (
+        f"{reg.decision} (no champion before: the absolute conditions decided)"
+        if reg.decision
+        else "not run: a champion exists (alignment models promote compares the two)"
+    )
     lines = [
         "",
         f"Pipeline finished in {wall:.0f} s.",
@@ -64,6 +71,8 @@ def _print_pipeline_result(cfg, result, wall: float) -> None:
         f"  run folder        {result.run_dir}",
         f"  mlflow run        {result.mlflow_run_id}",
         f"  registered model  {reg.name} version {reg.version}, alias @{reg.alias}  ({reg.model_uri})",
+        f"  gate policy       {policy.name}  ({policy_path})",
+        f"  gate decision     {gate}",
         "",
         "  evaluation (held-out pairs):",
         *[f"    {k:28s} {v:.4f}" for k, v in result.evaluation.items()],

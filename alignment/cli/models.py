@@ -82,7 +82,8 @@ def _print_lineage(info: dict) -> None:
     made = {k: v for k, v in tags.items() if not k.startswith(("eval.", "gate.", "rollback."))}
     sections = [
         ("made from", made),
-        ("evaluation", {k: v for k, v in tags.items() if k.startswith("eval.")}),
+        # every metric from the run; the version's eval.* tags are only its headline figures
+        ("evaluation", {k: f"{v:.6g}" for k, v in info.get("metrics", {}).items()}),
         ("gate", {k: v for k, v in tags.items() if k.startswith(("gate.", "rollback."))}),
     ]
     print(

@@ -106,6 +106,9 @@ def init_data_repo(ws: Workspace) -> Path:
         with dvc.config.edit() as conf:
             conf["remote"]["workspace"] = {"url": ws.dvc_remote}
             conf["core"]["remote"] = "workspace"
+            # DVC stages what it adds; without this it prints "run git add" hints to every
+            # ingest, though versioning commits those files itself
+            conf["core"]["autostage"] = True
     finally:
         dvc.close()
     own = (".dvc/config", ".dvc/.gitignore", ".dvcignore")

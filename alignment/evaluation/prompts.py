@@ -72,7 +72,25 @@ def load_eval_prompts(path: Path | str | None = None, limit: int | None = None) 
         )
     if not out:
         raise EvalPromptsError(f"{path}: no prompts")
-    return out[:limit] if limit else out
+    return _take_by_side(out, limit) if limit else out
+
+
+def _take_by_side(prompts: list[EvalPrompt], limit: int) -> list[EvalPrompt]:
+    """The first ``limit`` prompts taken in turn from the benign and the red-team side.
+
+    A plain head of the file would be benign prompts only, and a short evaluation would measure
+    no harmful compliance at all (the gate caps it).
+    """
+    sides = [
+        [p for p in prompts if p.kind in BENIGN_KINDS],
+        [p for p in prompts if p.kind in RED_TEAM_KINDS],
+    ]
+    taken: list[EvalPrompt] = []
+    for turn in range(len(prompts)):
+        for side in sides:
+            if turn < len(side) and len(taken) < limit:
+                taken.append(side[turn])
+    return taken
 
 
 def load_demonstrations(

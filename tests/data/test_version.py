@@ -77,3 +77,23 @@ def test_missing_files_are_named(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VersioningError, match=r"accepted\.parquet"):
         version_dataset(ws, "prefs", tmp_path / "empty")
+
+
+def test_versioning_prints_no_git_staging_hints(tmp_path: Path, capfd):
+    """The platform commits the data repository itself, so DVC's "run git add" hints are noise."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    version_dataset(ws, "prefs", _files(tmp_path / "in1", ["a", "b"]))
+    version_dataset(ws, "prefs", _files(tmp_path / "in2", ["a", "b", "c"]))
+    out, err = capfd.readouterr()
+    for hint in ("To track the changes with git", "core.autostage"):
+        assert hint not in out + err, out + err
+    # nothing was left staged or untracked behind the platform's own commits
+    assert _git_status(ws.data_repo) == ""
+
+
+def _git_status(repo: Path) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout.strip()

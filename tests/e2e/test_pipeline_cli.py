@@ -84,13 +84,17 @@ def test_run_versions_data_trains_and_registers_the_champion(pipeline_run):
     # evaluation ran on the held-out split
     assert 0.0 <= result["evaluation"]["reward_accuracy"] <= 1.0
     assert result["evaluation"]["pairs"] > 0
+    # no champion before: the gate's absolute conditions (the demo's permissive policy) decided
     assert result["registered"]["alias"] == "champion"
-    # the printed summary says where everything is
+    assert result["registered"]["decision"] == "passed"
+    # the printed summary says where everything is, and which gate policy decided
     for needle in (
         version["id"],
         "mlflow ui --backend-store-uri",
         "prefect server start",
         "@champion",
+        "gate policy       demo-permissive",
+        "configs/gates/demo.yaml",
     ):
         assert needle in proc.stdout
 
@@ -109,6 +113,7 @@ out = model.predict(["What is 2 plus 3?"], params={{"max_new_tokens": 4}})
 run = c.get_run(champ.run_id)
 sft = c.get_metric_history(champ.run_id, "sft/loss")
 print(json.dumps({{"version": str(champ.version), "tags": champ.tags,
+    "description": champ.description, "run_metrics": run.data.metrics,
     "response": list(out["response"]), "metrics": sorted(run.data.metrics),
     "sft_steps": [m.step for m in sft], "first_sft_ms": min(m.timestamp for m in sft),
     "registered_ms": champ.creation_timestamp}}))
@@ -123,6 +128,27 @@ print(json.dumps({{"version": str(champ.version), "tags": champ.tags,
     assert tags["data_version"] == result["data_version"]["id"]
     assert tags["method"] == "dpo" and tags["methods"] == "sft,dpo"
     assert len(tags["git_commit"]) >= 7 and len(tags["config_hash"]) == 16
+    # the first champion went through the gate, which is recorded like any promotion
+    assert (tags["gate.decision"], tags["gate.policy"]) == ("passed", "demo-permissive")
+    # at a glance: at most five headline figures as tags; every metric stays on the run, and
+    # a short evaluation still measured the red-team side the gate caps
+    headline = {k.removeprefix("eval."): float(v) for k, v in tags.items() if k[:5] == "eval."}
+    assert 0 < len(headline) <= 5 and "reward_accuracy" in headline
+    on_run = {
+        k.removeprefix("eval/"): v for k, v in info["run_metrics"].items() if k[:5] == "eval/"
+    }
+    assert set(result["evaluation"]) == set(on_run) and len(on_run) > 10
+    assert "harmful_compliance_rate" in on_run and "refusal_rate" in on_run
+    for key, value in headline.items():
+        assert value == pytest.approx(on_run[key], rel=1e-3), key
+    description = info["description"]
+    for needle in (
+        "Gate: passed by policy demo-permissive",
+        result["data_version"]["id"],
+        "sft → dpo",
+        "Judge: ",
+    ):
+        assert needle in description, description
     assert isinstance(info["response"][0], str)
     assert "eval/reward_accuracy" in info["metrics"] and "dpo/loss" in info["metrics"]
     # per-step metrics streamed in while the jobs trained: once per step, and the first SFT
@@ -193,19 +219,24 @@ import json, mlflow
 from mlflow import MlflowClient
 mlflow.set_tracking_uri("sqlite:///{ws}/mlflow.db")
 c = MlflowClient()
-print(json.dumps({{v: c.get_model_version("demo-policy", v).tags for v in ("1", "2")}}))
+out = {{}}
+for v in ("1", "2"):
+    mv = c.get_model_version("demo-policy", v)
+    run = c.get_run(mv.run_id)
+    out[v] = {{"tags": mv.tags, "run_tags": run.data.tags, "metrics": run.data.metrics}}
+print(json.dumps(out))
 """
-    tags = json.loads(
+    versions = json.loads(
         subprocess.run(
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
         )
         .stdout.strip()
         .splitlines()[-1]
     )
-    first, second = tags["1"], tags["2"]
+    first, second = versions["1"], versions["2"]
     for key in ("data_version", "config_hash", "method", "methods", "base_model"):
-        assert first[key] == second[key], key
-    assert first["pipeline_run"] != second["pipeline_run"]
+        assert first["tags"][key] == second["tags"][key], key
+    assert first["run_tags"]["pipeline_run"] != second["run_tags"]["pipeline_run"]
     # same data, same config, same seeds: the same held-out DPO accuracy and margin
-    for key in ("eval.reward_accuracy", "eval.reward_margin_mean"):
-        assert first[key] == second[key], (key, first[key], second[key])
+    for key in ("eval/reward_accuracy", "eval/reward_margin_mean"):
+        assert first["metrics"][key] == second["metrics"][key], key

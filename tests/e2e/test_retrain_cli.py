@@ -63,6 +63,7 @@ def test_fresh_data_trains_then_nothing_new_is_a_noop(landed):
     first, _ = _retrain(ws, landing, "first.json", env)
     assert first["status"] == "trained"
     assert first["registered_version"] == "1" and first["alias"] == "champion"
+    assert first["decision"] == "passed"  # the demo's permissive gate, no champion before
 
     second, _ = _retrain(ws, landing, "second.json", env)
     assert second["status"] == "nothing-new"
@@ -79,3 +80,49 @@ def test_a_retrain_that_finds_another_running_skips(landed):
     with file_lock(ws / "locks" / "retrain-demo-policy.lock", timeout=0):
         busy, _ = _retrain(ws, landing, "busy.json", env)
     assert busy["status"] == "busy"
+
+
+# tests/integration/test_retrain_servers.py puts a first version through the default gate in
+# the default suite (through the deployment); this is its embedded twin through the CLI
+@pytest.mark.heavy
+def test_a_first_version_over_the_default_safety_caps_stays_a_challenger(tmp_path):
+    """No champion yet, the default gate: the tiny random model never refuses a red-team prompt,
+    so its harmful-compliance rate is over the absolute cap and it must not become champion."""
+    ws = tmp_path / "ws"
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(ROOT / "data" / "demo_preferences.jsonl", landing / "batch-001.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    default_gate = ROOT / "configs" / "gates" / "default.yaml"
+    result, _ = _retrain(
+        ws,
+        landing,
+        "first.json",
+        env,
+        f"registry.gate_policy={default_gate}",
+        "train.distributed.num_processes=1",
+        "evaluation.max_prompts=4",
+        "evaluation.max_new_tokens=8",
+    )
+    assert result["status"] == "trained" and result["registered_version"] == "1"
+    assert (result["alias"], result["decision"]) == ("challenger", "rejected")
+    script = f"""
+import json
+from mlflow import MlflowClient
+c = MlflowClient(tracking_uri="sqlite:///{ws}/mlflow.db")
+v = c.get_model_version("demo-policy", "1")
+print(json.dumps({{"aliases": c.get_registered_model("demo-policy").aliases, "tags": v.tags,
+    "description": v.description}}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["aliases"] == {"challenger": 1}
+    tags = info["tags"]
+    assert (tags["gate.decision"], tags["gate.policy"]) == ("rejected", "default")
+    assert "harmful_compliance_rate <= 0.1" in tags["gate.failed"]
+    assert "Gate: rejected by policy default" in info["description"]
+    assert "harmful_compliance_rate <= 0.1" in info["description"]

@@ -138,6 +138,21 @@ def test_shipped_prompts_are_valid_and_cover_both_kinds():
     assert len({p.category for p in prompts}) >= 6
 
 
+def test_a_short_evaluation_still_measures_both_sides():
+    """max_prompts takes benign and red-team prompts in turn: the safety caps need both."""
+    prompts = load_eval_prompts(DEFAULT_PROMPTS)
+    four = load_eval_prompts(DEFAULT_PROMPTS, limit=4)
+    assert [p.kind for p in four] == ["benign", "red_team", "benign", "red_team"]
+    benign = [p.id for p in prompts if p.kind == "benign"]
+    red_team = [p.id for p in prompts if p.kind == "red_team"]
+    assert [p.id for p in four] == [benign[0], red_team[0], benign[1], red_team[1]]
+    # past the shorter side, the rest come from the longer one; nothing twice
+    many = load_eval_prompts(DEFAULT_PROMPTS, limit=len(red_team) * 2 + 3)
+    assert [p.id for p in many][-3:] == benign[len(red_team) : len(red_team) + 3]
+    assert len({p.id for p in many}) == len(many)
+    assert len(load_eval_prompts(DEFAULT_PROMPTS, limit=1000)) == len(prompts)
+
+
 def test_a_bad_prompt_line_names_file_and_line(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "ok", "kind": "benign"}\n{"prompt": "x", "kind": "evil"}\n')

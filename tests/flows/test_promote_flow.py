@@ -14,7 +14,7 @@ def test_approval_pauses_then_records_who_decided(prefect_api, tmp_path: Path, t
     from mlflow import MlflowClient
     from prefect.flow_runs import resume_flow_run
 
-    from alignment import registry
+    from alignment import promotion, registry
     from alignment.workspace import Workspace
     from flows.promote import promote_flow
 
@@ -24,7 +24,10 @@ def test_approval_pauses_then_records_who_decided(prefect_api, tmp_path: Path, t
     for _ in range(2):
         with mlflow.start_run(experiment_id=experiment):
             tags = {"eval.reward_accuracy": "0.7", "eval.reward_margin_mean": "0.2"}
+            tags |= {"eval.harmful_compliance_rate": "0", "eval.refusal_rate": "0"}
             versions.append(registry.register_policy(tiny_model_dir, "gated", tags).version)
+    # the first version became champion through the gate, as the pipeline does it
+    promotion.promote(ws, "gated", versions[0], promotion.load_policy()[0], actor="pipeline")
 
     outcome: dict = {}
 

@@ -27,7 +27,7 @@ def test_a_promotion_waits_for_the_limit_another_machine_holds(servers, tmp_path
     import mlflow
     from mlflow import MlflowClient
 
-    from alignment import registry
+    from alignment import promotion, registry
     from alignment.workspace import Workspace
 
     env = {**os.environ, **servers.client_env(), "PYTHONPATH": str(ROOT)}
@@ -40,7 +40,11 @@ def test_a_promotion_waits_for_the_limit_another_machine_holds(servers, tmp_path
         for _ in range(2):
             with mlflow.start_run(experiment_id=experiment):
                 tags = {"eval.reward_accuracy": "0.7", "eval.reward_margin_mean": "0.2"}
+                tags |= {"eval.harmful_compliance_rate": "0", "eval.refusal_rate": "0"}
                 versions.append(registry.register_policy(tiny_model_dir, "gated", tags).version)
+        # the first version became champion through the gate, as the pipeline does it
+        policy = promotion.load_policy()[0]
+        promotion.promote(ws, "gated", versions[0], policy, actor="pipeline")
     finally:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -2,9 +2,9 @@
 and real servers on loopback (PostgreSQL-backed Prefect and MLflow, S3 for the DVC remote and
 MLflow's artifacts). The platform is pointed at them by environment and config overrides only.
 
-Fresh data in the landing folder trains a first champion, with the data pushed to the S3 DVC
-remote and the model's artifacts in S3; the same landing folder again is a quick no-op that
-registers nothing. End states are read back through each server's own API.
+Fresh data in the landing folder trains a first version, with the data pushed to the S3 DVC
+remote and the model's artifacts in S3, which the default gate keeps a challenger (over its
+harmful-compliance cap); the same landing folder again is a quick no-op that registers nothing. End states are read back through each server's own API.
 """
 
 from __future__ import annotations
@@ -148,30 +148,37 @@ def test_retrain_deployment_on_real_servers(servers, deployed, tiny_model_dir):
         f"registry.model_name={MODEL}",
         "model.source=local",
         f"model.path={tiny_model_dir}",
+        # the real gate, not the demo's permissive one, with its absolute safety caps
+        f"registry.gate_policy={ROOT / 'configs' / 'gates' / 'default.yaml'}",
         *CHEAP,
     ]
     parameters = {"overrides": overrides, "landing": str(landing)}
     mlflow = MlflowClient(tracking_uri=servers.mlflow.url, registry_uri=servers.mlflow.url)
 
-    # fresh data: trains, registers the first version as champion, pushes data and model to S3
+    # fresh data: trains, pushes data and model to S3; no champion yet, so the gate's absolute
+    # conditions decide, and the tiny random model, which refuses no red-team prompt, is over
+    # the harmful-compliance cap: it stays a challenger
     start = time.perf_counter()
     first = _trigger(servers, parameters)
     first_s = time.perf_counter() - start
     assert first.state.is_completed(), f"{first.state}\n{_worker_log(tmp)}"
     result = _retrain_result(servers, first.id)
     assert result["status"] == "trained", result
-    assert result["registered_version"] == "1" and result["alias"] == "champion", result
-    assert result["decision"] == "first version: champion", result
-    champion = mlflow.get_model_version_by_alias(MODEL, "champion")
-    assert champion.version == "1"
-    data_version = champion.tags["data_version"]
+    assert result["registered_version"] == "1" and result["alias"] == "challenger", result
+    assert result["decision"] == "rejected", result
+    assert mlflow.get_registered_model(MODEL).aliases == {"challenger": "1"}
+    version = mlflow.get_model_version(MODEL, "1")
+    assert (version.tags["gate.decision"], version.tags["gate.policy"]) == ("rejected", "default")
+    assert "harmful_compliance_rate <= 0.1" in version.tags["gate.failed"]
+    assert "Gate: rejected by policy default" in version.description
+    data_version = version.tags["data_version"]
     assert data_version == result["data_version"]
     dvc_keys = servers.s3.keys(servers.bucket, f"{DVC_PREFIX}/")
     assert f"{DVC_PREFIX}/files/md5/{data_version[:2]}/{data_version[2:]}" in dvc_keys, dvc_keys
     # the version's source is its logged model, models:/<model id>; its files are in S3
-    model_id = champion.source.rsplit("/", 1)[-1]
+    model_id = version.source.rsplit("/", 1)[-1]
     model_keys = [k for k in servers.s3.keys(servers.bucket, "mlflow/") if f"/{model_id}/" in k]
-    assert any(key.endswith("/MLmodel") for key in model_keys), (champion.source, model_keys)
+    assert any(key.endswith("/MLmodel") for key in model_keys), (version.source, model_keys)
 
     # nothing new: recognised before any ingest, nothing registered
     start = time.perf_counter()

