@@ -1,0 +1,166 @@
+"""The over-optimisation guard: the stop rule and the kept checkpoint on synthetic signal sequences,
+the ensemble reward on tensors, and the records of a real PPO job against a reward-model ensemble."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alignment.methods.guard import GuardEval, judge
+
+
+def _evals(proxy, held_out, kl=None, every=10):
+    kl = kl or [0.0] * len(proxy)
+    return [
+        GuardEval(i * every, p, h, k)
+        for i, (p, h, k) in enumerate(zip(proxy, held_out, kl, strict=True))
+    ]
+
+
+def test_proxy_up_held_out_down_for_patience_evaluations_stops_and_keeps_the_peak():
+    # the hack: the held-out signal peaks at step 30, then falls while the proxy keeps rising
+    evals = _evals([0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3], [0.0, 0.2, 0.3, 0.4, 0.35, 0.3, 0.2])
+    verdict = judge(evals, patience=3, kl_budget=None)
+    assert verdict.stop and verdict.reason == "over_optimisation"
+    assert verdict.onset_step == 30  # the last evaluation before the decline
+    assert verdict.best_step == 30  # not the last step (60)
+    # one evaluation fewer: two falls in a row are not yet three
+    assert not judge(evals[:-1], patience=3, kl_budget=None).stop
+    assert judge(evals[:-1], patience=2, kl_budget=None).onset_step == 30
+
+
+def test_a_dip_that_recovers_resets_the_streak_and_falling_proxy_is_not_gaming():
+    noisy = _evals([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.0, -0.1, 0.1, 0.0, 0.2, 0.1])
+    verdict = judge(noisy, patience=2, kl_budget=None)
+    assert not verdict.stop and verdict.onset_step is None
+    assert verdict.best_step == 40
+    # both falling (a policy getting worse on everything) is not over-optimisation of the proxy
+    collapse = _evals([1.0, 0.8, 0.6, 0.4], [1.0, 0.8, 0.6, 0.4])
+    assert not judge(collapse, patience=2, kl_budget=None).stop
+    assert judge(collapse, patience=2, kl_budget=None).best_step == 0
+
+
+def test_kl_beyond_its_budget_stops_and_no_checkpoint_over_budget_is_kept():
+    evals = _evals([0.1, 0.3, 0.5, 0.7], [0.0, 0.2, 0.5, 0.9], kl=[0.0, 2.0, 4.0, 9.0])
+    verdict = judge(evals, patience=3, kl_budget=5.0)
+    assert verdict.stop and verdict.reason == "kl_budget"
+    assert verdict.best_step == 20  # step 30 has the best signal but is over the budget
+    assert not judge(evals[:3], patience=3, kl_budget=5.0).stop
+    assert judge([], patience=1, kl_budget=1.0) == judge([], patience=1, kl_budget=None)
+
+
+def test_ensemble_reward_is_the_mean_the_lower_bound_or_the_worst_member():
+    import torch
+
+    from alignment.methods.guard import ensemble_reward
+
+    scores = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # 2 members, 2 responses
+    assert ensemble_reward(scores, "mean", 1.0).tolist() == [2.0, 0.0]
+    lower = ensemble_reward(scores, "uncertainty_weighted", 0.5)
+    torch.testing.assert_close(lower, torch.tensor([2.0 - 0.5 * 2**0.5, 0.0]))
+    assert ensemble_reward(scores, "worst_case", 1.0).tolist() == [1.0, 0.0]
+    assert ensemble_reward(scores[:1], "worst_case", 1.0).tolist() == [1.0, 0.0]
+
+
+def test_guard_config_names_what_is_missing():
+    from alignment.config import load_config
+    from alignment.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="held_out_reward_model"):
+        load_config(None, ["train.ppo.guard.signal=held_out_reward_model"])
+    cfg = load_config(None, ["train.ppo.reward_ensemble=worst_case", "train.ppo.guard.patience=2"])
+    assert cfg.train.ppo.reward_ensemble == "worst_case" and cfg.train.ppo.guard.patience == 2
+
+
+def test_bootstrap_resample_draws_with_replacement_and_repeats_for_a_seed(tmp_path):
+    import pandas as pd
+
+    from alignment.train.ensemble import bootstrap_resample
+
+    pd.DataFrame({"id": [f"r{i}" for i in range(50)]}).to_parquet(tmp_path / "train.parquet")
+    a = pd.read_parquet(bootstrap_resample(tmp_path / "train.parquet", tmp_path / "a.parquet", 1))
+    b = pd.read_parquet(bootstrap_resample(tmp_path / "train.parquet", tmp_path / "b.parquet", 1))
+    c = pd.read_parquet(bootstrap_resample(tmp_path / "train.parquet", tmp_path / "c.parquet", 2))
+    assert len(a) == 50 and a["id"].nunique() < 50  # some pairs twice, some left out
+    assert a["id"].tolist() == b["id"].tolist() and a["id"].tolist() != c["id"].tolist()
+
+
+@pytest.fixture
+def reward_ensemble(tiny_model_dir, preference_parquet, rl_config, tmp_path_factory):
+    """Three reward models on bootstrap resamples, through the reward method's launcher."""
+    from alignment.train.launch import launch_training
+
+    cfg = rl_config(reward={"num_train_epochs": 1, "learning_rate": 3e-3, "ensemble_size": 3})
+    cfg.train.distributed.num_processes = 1  # the 2-process path is the reward tests' own
+    return launch_training(
+        "reward", cfg, tiny_model_dir, preference_parquet, tmp_path_factory.mktemp("rm-ensemble"),
+        eval_path=preference_parquet, on_progress=lambda event: None,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ppo_against_an_ensemble_records_the_guard_and_keeps_the_checkpoint_within_budget(
+    tiny_model_dir, preference_parquet, reward_ensemble, rl_config, tmp_path
+):
+    from safetensors.torch import load_file
+
+    from alignment.evaluation.suite import reward_models_optimised
+    from alignment.train.launch import launch_training
+
+    members = json.loads((reward_ensemble.output_dir.parent / "ensemble.json").read_text())
+    assert len(members["members"]) == 3
+    assert {f"member{i}/eval_accuracy" for i in range(3)} <= set(reward_ensemble.metrics)
+    cfg = rl_config(
+        ppo={
+            "max_steps": 4,
+            "per_device_train_batch_size": 4,
+            "max_new_tokens": 6,
+            "ppo_epochs": 2,
+            "learning_rate": 3e-3,
+            "reward_ensemble": "uncertainty_weighted",
+            "guard": {"enabled": True, "eval_steps": 2, "eval_prompts": 8, "kl_budget": 1e-3},
+        }
+    )
+    events = []
+    result = launch_training(
+        "ppo", cfg, tiny_model_dir, preference_parquet, tmp_path / "ppo",
+        eval_path=preference_parquet, reward_model_path=reward_ensemble.output_dir,
+        on_progress=events.append,
+    )  # fmt: skip
+    job = json.loads((tmp_path / "ppo" / "job.json").read_text())
+    assert job["reward_model_paths"] == members["members"]
+    # the gate must not judge with any member the policy was trained against
+    assert {p.as_posix() for p in reward_models_optimised(result.output_dir)} >= set(
+        members["members"]
+    )
+
+    report = json.loads((tmp_path / "ppo" / "guard.json").read_text())
+    steps = [r["step"] for r in report["evaluations"]]
+    metrics = result.metrics
+    # the starting policy is its own reference (KL 0): within any budget, evaluated first
+    assert steps[0] == 0 and report["evaluations"][0]["guard/kl"] == 0.0
+    for record in report["evaluations"]:
+        assert record["guard/disagreement"] > 0  # the two rewarding members never agree exactly
+        # the third member, left out of the reward, is the held-out signal
+        assert record["guard/held_out"] == record["guard/held_out_reward"]
+        assert record["guard/held_out"] != record["guard/proxy"]
+    over = [r["step"] for r in report["evaluations"] if r["guard/kl"] > 1e-3]
+    if over:  # the budget stopped the run at the first evaluation beyond it
+        assert metrics["guard/stop_reason"] == "kl_budget" and steps[-1] == over[0]
+        assert metrics["global_step"] == over[0]
+    within = [r for r in report["evaluations"] if r["guard/kl"] <= 1e-3]
+    best = max(within, key=lambda r: r["guard/held_out"])
+    assert metrics["guard/kept_step"] == best["step"]
+    assert metrics["guard/kept_held_out"] == best["guard/held_out"]
+    assert (tmp_path / "ppo" / "guard.png").stat().st_size > 0
+    # the saved policy is the kept one: at step 0, the starting weights
+    if best["step"] == 0:
+        kept, start = (
+            load_file(d / "model.safetensors") for d in (result.output_dir, tiny_model_dir)
+        )
+        assert all(kept[name].equal(start[name]) for name in start)
+    # every evaluation reached the progress stream (and so MLflow) and the job's history
+    streamed = {e["step"] for e in events if "guard/held_out" in e.get("logs", {})}
+    assert streamed == set(steps)
+    assert {h["step"] for h in result.history if "guard/held_out" in h} == set(steps)
