@@ -50,6 +50,43 @@ def test_kl_beyond_its_budget_stops_and_no_checkpoint_over_budget_is_kept():
     assert judge([], patience=1, kl_budget=1.0) == judge([], patience=1, kl_budget=None)
 
 
+def test_the_job_keeps_the_best_saved_policy_and_records_onset_stop_and_kept_step(tmp_path):
+    from alignment.config import GuardConfig
+    from alignment.methods.guard import GuardRunner, write_guard_report
+
+    records = [
+        {"step": e.step, "guard/proxy": e.proxy, "guard/held_out": e.held_out, "guard/kl": e.kl}
+        for e in _evals([0.1, 0.3, 0.5, 0.7, 0.9], [0.0, 0.4, 0.3, 0.2, 0.1], every=5)
+    ]
+    out = tmp_path / "guard"
+    for step in (0, 5, 15):  # best-so-far policies saved during the run
+        (out / f"step-{step}").mkdir(parents=True)
+        (out / f"step-{step}" / "model.safetensors").write_text(f"policy at {step}")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_text("policy at 20")
+    cfg = GuardConfig(enabled=True, patience=3)
+    guard = GuardRunner(cfg, None, None, None, [], out, None, records)
+    assert guard.should_stop()
+    metrics = guard.finish(20, model_dir)
+    assert (model_dir / "model.safetensors").read_text() == "policy at 5"
+    assert sorted(p.name for p in out.iterdir()) == ["step-5"]  # the others pruned
+    assert metrics["guard/onset_step"] == 5 and metrics["guard/kept_step"] == 5
+    assert metrics["guard/stop_reason"] == "over_optimisation" and metrics["guard/stopped"] == 1
+    assert metrics["guard/kept_held_out"] == 0.4
+    write_guard_report(tmp_path, records, metrics)
+    assert json.loads((tmp_path / "guard.json").read_text())["verdict"] == metrics
+    assert (tmp_path / "guard.png").read_bytes()[:4] == b"\x89PNG"
+
+    # keep=last leaves the last policy, and only records
+    (model_dir / "model.safetensors").write_text("policy at 20")
+    last = GuardRunner(GuardConfig(enabled=True, keep="last", stop=False), None, None, None, [],
+                       out, None, records)  # fmt: skip
+    assert not last.should_stop()
+    assert last.finish(20, model_dir)["guard/kept_step"] == 20
+    assert (model_dir / "model.safetensors").read_text() == "policy at 20"
+
+
 def test_ensemble_reward_is_the_mean_the_lower_bound_or_the_worst_member():
     import torch
 
