@@ -201,3 +201,48 @@ def test_ppo_against_an_ensemble_records_the_guard_and_keeps_the_checkpoint_with
     streamed = {e["step"] for e in events if "guard/held_out" in e.get("logs", {})}
     assert streamed == set(steps)
     assert {h["step"] for h in result.history if "guard/held_out" in h} == set(steps)
+
+
+def test_an_evaluation_scores_the_policy_s_own_samples_with_every_signal(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from alignment.config import GuardConfig, PPOConfig
+    from alignment.methods.guard import EnsembleScorer, GuardRunner
+    from alignment.methods.ppo import reward_model_score_fn
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    heads = []
+    for seed in range(3):  # three reward models that differ only by their random score head
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+        heads.append(reward_model_score_fn(model.eval(), tokenizer))
+    scorer = EnsembleScorer(heads[:2], "worst_case", 1.0)
+    prompts = [[5, 6, 7], [8, 9], [5, 7], [6, 6, 9]]
+    ppo_cfg = PPOConfig(max_new_tokens=5)
+    scorer.calibrate(policy, prompts, ppo_cfg, tokenizer, "cpu")
+    assert scorer.scale is not None and all(s > 0 for s in scorer.scale[1])
+    cfg = GuardConfig(enabled=True, signal="held_out_member", eval_steps=1)
+    guard = GuardRunner(cfg, ppo_cfg, scorer, heads[2], prompts, tmp_path, tokenizer, [])
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    first = guard.evaluate(0, policy, reference, 0, pad, eos)
+    assert first["guard/kl"] == 0.0  # the policy is still the reference
+    assert first["guard/held_out"] == first["guard/held_out_reward"]
+    assert first["guard/disagreement"] > 0
+    # of two members the lower is the mean minus half their gap, i.e. minus std / sqrt(2)
+    spread = first["guard/disagreement"] * (1 - 2**-0.5)
+    assert first["guard/proxy"] == pytest.approx(first["guard/ensemble_lower_bound"] + spread)
+    assert 0 < first["guard/response_length"] <= 5 and first["guard/entropy"] > 0
+    assert (tmp_path / "step-0" / "config.json").is_file()  # the first is the best so far
+
+    with torch.no_grad():  # move the policy away from the reference
+        for parameter in policy.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    second = guard.evaluate(1, policy, reference, 0, pad, eos)
+    assert second["guard/kl"] > 0
+    drift = second["guard/entropy"] - first["guard/entropy"]
+    assert second["guard/entropy_drift"] == pytest.approx(drift)
+    assert not guard.due(1, 10) and guard.due(2, 10)
