@@ -123,13 +123,21 @@ def test_bootstrap_resample_draws_with_replacement_and_repeats_for_a_seed(tmp_pa
     assert a["id"].tolist() == b["id"].tolist() and a["id"].tolist() != c["id"].tolist()
 
 
-@pytest.fixture
-def reward_ensemble(tiny_model_dir, preference_parquet, rl_config, tmp_path_factory):
+@pytest.fixture(scope="module")
+def reward_ensemble(tiny_model_dir, preference_parquet, tmp_path_factory):
     """Three reward models on bootstrap resamples, through the reward method's launcher."""
+    from alignment.config import PipelineConfig
     from alignment.train.launch import launch_training
 
-    cfg = rl_config(reward={"num_train_epochs": 1, "learning_rate": 3e-3, "ensemble_size": 3})
-    cfg.train.distributed.num_processes = 1  # the 2-process path is the reward tests' own
+    # one process: the 2-process path is the reward tests' own
+    cfg = PipelineConfig.model_validate(
+        {
+            "train": {
+                "distributed": {"num_processes": 1, "zero_stage": 2, "device": "cpu"},
+                "reward": {"num_train_epochs": 1, "learning_rate": 3e-3, "ensemble_size": 3},
+            }
+        }
+    )
     return launch_training(
         "reward", cfg, tiny_model_dir, preference_parquet, tmp_path_factory.mktemp("rm-ensemble"),
         eval_path=preference_parquet, on_progress=lambda event: None,
@@ -246,3 +254,47 @@ def test_an_evaluation_scores_the_policy_s_own_samples_with_every_signal(tiny_mo
     drift = second["guard/entropy"] - first["guard/entropy"]
     assert second["guard/entropy_drift"] == pytest.approx(drift)
     assert not guard.due(1, 10) and guard.due(2, 10)
+
+
+@pytest.mark.heavy
+def test_a_resumed_guarded_run_keeps_its_evaluations_and_the_ensemble_scale(
+    tiny_model_dir, preference_parquet, reward_ensemble, rl_config, tmp_path
+):
+    from alignment.train.launch import launch_training
+
+    cfg = rl_config(
+        ppo={
+            "max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4,
+            "max_new_tokens": 6, "ppo_epochs": 1, "reward_ensemble": "uncertainty_weighted",
+            "guard": {"enabled": True, "eval_steps": 1, "eval_prompts": 8, "stop": False},
+        }
+    )  # fmt: skip
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(event):
+        if event["step"] >= 3 and "reward" in event.get("logs", {}):
+            raise Stop
+
+    run = dict(
+        method="ppo", cfg=cfg, model_path=tiny_model_dir, train_path=preference_parquet,
+        output_dir=tmp_path / "ppo", reward_model_path=reward_ensemble.output_dir,
+    )  # fmt: skip
+    with pytest.raises(Stop):
+        launch_training(**run, on_progress=stop_at_three)
+    state = json.loads((tmp_path / "ppo" / "checkpoints" / "state.json").read_text())
+    assert [r["step"] for r in state["guard"]] == [0, 1, 2]
+    assert len(state["ensemble_scale"][0]) == 2  # two members reward, the third is held out
+
+    events = []
+    result = launch_training(**run, resume=True, on_progress=events.append)
+    evaluated = [e["step"] for e in events if "guard/held_out" in e.get("logs", {})]
+    assert evaluated == [3, 4]  # steps 0-2 were not evaluated again
+    report = json.loads((tmp_path / "ppo" / "guard.json").read_text())
+    assert [r["step"] for r in report["evaluations"]] == [0, 1, 2, 3, 4]
+    assert report["evaluations"][:3] == state["guard"]
+    assert (
+        result.metrics["guard/kept_step"]
+        == max(report["evaluations"], key=lambda r: r["guard/held_out"])["step"]
+    )
