@@ -4,6 +4,7 @@ the ensemble reward on tensors, and the records of a real PPO job against a rewa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -298,3 +299,29 @@ def test_a_resumed_guarded_run_keeps_its_evaluations_and_the_ensemble_scale(
         result.metrics["guard/kept_step"]
         == max(report["evaluations"], key=lambda r: r["guard/held_out"])["step"]
     )
+
+
+def test_every_ensemble_member_counts_as_optimised_by_the_ppo_policy(tmp_path):
+    from alignment.config import PipelineConfig
+    from alignment.errors import ConfigError
+    from alignment.evaluation.suite import reward_models_optimised
+    from alignment.train.launch import write_job
+
+    members = []
+    for folder in (tmp_path / "reward", tmp_path / "reward" / "ensemble" / "member-1"):
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "config.json").write_text("{}")
+        members.append(str((folder / "model").resolve()))
+    manifest = tmp_path / "reward" / "ensemble.json"
+    manifest.write_text(json.dumps({"members": members}))
+    (tmp_path / "ppo").mkdir()
+    write_job("ppo", PipelineConfig(), tmp_path / "sft", tmp_path / "data.parquet",
+              tmp_path / "ppo", None, False, reward_model_path=tmp_path / "reward" / "model")  # fmt: skip
+    assert json.loads((tmp_path / "ppo" / "job.json").read_text())["reward_model_paths"] == members
+    assert reward_models_optimised(tmp_path / "ppo" / "model") == {Path(p) for p in members}
+
+    # a manifest whose member is gone is refused, naming it
+    (tmp_path / "reward" / "ensemble" / "member-1" / "model" / "config.json").unlink()
+    with pytest.raises(ConfigError, match="member-1"):
+        write_job("ppo", PipelineConfig(), tmp_path / "sft", tmp_path / "data.parquet",
+                  tmp_path / "ppo", None, False, tmp_path / "reward" / "model")  # fmt: skip
