@@ -714,13 +714,16 @@ PATH_FIELDS = (
     ("cai", "feedback_model"),
     ("evaluation", "prompts"),
     ("evaluation", "constitution"),
+    ("train", "ppo", "guard", "held_out_reward_model"),
 )
 
 
 def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
     """Relative paths in a config file are relative to the file, not to the cwd."""
-    for section, key in PATH_FIELDS:
-        node = tree.get(section)
+    for *sections, key in PATH_FIELDS:
+        node: Any = tree
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(key), str):
             value = Path(node[key]).expanduser()
             if not value.is_absolute():

@@ -111,6 +111,19 @@ def test_guard_config_names_what_is_missing():
     assert cfg.train.ppo.reward_ensemble == "worst_case" and cfg.train.ppo.guard.patience == 2
 
 
+def test_a_held_out_reward_model_in_a_config_file_is_relative_to_that_file(tmp_path):
+    from alignment.config import load_config
+
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "guarded.yaml"
+    path.write_text(
+        "train:\n  ppo:\n    guard:\n      enabled: true\n"
+        "      signal: held_out_reward_model\n      held_out_reward_model: ../models/held-out\n"
+    )
+    guard = load_config(path).train.ppo.guard
+    assert guard.held_out_reward_model == (tmp_path / "models" / "held-out").resolve()
+
+
 def test_bootstrap_resample_draws_with_replacement_and_repeats_for_a_seed(tmp_path):
     import pandas as pd
 
