@@ -273,6 +273,18 @@ class RewardConfig(_MethodConfig):
         ge=0,
         description="Pull the mean reward towards 0 (Eisenstein et al. 2023); off if unset.",
     )
+    ensemble_size: int = Field(
+        1,
+        ge=1,
+        description="Reward models to train (k); above 1 an ensemble whose members differ by "
+        "seed (seed + i) and, with ensemble_resample=bootstrap, by training rows.",
+    )
+    ensemble_resample: Literal["bootstrap", "seed"] = Field(
+        "bootstrap",
+        description="bootstrap: each member trains on a resample of the pairs (drawn with "
+        "replacement); seed: every member on all pairs, differing by seed only.",
+    )
+
     soft_labels: bool = Field(
         False,
         description="Train on each pair's preference probability p (alignment.methods."
@@ -288,6 +300,51 @@ class RewardConfig(_MethodConfig):
             raise ValueError(
                 "soft_labels and use_score_margin both read score_chosen/score_rejected, as a "
                 "probability and as a margin; choose one"
+            )
+        return self
+
+
+class GuardConfig(_Strict):
+    """Reward over-optimisation guard of PPO: held-out signals every eval_steps, a stop rule and
+    the kept checkpoint chosen by the held-out signal."""
+
+    enabled: bool = Field(False, description="Evaluate, record and apply the stop rule.")
+    eval_steps: int = Field(10, ge=1, description="Evaluate every this many PPO steps (N).")
+    eval_prompts: int = Field(
+        32, ge=1, description="Held-out prompts per evaluation (the eval split's, else train's)."
+    )
+    signal: Literal["held_out_member", "held_out_reward_model", "ensemble_lower_bound"] = Field(
+        "held_out_member",
+        description="The held-out signal: the last ensemble member's score, that member left "
+        "out of PPO's reward; the score of held_out_reward_model (trained on labels PPO never "
+        "saw); or the ensemble's mean - std, which PPO partly optimises under "
+        "reward_ensemble=uncertainty_weighted.",
+    )
+    held_out_reward_model: Path | None = Field(
+        None, description="Reward model trained on held-out labels (signal=held_out_reward_model)."
+    )
+    patience: int = Field(
+        3,
+        ge=1,
+        description="Stop after this many evaluations in a row with the proxy rising and the "
+        "held-out signal falling (M).",
+    )
+    kl_budget: float | None = Field(
+        None, gt=0, description="Stop once KL(policy || reference) per response exceeds this."
+    )
+    stop: bool = Field(True, description="End training when the rule fires (else only record).")
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="Which policy the job saves: the evaluation with the best held-out signal "
+        "within the KL budget, or the last step.",
+    )
+
+    @model_validator(mode="after")
+    def _held_out_model_given(self) -> GuardConfig:
+        if self.signal == "held_out_reward_model" and self.held_out_reward_model is None:
+            raise ValueError(
+                "signal=held_out_reward_model needs held_out_reward_model: a reward model "
+                "trained on preference labels PPO does not train against"
             )
         return self
 
@@ -363,6 +420,16 @@ class PPOConfig(_MethodConfig):
         None,
         description="Initial value model (sequence classification); the reward model if unset.",
     )
+    reward_ensemble: Literal["mean", "uncertainty_weighted", "worst_case"] = Field(
+        "mean",
+        description="With a reward-model ensemble, the reward PPO maximises (Coste et al. 2023): "
+        "the members' mean, mean - uncertainty_penalty * std, or their minimum, each member "
+        "normalised by its mean and std on the first batch of rollouts.",
+    )
+    uncertainty_penalty: float = Field(
+        1.0, ge=0, description="lambda of reward_ensemble=uncertainty_weighted."
+    )
+    guard: GuardConfig = GuardConfig()
 
     @model_validator(mode="after")
     def _reward_penalty_is_k1(self) -> PPOConfig:
@@ -690,13 +757,16 @@ PATH_FIELDS = (
     ("cai", "feedback_model"),
     ("evaluation", "prompts"),
     ("evaluation", "constitution"),
+    ("train", "ppo", "guard", "held_out_reward_model"),
 )
 
 
 def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
     """Relative paths in a config file are relative to the file, not to the cwd."""
-    for section, key in PATH_FIELDS:
-        node = tree.get(section)
+    for *sections, key in PATH_FIELDS:
+        node: Any = tree
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(key), str):
             value = Path(node[key]).expanduser()
             if not value.is_absolute():

@@ -191,6 +191,11 @@ def register_task(
                 }
             )
             mlflow.log_artifact(str(result.log_path), artifact_path=f"logs/{method}")
+            for report in ("guard.json", "guard.png"):  # the over-optimisation guard's record
+                if (result.output_dir.parent / report).is_file():
+                    mlflow.log_artifact(
+                        str(result.output_dir.parent / report), artifact_path=f"guard/{method}"
+                    )
         mlflow.log_metrics({f"eval/{k}": v for k, v in evaluation.items()})
         if (run.root / "evaluation").is_dir():
             # the table, every sampled response with its scores, and the plots

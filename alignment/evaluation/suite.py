@@ -263,6 +263,8 @@ def reward_models_optimised(candidate: Path) -> set[Path] | None:
             return None  # a record we cannot read tells nothing either way
         if job.get("method") in RL_METHODS and job.get("reward_model_path"):
             found.add(Path(job["reward_model_path"]).resolve())
+            # every ensemble member the RL job scored with was optimised against too
+            found.update(Path(p).resolve() for p in job.get("reward_model_paths") or [])
         if not job.get("model_path"):
             break
         path = Path(job["model_path"]).resolve()

@@ -203,6 +203,31 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
+def sample_responses(
+    model: Any, prompts: list[list[int]], cfg: PPOConfig, pad_id: int, eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """One response per prompt from the policy itself: (query_responses, attention_mask,
+    response_mask, context_length), responses cut after their first end token."""
+    import torch
+
+    from alignment.methods.sampling import sample_from_policy
+
+    device = next(model.parameters()).device
+    query, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
+    context_length = query.shape[1]
+    generated = sample_from_policy(
+        model, query, query_mask, max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature, pad_id=pad_id, eos_id=eos_id,
+    )  # fmt: skip
+    # Same width on every step and rank, whether or not generation stopped early.
+    responses, response_mask = cut_at_eos(
+        generated[:, context_length:], cfg.max_new_tokens, eos_id, pad_id
+    )
+    query_responses = torch.cat([query, responses], dim=1)
+    attention = torch.cat([query_mask, response_mask], dim=1)
+    return query_responses, attention, response_mask, context_length
+
+
 def rollout(
     policy: Any,
     reference: Any,
@@ -216,24 +241,12 @@ def rollout(
     """Sample one response per prompt and score it under policy, reference, value and reward."""
     import torch
 
-    from alignment.methods.sampling import sample_from_policy
-
-    device = next(policy.module.parameters()).device
-    query, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
-    context_length = query.shape[1]
     policy.module.eval()
     with torch.no_grad():
-        generated = sample_from_policy(
-            policy.module, query, query_mask, max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, pad_id=pad_id, eos_id=eos_id,
-        )  # fmt: skip
-        # Same width on every step and rank, whether or not generation stopped early.
-        responses, response_mask = cut_at_eos(
-            generated[:, context_length:], cfg.max_new_tokens, eos_id, pad_id
+        query_responses, attention, response_mask, context_length = sample_responses(
+            policy.module, prompts, cfg, pad_id, eos_id
         )
-        query_responses = torch.cat([query, responses], dim=1)
-        attention = torch.cat([query_mask, response_mask], dim=1)
-
+        responses = query_responses[:, context_length:]
         logprobs = response_logprobs(
             policy.module, query_responses, attention, context_length, cfg.temperature
         )
@@ -437,6 +450,7 @@ def train(job: Job) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from alignment.methods.guard import build_scorer_and_guard, write_guard_report
     from alignment.train.launch import PROGRESS_PREFIX
     from alignment.workspace import atomic_write_text
 
@@ -459,15 +473,14 @@ def train(job: Job) -> dict:
     load = {"dtype": torch.float32, "trust_remote_code": False}
     policy_model = AutoModelForCausalLM.from_pretrained(job.model_path, **load)
     reference = AutoModelForCausalLM.from_pretrained(job.model_path, **load).to(device).eval()
-    reward_model = (
-        AutoModelForSequenceClassification.from_pretrained(job.reward_model_path, **load)
-        .to(device)
-        .eval()
-    )
+    reward_models = [
+        AutoModelForSequenceClassification.from_pretrained(path, **load).to(device).eval()
+        for path in job.reward_model_paths
+    ]
     value_model = AutoModelForSequenceClassification.from_pretrained(
         cfg.value_model_path or job.reward_model_path, num_labels=1, **load
     )
-    for frozen in (reference, reward_model):
+    for frozen in (reference, *reward_models):
         frozen.requires_grad_(False)
     for model in (policy_model, value_model):  # dropout would make old and new log-probs differ
         for module in model.modules():
@@ -500,10 +513,12 @@ def train(job: Job) -> dict:
         if cfg.adaptive_kl
         else FixedKLController(cfg.kl_coef)
     )
-    score_fn = reward_model_score_fn(reward_model, tokenizer)
+    score_fn, guard = build_scorer_and_guard(
+        job, tokenizer, reward_models, rank, world, load, device
+    )
 
     # Resume: engines restore weights and optimizer state; state.json the step and KL coefficient.
-    step, history = 0, []
+    step, history, state = 0, [], {}
     state_path = job.checkpoints_dir / "state.json"
     if job.resume and state_path.is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -511,10 +526,30 @@ def train(job: Job) -> dict:
         policy.load_checkpoint(str(job.checkpoints_dir / "policy"), tag=tag)
         value.load_checkpoint(str(job.checkpoints_dir / "value"), tag=tag)
         step, kl_ctl.value, history = state["step"], state["kl_coef"], state["history"]
+    score_fn.scale = state.get("ensemble_scale")
+    if len(score_fn.score_fns) > 1 and score_fn.scale is None:
+        # on the starting policy's responses to the first batch
+        first = prompts_for_step(shard, 0, batch_size, cfg.seed)
+        score_fn.calibrate(policy.module, first, cfg, tokenizer, device)
+    if guard is not None:
+        guard.records = state.get("guard", [])
+
+    def evaluate_guard() -> bool:
+        """Record a held-out evaluation when one is due; True when the stop rule ends the run."""
+        if guard is None or not guard.due(step, total_steps):
+            return False
+        record = guard.evaluate(
+            step, policy.module, reference, rank, tokenizer.pad_token_id, tokenizer.eos_token_id
+        )
+        if rank == 0:
+            event = {"step": step, "max_steps": total_steps, "logs": record}
+            print(PROGRESS_PREFIX + json.dumps(event), flush=True)
+        return guard.should_stop()
 
     start = time.monotonic()
     steps_at_start = step
-    while step < total_steps:
+    stopped = evaluate_guard()  # the starting policy: the baseline of every drift
+    while step < total_steps and not stopped:
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + step)
         batch_prompts = prompts_for_step(shard, step, batch_size, cfg.seed)
         metrics = ppo_step(
@@ -534,6 +569,9 @@ def train(job: Job) -> dict:
         kl_ctl.update(metrics["kl"], batch_size * world)
         step += 1
         history.append({"step": step, **metrics})
+        stopped = evaluate_guard()
+        if guard is not None and guard.records[-1]["step"] == step:
+            history[-1].update(guard.records[-1])
         if rank == 0 and step % cfg.logging_steps == 0:
             event = {
                 "step": step,
@@ -549,7 +587,11 @@ def train(job: Job) -> dict:
             value.save_checkpoint(str(job.checkpoints_dir / "value"), tag=tag)
             if rank == 0:  # written last: a checkpoint counts once its state file names it
                 state = {"step": step, "kl_coef": kl_ctl.value, "history": history}
+                state["ensemble_scale"] = score_fn.scale
+                state["guard"] = guard.records if guard is not None else []
                 atomic_write_text(state_path, json.dumps(state))
+                if guard is not None:
+                    guard.prune()
 
     # Save: rank 0 writes the policy (a plain causal LM) and the value model beside it.
     train_seconds = time.monotonic() - start
@@ -558,6 +600,7 @@ def train(job: Job) -> dict:
         tokenizer.save_pretrained(str(job.model_dir))
         value.module.save_pretrained(str(job.output_dir / "value_model"))
         last = history[-min(len(history), 4) :]
+        guard_metrics = guard.finish(step, job.model_dir) if guard is not None else {}
         metrics = {
             "global_step": step,
             "train_runtime": train_seconds,
@@ -565,8 +608,13 @@ def train(job: Job) -> dict:
             "reward": sum(h["reward"] for h in last) / max(len(last), 1),
             "kl": sum(h["kl"] for h in last) / max(len(last), 1),
             "kl_coef": kl_ctl.value,
+            **guard_metrics,
         }
+        if guard is not None:
+            write_guard_report(job.output_dir, guard.records, guard_metrics)
         atomic_write_text(job.output_dir / "metrics.json", json.dumps(metrics, indent=2))
-        atomic_write_text(job.output_dir / "history.json", json.dumps(history, indent=2))
+        baseline = [guard.records[0]] if guard is not None and guard.records else []
+        written = [r for r in baseline if r["step"] == 0] + history  # step 0: before training
+        atomic_write_text(job.output_dir / "history.json", json.dumps(written, indent=2))
         return metrics
     return {}

@@ -40,6 +40,14 @@ class Job:
     resume: bool
     device: str
     reward_model_path: Path | None = None  # ppo/rloo/grpo: the learned reward model
+    ensemble: list[Path] | None = None  # every member, when that model is member 0 of one
+
+    @property
+    def reward_model_paths(self) -> list[Path]:
+        """The reward models PPO scores with: the ensemble, or the one reward model."""
+        if self.ensemble:
+            return self.ensemble
+        return [self.reward_model_path] if self.reward_model_path else []
 
     @classmethod
     def load(cls, path: Path) -> Job:
@@ -57,6 +65,7 @@ class Job:
             reward_model_path=(
                 Path(raw["reward_model_path"]) if raw.get("reward_model_path") else None
             ),
+            ensemble=[Path(p) for p in raw.get("reward_model_paths") or []] or None,
         )
 
     @property

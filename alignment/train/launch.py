@@ -132,6 +132,7 @@ def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Pa
               output_dir: Path, eval_path: Path | None, resume: bool,
               reward_model_path: Path | None = None) -> Path:  # fmt: skip
     """Write this node's job file (job.json on node 0): everything its processes need."""
+    from alignment.train.ensemble import ensemble_members
     from alignment.workspace import atomic_write_text
 
     job = {
@@ -144,6 +145,10 @@ def write_job(method: str, cfg: PipelineConfig, model_path: Path, train_path: Pa
         "resume": resume,
         # ppo/rloo/grpo: the learned reward model (a sequence-classification checkpoint)
         "reward_model_path": str(Path(reward_model_path).resolve()) if reward_model_path else None,
+        # and, when it is member 0 of an ensemble, every member (ppo scores with all of them)
+        "reward_model_paths": [str(p) for p in ensemble_members(reward_model_path)]
+        if reward_model_path
+        else [],
     }
     return atomic_write_text(output_dir / f"job{node_suffix(cfg)}.json", json.dumps(job, indent=2))
 
@@ -165,9 +170,38 @@ def launch_training(
     on_progress: Callable[[dict], None] | None = None,
     reward_model_path: Path | None = None,
 ) -> TrainResult:
-    """Run one method as a DeepSpeed job in separate processes; return where its model is."""
+    """Run one method as a DeepSpeed job in separate processes; return where its model is.
+
+    A reward method with train.reward.ensemble_size > 1 runs one job per ensemble member.
+    """
+    from alignment.train.ensemble import MANIFEST, train_reward_ensemble
+
     if method not in METHODS:
         raise ConfigError(f"unknown training method {method!r}; known: {', '.join(METHODS)}")
+    if method == "reward" and cfg.train.reward.ensemble_size > 1:
+        return train_reward_ensemble(
+            cfg, model_path, train_path, output_dir, eval_path, resume, on_progress
+        )
+    if method == "reward":  # a manifest left by an earlier ensemble in this folder is stale
+        (Path(output_dir) / MANIFEST).unlink(missing_ok=True)
+    return launch_single(
+        method, cfg, model_path, train_path, output_dir, eval_path, resume, on_progress,
+        reward_model_path,
+    )  # fmt: skip
+
+
+def launch_single(
+    method: str,
+    cfg: PipelineConfig,
+    model_path: Path,
+    train_path: Path,
+    output_dir: Path,
+    eval_path: Path | None = None,
+    resume: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+    reward_model_path: Path | None = None,
+) -> TrainResult:
+    """One DeepSpeed job: launch, follow its progress lines, collect what it wrote."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if method in ("ppo", "rloo", "grpo") and reward_model_path is None:
