@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignment.errors import ConfigError
+from alignment.serve.config import ServeConfig
 
 
 class _Strict(BaseModel):
@@ -612,6 +613,7 @@ class PipelineConfig(_Strict):
     registry: RegistryConfig = RegistryConfig()
     cai: CAIConfig = CAIConfig()
     retrain: RetrainConfig = RetrainConfig()
+    serve: ServeConfig = ServeConfig()
 
     def digest(self) -> str:
         """A stable hash of the full config (for lineage tags)."""
@@ -639,6 +641,7 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
 
 PATH_FIELDS = (
     ("retrain", "landing"),
+    ("serve", "landing"),
     ("workspace", "root"),
     ("ingest", "input"),
     ("model", "path"),
