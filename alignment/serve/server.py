@@ -46,6 +46,10 @@ class UnknownTrace(LookupError):
     """Feedback names a trace this endpoint did not record. HTTP 404."""
 
 
+class NotRecorded(RuntimeError):
+    """The answer's trace did not reach the tracking store; nothing is returned unrecorded. 503."""
+
+
 @dataclass
 class Policy:
     """One registered version, loaded, with the lock its generation takes."""
@@ -93,7 +97,13 @@ class Endpoint:
 
     def __init__(self, policy: Policy, cfg: ServeConfig, shadow: Policy | None = None):
         self.policy, self.cfg, self.shadow = policy, cfg, shadow
-        self.counts = {"requests": 0, "feedback": 0, "shadowed": 0, "shadow_skipped": 0}
+        self.counts = {
+            "requests": 0,
+            "feedback": 0,
+            "shadowed": 0,
+            "shadow_skipped": 0,
+            "unrecorded": 0,
+        }
         self._lock = threading.Lock()
         self._shadow_credit = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.shadow_queue)
@@ -109,6 +119,24 @@ class Endpoint:
         if self.cfg.content == "hash":
             return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
         return None
+
+    def _check_stored(self, trace_id: str, role: str, spans: int) -> None:
+        """Read the trace back: MLflow's exporter only logs a warning when a write fails.
+
+        Spans and the trace's info (where the tags live) are written separately: check both.
+        """
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            trace = MlflowClient().get_trace(trace_id, display=False)
+            stored = len(trace.data.spans) if trace.info.tags.get(ROLE) == role else 0
+        except MlflowException:
+            stored = 0
+        if stored != spans:
+            with self._lock:
+                self.counts["unrecorded"] += 1
+            raise NotRecorded(f"trace {trace_id} was not stored ({stored} of {spans} spans)")
 
     def _tags(self, policy: Policy, role: str, consent: bool, ab: bool) -> dict[str, str]:
         return {
@@ -172,6 +200,7 @@ class Endpoint:
             )
             mlflow.update_current_trace(tags=self._tags(self.policy, "request", consent, ab))
             trace_id = root.trace_id
+        self._check_stored(trace_id, "request", 1 + len(answers))
         with self._lock:
             self.counts["requests"] += 1
         self._maybe_shadow(trace_id, prompt, params, consent, ab)
@@ -216,6 +245,7 @@ class Endpoint:
             tags = self._tags(self.shadow, "shadow", consent, False)
             mlflow.update_current_trace(tags={**tags, SHADOW_OF: trace_id})
             shadow_id = root.trace_id
+        self._check_stored(shadow_id, "shadow", 2)
         mlflow.set_trace_tag(trace_id, SHADOW_TRACE, shadow_id)
         with self._lock:
             self.counts["shadowed"] += 1
@@ -306,26 +336,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
         except UnknownTrace as exc:
             self._reply(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except NotRecorded as exc:
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"not answered: {exc}"})
         except Exception as exc:
             log.exception("%s failed", self.path)
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}"})
 
 
-def open_endpoint(
-    ws, cfg: ServeConfig, ref: str, default_name: str, shadow_ref: str | None = None
-) -> Endpoint:
-    """Point MLflow's traces at ``cfg.experiment`` of the workspace store, load the models."""
+def trace_to(ws, experiment: str) -> str:
+    """Send this process's traces to ``experiment`` of the workspace store, written synchronously."""
     import os
 
-    # a trace id handed to a client must already be stored when its feedback arrives, and the
-    # asynchronous exporter drops traces when its queue is full: export before answering
-    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
     import mlflow
 
     from alignment import registry
 
-    experiment_id = registry.connect(ws, cfg.experiment)
+    # a trace id handed to a client must already be stored when its feedback arrives, and the
+    # asynchronous exporter drops traces when its queue is full: export before answering
+    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
+    mlflow.tracing.reset()  # the exporter reads that setting when it is built
+    experiment_id = registry.connect(ws, experiment)
     mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def open_endpoint(
+    ws, cfg: ServeConfig, ref: str, default_name: str, shadow_ref: str | None = None
+) -> Endpoint:
+    """Trace to ``cfg.experiment`` of the workspace store; load the policy and the shadow."""
+    trace_to(ws, cfg.experiment)
     policy = load_policy(ref, default_name)
     shadow = load_policy(shadow_ref, default_name) if shadow_ref else None
     return Endpoint(policy, cfg, shadow)
