@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
@@ -13,15 +14,17 @@ from alignment.errors import ConfigError
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    from alignment.serve.server import make_server, open_endpoint
+    from alignment.serve.server import TOKEN_ENV, check_exposure, make_server, open_endpoint
     from alignment.workspace import Workspace
 
     serve_cfg = cfg.serve
+    host = args.host or serve_cfg.host
+    token = os.environ.get(TOKEN_ENV) or None
+    check_exposure(host, token)  # before loading the models
     ws = Workspace.from_config(cfg.workspace).ensure()
     endpoint = open_endpoint(ws, serve_cfg, args.ref, cfg.registry.model_name, args.shadow)
-    host = args.host or serve_cfg.host
     port = serve_cfg.port if args.port is None else args.port
-    server = make_server(endpoint, host, port)
+    server = make_server(endpoint, host, port, token)
     policy, shadow = endpoint.policy, endpoint.shadow
     shadowing = f", shadow {shadow.name}/{shadow.version}" if shadow else ""
     print(

@@ -5,12 +5,14 @@ MLflow's scoring server has no route for feedback and no shadow model, and its p
 model, so tracing and feedback would need a second service anyway. Threads serve requests; one
 lock per model serialises generation (torch on CPU gains nothing from two at once).
 
-Routes: ``GET /health``, ``POST /respond`` and ``POST /feedback`` (JSON in, JSON out).
+Routes: ``GET /health``, ``POST /respond`` and ``POST /feedback`` (JSON in, JSON out). With
+``ALIGNMENT_SERVE_TOKEN`` set, the POST routes need ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import queue
@@ -24,6 +26,8 @@ from typing import Any
 from alignment.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
+
+TOKEN_ENV = "ALIGNMENT_SERVE_TOKEN"
 
 # trace tags (searchable, e.g. "tags.`alignment.role` = 'request'")
 ROLE = "alignment.role"  # request | shadow
@@ -291,6 +295,7 @@ class Endpoint:
 
 class _Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint  # set on the subclass that make_server builds
+    token: str | None = None
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):  # client addresses identify users: not logged
@@ -326,6 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
         route = routes.get(self.path)
         if route is None:
             return self._reply(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}"})
+        if self.token is not None:
+            given = self.headers.get("Authorization", "").encode("utf-8")
+            if not hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+                self.close_connection = True  # the unread body must not become a next request
+                return self._reply(HTTPStatus.UNAUTHORIZED, {"error": "needs a bearer token"})
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
@@ -370,9 +380,26 @@ def open_endpoint(
     return Endpoint(policy, cfg, shadow)
 
 
-def make_server(endpoint: Endpoint, host: str, port: int) -> ThreadingHTTPServer:
+def check_exposure(host: str, token: str | None) -> None:
+    """Without a token, listen on loopback only: users' prompts never reach an open port."""
+    import ipaddress
+
+    from alignment.errors import ConfigError
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if token is None and not loopback:
+        raise ConfigError(f"serve.host={host} is not loopback: set {TOKEN_ENV} to serve there")
+
+
+def make_server(
+    endpoint: Endpoint, host: str, port: int, token: str | None = None
+) -> ThreadingHTTPServer:
     """A threaded HTTP server for ``endpoint``; closing it waits for requests in flight."""
-    handler = type("Handler", (_Handler,), {"endpoint": endpoint})
+    check_exposure(host, token)
+    handler = type("Handler", (_Handler,), {"endpoint": endpoint, "token": token})
     server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
     server = server_class((host, port), handler)  # the default backlog of 5 resets bursts
     server.daemon_threads = False  # server_close joins them: no answer is cut off untraced

@@ -40,9 +40,9 @@ def test_an_answer_whose_trace_is_not_stored_is_refused_not_returned(endpoint, m
     assert endpoint.counts == {**endpoint.counts, "requests": 1, "unrecorded": 1}
 
 
-def test_shadow_takes_exactly_the_configured_share(tmp_path, endpoint):
+def test_shadow_takes_exactly_the_configured_share():
     """A running credit: a share of 0.25 shadows every fourth request, none skipped."""
-    endpoint.cfg = ServeConfig(shadow_share=0.25)
+    endpoint = Endpoint(Policy("policy", "1", "champion", None), ServeConfig(shadow_share=0.25))
     endpoint._worker = SimpleNamespace()  # a stand-in: the queue is read, not answered
     for i in range(8):
         endpoint._maybe_shadow(f"tr-{i}", "p", {}, False, ab=False)

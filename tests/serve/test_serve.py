@@ -64,6 +64,7 @@ class Server:
     def __init__(self, root: Path, log: Path, *args: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env.update({"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"})
+        env["ALIGNMENT_SERVE_TOKEN"] = self.token = "s3cret"
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alignment", "serve", *args, "--workspace", str(root),
@@ -80,10 +81,12 @@ class Server:
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.3)
 
-    def post(self, route: str, body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(
-            self.base + route, json.dumps(body).encode(), {"Content-Type": "application/json"}
-        )
+    def post(self, route: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token or self.token}",
+        }
+        request = urllib.request.Request(self.base + route, json.dumps(body).encode(), headers)
         try:
             with urllib.request.urlopen(request, timeout=120) as resp:
                 return resp.status, json.loads(resp.read())
@@ -119,8 +122,9 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
         "--set", "serve.max_new_tokens=8",
     )  # fmt: skip
     try:
-        status, health = server.post("/respond", {"prompt": ""})
-        assert status == 400 and "'prompt'" in health["error"]
+        assert server.post("/respond", {"prompt": "hi"}, token="wrong")[0] == 401
+        status, err = server.post("/respond", {"prompt": ""})
+        assert status == 400 and "'prompt'" in err["error"]
 
         status, plain = server.post("/respond", {"prompt": "What is 2 plus 3?", "consent": True})
         assert status == 200 and plain["version"] == "1" and plain["response"]
@@ -234,3 +238,14 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["pairs"] == 0 and again["path"] is None
     assert [p.name for p in landing.iterdir()] == [Path(summary["path"]).name]
+
+
+def test_serve_refuses_what_it_cannot_do_safely_naming_why(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ALIGNMENT_SERVE_TOKEN", raising=False)
+    ws = ["--workspace", str(store)]
+    assert main(["serve", "policy@champion", "--host", "0.0.0.0", *ws]) == 2
+    assert "ALIGNMENT_SERVE_TOKEN" in capsys.readouterr().err
+    assert main(["serve", "policy@no-such-alias", "--port", "0", *ws]) == 2
+    assert "has no alias 'no-such-alias'" in capsys.readouterr().err
+    assert main(["feedback", "pairs", *ws]) == 2
+    assert "landing" in capsys.readouterr().err
