@@ -120,9 +120,10 @@ def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
     """
     import mlflow
 
+    # answers without consent are not even read: they can never become training data
     traces = mlflow.search_traces(
         locations=[experiment_id],
-        filter_string=f"tags.`{ROLE}` = 'request'",
+        filter_string=f"tags.`{ROLE}` = 'request' AND tags.`{CONSENT}` = 'true'",
         return_type="list",
     )
     result = FeedbackExport(None)

@@ -28,6 +28,7 @@ from alignment.serve.config import ServeConfig
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ALIGNMENT_SERVE_TOKEN"
+MAX_BODY_BYTES = 1 << 20  # a request body is read into memory whole
 
 # trace tags (searchable, e.g. "tags.`alignment.role` = 'request'")
 ROLE = "alignment.role"  # request | shadow
@@ -338,6 +339,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reply(HTTPStatus.UNAUTHORIZED, {"error": "needs a bearer token"})
         try:
             length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self.close_connection = True
+            return self._reply(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                {"error": f"the body must have a Content-Length of at most {MAX_BODY_BYTES}"},
+            )
+        try:
             body = json.loads(self.rfile.read(length) or b"null")
             if not isinstance(body, dict):
                 raise BadRequest("the body must be a JSON object")

@@ -93,6 +93,20 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def oversized(self) -> int:
+        """Announce a body over the limit, send none: the answer must come before it is read."""
+        import http.client
+
+        host, port = self.base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.putrequest("POST", "/respond")
+        connection.putheader("Authorization", f"Bearer {self.token}")
+        connection.putheader("Content-Length", str(64 << 20))
+        connection.endheaders()
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
     def stop(self) -> str:
         self.proc.terminate()
         assert self.proc.wait(timeout=120) == 0, self.log.read_text()[-3000:]
@@ -125,6 +139,7 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
         assert server.post("/respond", {"prompt": "hi"}, token="wrong")[0] == 401
         status, err = server.post("/respond", {"prompt": ""})
         assert status == 400 and "'prompt'" in err["error"]
+        assert server.oversized() == 413
 
         status, plain = server.post("/respond", {"prompt": "What is 2 plus 3?", "consent": True})
         assert status == 200 and plain["version"] == "1" and plain["response"]
@@ -212,8 +227,9 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
     assert main(["feedback", "pairs", "--workspace", str(store), "--landing", str(landing),
                  "--json", str(tmp_path / "pairs.json")]) == 0  # fmt: skip
     summary = json.loads((tmp_path / "pairs.json").read_text())
-    # consented: the thumbs-down and the A/B choice; the load requests gave no consent
-    assert summary["pairs"] == 2 and summary["skipped"]["no_consent"] == 41
+    # consented: the thumbs-down and the A/B choice; the private thumbs-down and the load
+    # requests gave no consent (their hashed answers differ, so only consent keeps them out)
+    assert summary["pairs"] == 2 and summary["skipped"] == {}
     from alignment.data.formats import read_preferences
 
     read = read_preferences(Path(summary["path"]))
