@@ -54,7 +54,7 @@ def _latest(trace, name: str):
 
 
 def _root(trace):
-    return next(s for s in trace.data.spans if s.parent_id is None)
+    return next((s for s in trace.data.spans if s.parent_id is None), None)
 
 
 def _messages(role: str, text: str) -> list[dict]:
@@ -76,6 +76,8 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
     if tags.get(CONSENT) != "true":
         return None, "no_consent"
     root = _root(trace)
+    if root is None:
+        return None, "trace_without_spans"
     prompt = (root.inputs or {}).get("prompt")
     meta = {
         "trace_ids": [trace.info.trace_id],
@@ -100,7 +102,8 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
         return None, "thumbs_down_without_shadow_answer"
     shadow = get_trace(shadow_id)
     rejected = (root.outputs or {}).get("response")
-    chosen = (_root(shadow).outputs or {}).get("response") if shadow is not None else None
+    shadow_root = _root(shadow) if shadow is not None else None
+    chosen = (shadow_root.outputs or {}).get("response") if shadow_root is not None else None
     if not (prompt and chosen and rejected) or chosen == rejected:
         return None, "identical_or_empty_answers"
     meta = {

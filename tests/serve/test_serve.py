@@ -156,6 +156,8 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
         assert (
             server.post("/feedback", {"trace_id": private["trace_id"], "rating": "down"})[0] == 200
         )
+        # the user changes their mind: the newest choice counts
+        assert server.post("/feedback", {"trace_id": ab["trace_id"], "choice": "a"})[0] == 200
         assert server.post("/feedback", {"trace_id": ab["trace_id"], "choice": "b"})[0] == 200
         # bad feedback is refused, naming what is wrong
         status, err = server.post("/feedback", {"trace_id": plain["trace_id"], "rating": "meh"})
@@ -186,7 +188,15 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
         assert len(load_ids) == 40
     finally:
         log = server.stop()
-    assert "'requests': 43" in log and "'shadowed': 42" in log  # every non-A/B request shadowed
+    counts = json.loads(re.search(r"stopped: (\{.*\})", log).group(1).replace("'", '"'))
+    # every non-A/B request shadowed; nothing skipped, nothing unrecorded
+    assert counts == {
+        "requests": 43,
+        "feedback": 44,
+        "shadowed": 42,
+        "shadow_skipped": 0,
+        "unrecorded": 0,
+    }
 
     traces = _traces(store)
     requests = {k: t for k, t in traces.items() if t.info.tags["alignment.role"] == "request"}
