@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from alignment.distributed import DistributedConfig
 from alignment.errors import ConfigError
 from alignment.quality_config import QualityConfig
+from alignment.serve.config import ServeConfig
 
 
 class _Strict(BaseModel):
@@ -721,6 +722,7 @@ class PipelineConfig(_Strict):
     cai: CAIConfig = CAIConfig()
     retrain: RetrainConfig = RetrainConfig()
     quality: QualityConfig = QualityConfig()
+    serve: ServeConfig = ServeConfig()
 
     def digest(self) -> str:
         """A stable hash of the full config (for lineage tags)."""
@@ -748,6 +750,7 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
 
 PATH_FIELDS = (
     ("retrain", "landing"),
+    ("serve", "landing"),
     ("workspace", "root"),
     ("ingest", "input"),
     ("model", "path"),

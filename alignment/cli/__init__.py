@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alignment.cli import cai, data, flows, models, oracle, train
+from alignment.cli import cai, data, flows, models, oracle, serve, train
 from alignment.errors import AlignmentError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     train.register(sub)
     oracle.register(sub)
+    serve.register(sub)
     return parser
 
 
