@@ -6,6 +6,7 @@ every variant is measured, and the JSON carries its ratios, targets and verdicts
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -58,10 +59,33 @@ def test_ai_feedback_compares_the_judge_with_its_floor_and_two_generating_judges
     assert set(report["meets"]) == {"ratio_vs_floor", "speedup_vs_direct_judge", "parse_failures"}
 
 
-def test_validate_times_ingest_against_its_floor(tmp_path):
+def test_validate_times_ingest_against_a_floor_that_does_the_same_checks(tmp_path):
     out = tmp_path / "validate.json"
-    _run("validate.py", "--rows", "400", "--floor-repeats", "1", "--out", str(out))
+    # 1,000 rows hold 20 bad ones: every kind of defect the input is made with at least once
+    _run("validate.py", "--rows", "1000", "--floor-repeats", "1", "--out", str(out))
     report = json.loads(out.read_text())
     assert set(report["variants"]) >= {"floor", "ingest"}
     assert report["variants"]["ingest"]["ratio_vs_floor"] > 0
     assert set(report["meets"]) == {"seconds_1m", "peak_mb", "ratio_vs_floor"}
+    assert report["same_checks"] is True
+    floor, ingest = report["variants"]["floor"], report["variants"]["ingest"]
+    for key in ("accepted", "rejected", "rule_failures", "malformed"):
+        assert floor[key] == ingest[key], key
+    # every rule that needs no tokenizer, and every kind of malformed line, was hit
+    rules = set(ingest["rule_failures"])
+    assert rules == {*report["input_mix"]["bad_kinds"][:11], "duplicate", "near_duplicate"}
+    assert set(ingest["malformed"]) == set(report["input_mix"]["bad_kinds"][11:])
+    assert ingest["rule_failures"]["duplicate"] == 10
+    assert ingest["rule_failures"]["near_duplicate"] == 5
+
+
+def test_validate_refuses_a_floor_that_counts_differently(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
+    spec = importlib.util.spec_from_file_location("validate_bench", ROOT / "benchmarks/validate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ingest = {"accepted": 9, "rejected": 2, "rule_failures": {"duplicate": 1}, "malformed": {}}
+    bench.check_same_counts(ingest, dict(ingest))
+    skipped_a_rule = {**ingest, "accepted": 10, "rejected": 1, "rule_failures": {}}
+    with pytest.raises(SystemExit, match="rule_failures"):
+        bench.check_same_counts(skipped_a_rule, ingest)

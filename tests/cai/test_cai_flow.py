@@ -31,8 +31,6 @@ def test_cai_flow_end_to_end(prefect_api, tmp_path):
         accepted = pd.read_parquet(version.accepted_path)
         assert len(accepted) > 0
         assert all(json.loads(m)["constitution_hash"] == digest for m in accepted["meta"])
-    prefs = pd.read_parquet(result.preference_data.accepted_path)
-    assert (prefs["score_chosen"] >= 0.5).all()
 
 
 @pytest.mark.slow

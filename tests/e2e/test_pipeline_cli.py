@@ -82,7 +82,8 @@ def test_run_versions_data_trains_and_registers_the_champion(pipeline_run):
         log = (run_dir / method / "train.log").read_text()
         assert "--nproc_per_node 2" in log, log[-2000:]
     # evaluation ran on the held-out split
-    assert 0.0 <= result["evaluation"]["reward_accuracy"] <= 1.0
+    # better than chance on pairs the policy never trained on: DPO learned the preference
+    assert result["evaluation"]["reward_accuracy"] > 0.5, result["evaluation"]
     assert result["evaluation"]["pairs"] > 0
     # no champion before: the gate's absolute conditions (the demo's permissive policy) decided
     assert result["registered"]["alias"] == "champion"
@@ -149,7 +150,7 @@ print(json.dumps({{"version": str(champ.version), "tags": champ.tags,
         "Judge: ",
     ):
         assert needle in description, description
-    assert isinstance(info["response"][0], str)
+    assert info["response"][0].strip(), info["response"]  # the trained policy writes text
     assert "eval/reward_accuracy" in info["metrics"] and "dpo/loss" in info["metrics"]
     # per-step metrics streamed in while the jobs trained: once per step, and the first SFT
     # point is older than the whole DPO stage (logged at the end, it would be seconds old)

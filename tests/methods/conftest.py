@@ -5,30 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from preference_task import preference_rows, write_rows
 
 from alignment.config import PipelineConfig
-
-
-def preference_rows(n: int = 64) -> list[dict]:
-    """Arithmetic prompts; chosen answers them, rejected refuses. Every 4th row carries scores."""
-    rows = []
-    for i in range(n):
-        a, b = i % 7, (i * 3) % 5
-        scored = i % 4 == 0
-        rows.append(
-            {
-                "id": f"r{i}",
-                "prompt": [{"role": "user", "content": f"What is {a} plus {b}?"}],
-                "chosen": [{"role": "assistant", "content": f"{a} plus {b} is {a + b}."}],
-                "rejected": [{"role": "assistant", "content": "I refuse to answer."}],
-                "source": "fixture",
-                "row": i,
-                "score_chosen": 1.0 if scored else None,
-                "score_rejected": 0.5 if scored else None,
-                "meta": "{}",
-            }
-        )
-    return rows
 
 
 def rl_config(**train) -> PipelineConfig:
@@ -46,16 +25,18 @@ def rl_config_fixture():
 
 @pytest.fixture(scope="session")
 def preference_parquet(tmp_path_factory) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = tmp_path_factory.mktemp("rl-prefs") / "train.parquet"
-    pq.write_table(pa.Table.from_pylist(preference_rows()), path)
-    return path
+    return write_rows(tmp_path_factory.mktemp("rl-prefs") / "train.parquet", preference_rows())
 
 
 @pytest.fixture(scope="session")
-def reward_run(tiny_model_dir, preference_parquet, tmp_path_factory):
+def heldout_parquet(tmp_path_factory) -> Path:
+    """40 pairs on the 20 prompts training never sees, half of each kind of rejected answer."""
+    path = tmp_path_factory.mktemp("rl-prefs-heldout") / "eval.parquet"
+    return write_rows(path, preference_rows(40, heldout=True))
+
+
+@pytest.fixture(scope="session")
+def reward_run(tiny_model_dir, preference_parquet, heldout_parquet, tmp_path_factory):
     """One 2-process ZeRO-2 reward-model run (with score margins), shared by the RL tests."""
     from alignment.train.launch import launch_training
 
@@ -66,6 +47,6 @@ def reward_run(tiny_model_dir, preference_parquet, tmp_path_factory):
         tiny_model_dir,
         preference_parquet,
         tmp_path_factory.mktemp("reward-run"),
-        eval_path=preference_parquet,
+        eval_path=heldout_parquet,
         on_progress=lambda event: None,
     )

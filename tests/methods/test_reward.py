@@ -23,7 +23,9 @@ def test_reward_model_learns_the_pairs_and_saves_a_classifier(reward_run):
     losses = [h["loss"] for h in reward_run.history if "loss" in h]
     assert len(losses) == 16  # 64 pairs x 2 epochs / (4 per process x 2 processes)
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.2, losses
-    assert reward_run.metrics["eval_accuracy"] >= 0.9  # held out (here: the same pairs)
+    # on prompts it never trained on: the evasive half is learned; the wrong sums, which a
+    # 100k-parameter model cannot check, stay near chance (untrained: 0.5 overall)
+    assert reward_run.metrics["eval_accuracy"] >= 0.65, reward_run.metrics
 
     model = AutoModelForSequenceClassification.from_pretrained(reward_run.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(reward_run.output_dir)

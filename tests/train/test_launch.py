@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from train_helpers import write_preferences
+from preference_task import preference_rows, write_rows
 
 from alignment.config import PipelineConfig
 from alignment.errors import ConfigError, TrainingFailed
@@ -16,7 +16,12 @@ from alignment.train.launch import build_command, format_progress, launch_traini
 
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory) -> Path:
-    return write_preferences(tmp_path_factory.mktemp("prefs") / "train.parquet")
+    return write_rows(tmp_path_factory.mktemp("prefs") / "train.parquet", preference_rows())
+
+
+@pytest.fixture(scope="module")
+def heldout_parquet(tmp_path_factory) -> Path:
+    return write_rows(tmp_path_factory.mktemp("prefs") / "eval.parquet", preference_rows(40, True))
 
 
 def _config(**method) -> PipelineConfig:
@@ -79,24 +84,29 @@ def test_sft_job_lowers_the_loss_and_saves_a_loadable_model(
 
 @pytest.mark.slow
 @pytest.mark.heavy  # the e2e pipeline runs the same 2-process DPO job in the default suite
-def test_dpo_job_separates_chosen_from_rejected(tiny_model_dir, train_parquet, tmp_path):
+def test_dpo_job_separates_chosen_from_rejected(
+    tiny_model_dir, train_parquet, heldout_parquet, tmp_path
+):
     result = launch_training(
         "dpo",
         _config(),
         tiny_model_dir,
         train_parquet,
         tmp_path / "dpo",
-        eval_path=train_parquet,
+        eval_path=heldout_parquet,
         on_progress=lambda e: None,
     )
 
     steps = [h for h in result.history if "rewards/margins" in h]
     assert len(steps) == 16
-    assert steps[-1]["rewards/margins"] > steps[0]["rewards/margins"] + 0.5
-    assert steps[-1]["rewards/accuracies"] >= 0.9
+    assert steps[-1]["rewards/margins"] > steps[0]["rewards/margins"] + 0.3, steps
     assert steps[-1]["loss"] < 0.6931  # below log 2, the loss of an undecided policy
     assert result.wall_seconds > 0
-    assert result.metrics["eval_rewards/accuracies"] >= 0.9  # evaluated once at the end
+    # evaluated once at the end, on prompts it never trained on (an unmoved policy scores 0):
+    # the evasive half is learned, the wrong sums stay near chance for this tiny model
+    evaluation = {k: v for k, v in result.metrics.items() if k.startswith("eval_rewards")}
+    assert evaluation["eval_rewards/accuracies"] >= 0.65, evaluation
+    assert evaluation["eval_rewards/margins"] > 0.2, evaluation
     _assert_loadable(result.output_dir)
 
 

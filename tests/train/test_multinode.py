@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from train_helpers import write_preferences
+from preference_task import preference_rows, write_rows
 
 from alignment.train.deepspeed import bound_group_timeouts
 from alignment.train.launch import free_port, peer_lost
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory) -> Path:
-    return write_preferences(tmp_path_factory.mktemp("prefs") / "train.parquet")
+    return write_rows(tmp_path_factory.mktemp("prefs") / "train.parquet", preference_rows())
 
 
 def _config_file(folder: Path, nodes: int, zero_stage: int = 2, **distributed) -> Path:
