@@ -34,10 +34,7 @@ def config_from(args: argparse.Namespace):
     """The typed config from --config, --set and --workspace; sets the quiet environment."""
     from alignment.config import load_config
 
-    overrides = list(args.set or [])
-    if getattr(args, "workspace", None):
-        overrides.append(f"workspace.root={args.workspace}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides_from(args))
     set_environment(cfg.workspace.root.expanduser().resolve())
     return cfg
 
@@ -50,7 +47,10 @@ def write_json(path: str | None, payload: dict) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
-    overrides = overrides_from(args)
+    """The --set overrides, plus --workspace as ``workspace.root``."""
+    overrides = list(args.set or [])
+    if getattr(args, "workspace", None):
+        overrides.append(f"workspace.root={args.workspace}")
     return overrides
 
 
