@@ -26,9 +26,10 @@ def _cai_setup(args: argparse.Namespace):
 
 
 def cmd_cai_check(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
     from alignment.constitution import load_constitution
 
-    c = load_constitution(args.file)
+    c = load_constitution(args.file or cfg.cai.constitution)
     print(f"{c.name} version {c.version}  hash {c.hash}")
     for p in c.principles:
         print(f"  {p.name:20s} weight {p.weight:g}")
@@ -130,8 +131,8 @@ def register(sub) -> None:
         dest="cai_command", required=True
     )
     p = cai.add_parser("check", help="validate a constitution; print its hash and principles")
-    p.add_argument("file", nargs="?", help="constitution YAML (default: the project's own)")
-    p.add_argument("--json", help="also write the result as JSON to this file")
+    add_common(p)
+    p.add_argument("file", nargs="?", help="constitution YAML (default cai.constitution)")
     p.set_defaults(func=cmd_cai_check)
     for name, func, what in (
         ("sl", cmd_cai_sl, "SL phase: answer, critique, revise; write sft.jsonl + audit.jsonl"),
