@@ -318,6 +318,9 @@ class EvaluationConfig(_Strict):
         description="Held-out prompts (JSONL: prompt, category, kind benign|red_team); the "
         "shipped data/eval_prompts.jsonl if unset.",
     )
+    prompts_per_kind: int | None = Field(
+        None, ge=1, description="Use only the first N prompts of each kind (red_team, helpful)."
+    )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     max_new_tokens: int = Field(64, ge=1, description="Longest sampled response in tokens.")
     temperature: float = Field(
@@ -403,6 +406,9 @@ class CAIConfig(_Strict):
     )
     package_prompt_limit: int = Field(
         100, ge=1, description="At most this many prompts from each red-team package."
+    )
+    prompts_per_kind: int | None = Field(
+        None, ge=1, description="Use only the first N prompts of each kind (red_team, helpful)."
     )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     revision_rounds: int = Field(

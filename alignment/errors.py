@@ -31,3 +31,7 @@ class TrainingFailed(AlignmentError):
 
 class RegistryError(AlignmentError):
     """The model registry refused an operation."""
+
+
+class EmptyGenerations(AlignmentError):
+    """A model generated nothing usable; the message says how many texts, for which prompts."""

@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from alignment.cai.generate import (
     pad_id,
 )
 from alignment.constitution import Constitution, Principle
-from alignment.errors import AlignmentError
+from alignment.errors import AlignmentError, EmptyGenerations
 
 Prompt = str | Sequence[dict]
 
@@ -223,6 +223,27 @@ class LabelResult:
     skipped: int  # prompts whose two responses were empty or identical
     constitution_hash: str
     seconds: float
+    # prompt ids of the skipped prompts: a response came back empty, or both were the same
+    empty: list[str] = field(default_factory=list)
+    identical: list[str] = field(default_factory=list)
+
+    def skipped_summary(self, shown: int = 5) -> str:
+        """One line: which prompts gave no pair, and why."""
+        from alignment.cai.critique import describe_empty
+
+        reasons = {"empty response": self.empty, "identical responses": self.identical}
+        return describe_empty(reasons, self.pairs + self.skipped, shown, "skipped")
+
+
+def require_pairs(result: LabelResult) -> LabelResult:
+    """The result, or EmptyGenerations naming the skipped prompts when no pair was labelled."""
+    if result.pairs:
+        return result
+    raise EmptyGenerations(
+        f"CAI RL phase: no AI-labelled pairs from {result.skipped} prompts "
+        f"({result.skipped_summary()}). The policy needs to sample two different non-empty "
+        f"responses per prompt: cai.rl_temperature > 0 and enough cai.max_new_tokens."
+    )
 
 
 def label_prompts(
@@ -253,12 +274,15 @@ def label_prompts(
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
     doubled = [c for c in conversations for _ in range(2)]
     samples = policy.generate(doubled, settings)
-    keep = [
+    empty = [
         i
         for i in range(len(prompts))
-        if samples[2 * i].strip() and samples[2 * i + 1].strip()
-        and samples[2 * i] != samples[2 * i + 1]
-    ]  # fmt: skip
+        if not (samples[2 * i].strip() and samples[2 * i + 1].strip())
+    ]
+    identical = [
+        i for i in range(len(prompts)) if i not in empty and samples[2 * i] == samples[2 * i + 1]
+    ]
+    keep = [i for i in range(len(prompts)) if i not in empty and i not in identical]
     principles = [constitution.sample(random.Random(f"{seed}:rl:{prompts[i]['id']}")) for i in keep]
     judgement = judge_pairs_detailed(
         judge_model,
@@ -315,4 +339,6 @@ def label_prompts(
         len(prompts) - len(keep),
         constitution.hash,
         time.perf_counter() - started,
+        [prompts[i]["id"] for i in empty],
+        [prompts[i]["id"] for i in identical],
     )

@@ -21,6 +21,7 @@ def _cai_setup(args: argparse.Namespace):
         cfg.cai.red_team_packages,
         cfg.cai.package_prompt_limit,
         cfg.cai.max_prompts,
+        cfg.cai.prompts_per_kind,
     )
     return cfg, constitution, prompts
 
@@ -40,7 +41,7 @@ def cmd_cai_check(args: argparse.Namespace) -> int:
 
 def cmd_cai_sl(args: argparse.Namespace) -> int:
     cfg, constitution, prompts = _cai_setup(args)
-    from alignment.cai.critique import run_sl_phase
+    from alignment.cai.critique import require_sft_rows, run_sl_phase
     from alignment.cai.generate import GenerationSettings, open_generator
 
     settings = GenerationSettings.from_config(cfg.cai, cfg.cai.sl_temperature)
@@ -53,13 +54,15 @@ def cmd_cai_sl(args: argparse.Namespace) -> int:
         f"{result.prompts} prompts, {result.rows} SFT rows ({result.sft_path}); "
         f"audit {result.audit_path}; constitution {result.constitution_hash}"
     )
+    print(result.empty_summary())
     write_json(args.json, {**result.__dict__})
+    require_sft_rows(result)
     return 0
 
 
 def cmd_cai_label(args: argparse.Namespace) -> int:
     cfg, constitution, prompts = _cai_setup(args)
-    from alignment.cai.feedback import label_prompts
+    from alignment.cai.feedback import label_prompts, require_pairs
     from alignment.cai.generate import GenerationSettings, load_model, open_generator
 
     judge = args.judge or cfg.cai.feedback_model or args.model
@@ -73,7 +76,9 @@ def cmd_cai_label(args: argparse.Namespace) -> int:
             cot_max_new_tokens=cfg.cai.cot_max_new_tokens, clamp=cfg.cai.cot_clamp,
         )  # fmt: skip
     print(f"{result.pairs} AI-labelled pairs ({result.skipped} skipped) -> {result.path}")
+    print(result.skipped_summary())
     write_json(args.json, {**result.__dict__})
+    require_pairs(result)
     return 0
 
 
