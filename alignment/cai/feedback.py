@@ -66,14 +66,30 @@ def render_conversation(prompt: Prompt) -> str:
 
 
 def judge_question(
-    prompt: Prompt, first: str, second: str, principle: Principle | str
+    prompt: Prompt, first: str, second: str, principle: Principle | str, shots: Sequence[dict] = ()
 ) -> list[dict]:
-    """The multiple-choice question as a one-turn conversation for the feedback model."""
+    """The multiple-choice question for the feedback model, after the `shots` turns if any."""
     question = principle.comparison_question if isinstance(principle, Principle) else principle
     text = JUDGE_QUESTION.format(
         conversation=render_conversation(prompt), question=question.strip(), a=first, b=second
     )
-    return [{"role": "user", "content": text}]
+    return [*shots, {"role": "user", "content": text}]
+
+
+def judge_shots(constitution: Constitution, count: int) -> list[dict]:
+    """Worked verdicts from the constitution's first `count` examples, each in both orders.
+
+    The revision is the preferred response; showing it once as (A) and once as (B) keeps the
+    demonstrations free of a position preference (the revisions are longer, though).
+    """
+    turns: list[dict] = []
+    for ex in constitution.examples_for(count):
+        principle = constitution.principle(ex.principle)
+        for first, second, answer in ((ex.response, ex.revision, "(B)"),
+                                      (ex.revision, ex.response, "(A)")):  # fmt: skip
+            turns += judge_question(ex.prompt, first, second, principle)
+            turns.append({"role": "assistant", "content": ANSWER_PREFIX + answer})
+    return turns
 
 
 def decision_tokens(tokenizer: Any, context: str) -> tuple[list[int], int, int]:
@@ -155,8 +171,9 @@ def judge_pairs_detailed(
     chain_of_thought: bool = False,
     cot_max_new_tokens: int = 64,
     clamp: tuple[float, float] = (0.4, 0.6),
+    shots: Sequence[dict] = (),
 ) -> Judgement:
-    """Judge each pair in both orders; see `judge_pairs`."""
+    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`."""
     n = len(prompts)
     if not (len(responses_a) == len(responses_b) == len(principles) == n):
         raise JudgeError(
@@ -164,10 +181,10 @@ def judge_pairs_detailed(
             f"({n}, {len(responses_a)}, {len(responses_b)}, {len(principles)})"
         )
     conversations = [
-        judge_question(p, a, b, q)
+        judge_question(p, a, b, q, shots)
         for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
     ] + [
-        judge_question(p, b, a, q)
+        judge_question(p, b, a, q, shots)
         for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
     ]
     suffixes = [ANSWER_PREFIX] * (2 * n)
