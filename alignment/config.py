@@ -295,6 +295,9 @@ class CAIConfig(_Strict):
     package_prompt_limit: int = Field(
         100, ge=1, description="At most this many prompts from each red-team package."
     )
+    prompts_per_kind: int | None = Field(
+        None, ge=1, description="Use only the first N prompts of each kind (red_team, helpful)."
+    )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     tax_data: Path | None = Field(
         None,

@@ -51,3 +51,7 @@ class LandingFileChanged(AlignmentError):
 
 class SoftLabelError(AlignmentError):
     """A record's scores are not the preference probability that soft-label training needs."""
+
+
+class EmptyGenerations(AlignmentError):
+    """A model generated nothing usable; the message says how many texts, for which prompts."""

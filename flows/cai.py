@@ -8,6 +8,7 @@ the corrected pairs as a new data version.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 
-from alignment.cai.critique import SLResult, run_sl_phase
-from alignment.cai.feedback import LabelResult, label_prompts, rl_training_config
+from alignment.cai.critique import SLResult, require_sft_rows, run_sl_phase
+from alignment.cai.feedback import LabelResult, label_prompts, require_pairs, rl_training_config
 from alignment.cai.generate import GenerationSettings, load_model, open_generator
 from alignment.cai.prompts import collect_prompts
 from alignment.cai.review import ReviewResult, apply_review, read_verdicts, sample_for_review
@@ -58,10 +59,13 @@ def sl_task(
 ) -> SLResult:
     settings = GenerationSettings.from_config(cfg.cai, cfg.cai.sl_temperature)
     with open_generator(model, cfg.cai.num_processes) as generator:
-        return run_sl_phase(
+        result = run_sl_phase(
             generator, prompts, constitution, out, settings, cfg.cai.revision_rounds,
             cfg.cai.few_shot, cfg.cai.seed, model_name=str(model),
         )  # fmt: skip
+    _report(f"SL phase: {result.rows} SFT rows of {result.prompts} prompts; "
+            f"{result.empty_summary()}", any(result.empty.values()))  # fmt: skip
+    return require_sft_rows(result)
 
 
 @task(name="cai-ingest-and-version")
@@ -105,12 +109,20 @@ def label_task(
     settings = GenerationSettings.from_config(cfg.cai, cfg.cai.rl_temperature)
     judge_model, judge_tokenizer = load_model(judge)
     with open_generator(policy, cfg.cai.num_processes) as generator:
-        return label_prompts(
+        result = label_prompts(
             generator, judge_model, judge_tokenizer, prompts, constitution, out, settings,
             judge_name=str(judge), seed=cfg.cai.seed, judge_batch_size=cfg.cai.judge_batch_size,
             chain_of_thought=cfg.cai.chain_of_thought,
             cot_max_new_tokens=cfg.cai.cot_max_new_tokens, clamp=cfg.cai.cot_clamp,
         )  # fmt: skip
+    _report(f"RL phase: {result.pairs} AI-labelled pairs; {result.skipped_summary()}",
+            bool(result.skipped))  # fmt: skip
+    return require_pairs(result)
+
+
+def _report(line: str, warn: bool) -> None:
+    logger = get_run_logger()
+    (logger.warning if warn else logger.info)(line)
 
 
 @flow(name="constitutional-ai", log_prints=True)
@@ -130,7 +142,7 @@ def cai_flow(config_path: str | None = None, overrides: list[str] | None = None)
     constitution = timed("constitution", constitution_task, cfg, ws)
     prompts = collect_prompts(
         cfg.cai.prompts, cfg.cai.red_team_packages, cfg.cai.package_prompt_limit,
-        cfg.cai.max_prompts,
+        cfg.cai.max_prompts, cfg.cai.prompts_per_kind,
     )  # fmt: skip
     base = timed("base_model", resolve_base_model, cfg.model, ws)
     sl = timed("sl_phase", sl_task, cfg, base, prompts, constitution, run / "sl")
@@ -172,18 +184,40 @@ def cai_flow(config_path: str | None = None, overrides: list[str] | None = None)
     return result
 
 
-def _markdown(result: CAIResult) -> str:
+def _cell(text: str, width: int = 240) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _markdown(result: CAIResult, samples: int = 4) -> str:
     rows = [
         ("constitution hash", result.constitution_hash),
         ("SL prompts / SFT rows", f"{result.sl.prompts} / {result.sl.rows}"),
+        ("SL empty generations", result.sl.empty_summary().split(": ", 1)[1]),
         ("SFT data version", result.sft_data.id),
         ("audit", str(result.sl.audit_path)),
         ("AI-labelled pairs (skipped)", f"{result.rl.pairs} ({result.rl.skipped})"),
+        ("RL skipped prompts", result.rl.skipped_summary().split(": ", 1)[1]),
         ("preference data version", result.preference_data.id),
         *[(f"model {m}", str(t.output_dir)) for m, t in result.training.items()],
         *[(f"time {k}", f"{v:.1f}s") for k, v in result.stage_seconds.items()],
     ]
-    return "| item | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    lines = ["| item | value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows)]
+    audit = [json.loads(x) for x in result.sl.audit_path.read_text(encoding="utf-8").splitlines()]
+    revised = [r for r in audit if r.get("outcome") == "sft"][:samples]
+    lines += [
+        "",
+        f"First {len(revised)} revised prompts of the audit (last revising round shown):",
+        "",
+        "| kind | prompt | initial answer | principle | critique | revision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in revised:
+        last = [x for x in r["rounds"] if x["revision"]][-1]
+        cells = (r["kind"], r["prompt"], r["initial_response"], last["principle"],
+                 last["critique"], last["revision"])  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
 
 
 class ReviewInput(RunInput):
@@ -196,10 +230,6 @@ def _review_markdown(sheet: Path, width: int = 160) -> str:
     """The review sheet as a table a person can read in the Prefect UI."""
     import csv
 
-    def cell(text: str) -> str:
-        text = " ".join(text.split()).replace("|", "\\|")
-        return text if len(text) <= width else text[: width - 1] + "…"
-
     with sheet.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     lines = [
@@ -210,8 +240,8 @@ def _review_markdown(sheet: Path, width: int = 160) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['id']} | {r['principle']} | {r['p_chosen']} | {cell(r['prompt'])} "
-        f"| {cell(r['chosen'])} | {cell(r['rejected'])} |"
+        f"| {r['id']} | {r['principle']} | {r['p_chosen']} | {_cell(r['prompt'], width)} "
+        f"| {_cell(r['chosen'], width)} | {_cell(r['rejected'], width)} |"
         for r in rows
     ]
     return "\n".join(lines)

@@ -4,7 +4,9 @@ For each prompt: an initial answer; then ``rounds`` rounds of critique and revis
 principle drawn with a seeded RNG (so a rerun draws the same principles); the final revision is
 the SFT target. Each round starts from the prompt and the current answer (plus the constitution's
 few-shot examples), so contexts stay bounded. A round whose revision comes back empty keeps the
-previous answer and ends that prompt's rounds.
+previous answer and ends that prompt's rounds. Empty texts are counted per step (answer,
+critique, revision) with the ids of their prompts, so a model that ends every answer at once is
+reported as such, not only as an empty SFT set.
 
 Outputs (JSONL): ``sft.jsonl``, canonical preference records (chosen = final revision, rejected
 = initial answer, so the set also works as preference pairs; ``meta`` holds the whole audit
@@ -18,11 +20,12 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from alignment.cai.generate import GenerationSettings, Generator
 from alignment.constitution import Constitution, Example, Principle
+from alignment.errors import EmptyGenerations
 
 
 @dataclass
@@ -35,6 +38,37 @@ class SLResult:
     rows: int  # SFT rows: final revision non-empty and different from the initial answer
     constitution_hash: str
     seconds: float
+    # prompt ids whose generated text came back empty, by step: answer, critique, revision
+    empty: dict[str, list[str]] = field(default_factory=dict)
+
+    def empty_summary(self, shown: int = 5) -> str:
+        """One line: how many answers, critiques and revisions came back empty, for which prompts."""
+        return describe_empty(self.empty, self.prompts, shown)
+
+
+def require_sft_rows(result: SLResult) -> SLResult:
+    """The result, or EmptyGenerations naming the empty texts when no SFT row was written."""
+    if result.rows:
+        return result
+    unrevised = result.prompts - len(result.empty.get("answer", []))
+    raise EmptyGenerations(
+        f"CAI SL phase: no SFT rows from {result.prompts} prompts ({result.empty_summary()}; "
+        f"{unrevised} answered but never revised). The model ends its texts at once: sample "
+        "(cai.sl_temperature > 0), allow more cai.max_new_tokens, or use a real model "
+        f"(configs/cai-demo.yaml, configs/cai-smollm2.yaml). Audit: {result.audit_path}"
+    )
+
+
+def describe_empty(
+    empty: dict[str, list[str]], prompts: int, shown: int = 5, title: str = "empty generations"
+) -> str:
+    """'empty generations: answer 3 of 10 prompts (p1, p2, p3); ...', or '...: none'."""
+    parts = []
+    for step, ids in empty.items():
+        if ids:
+            more = f", +{len(ids) - shown} more" if len(ids) > shown else ""
+            parts.append(f"{step} {len(ids)} of {prompts} prompts ({', '.join(ids[:shown])}{more})")
+    return f"{title}: " + ("; ".join(parts) if parts else "none")
 
 
 def _few_shot(constitution: Constitution, examples: Sequence[Example]) -> list[dict]:
@@ -111,6 +145,11 @@ def run_sl_phase(
     ]
     current = list(answers)
     active = [i for i, a in enumerate(answers) if a]
+    empty: dict[str, list[str]] = {
+        "answer": [prompts[i]["id"] for i, a in enumerate(answers) if not a],
+        "critique": [],
+        "revision": [],
+    }
     for r in range(rounds):
         if not active:
             break
@@ -141,9 +180,13 @@ def run_sl_phase(
                     "revision": revision,
                 }
             )
+            if not critique:
+                empty["critique"].append(prompts[i]["id"])
             if revision:
                 current[i] = revision
                 still.append(i)
+            else:
+                empty["revision"].append(prompts[i]["id"])
         active = still
 
     provenance = {
@@ -159,12 +202,17 @@ def run_sl_phase(
     audit_lines, sft_lines = [], []
     for i, record in enumerate(trail):
         record["final_revision"] = current[i]
+        # nothing to learn from an empty answer or an unrevised one (and the data validation
+        # rejects empty or equal pairs)
+        record["outcome"] = (
+            "empty_answer" if not answers[i] else "unrevised" if current[i] == answers[i] else "sft"
+        )
         record.update(provenance)
         audit_lines.append(json.dumps(record, ensure_ascii=False))
-        if not answers[i] or current[i] == answers[i]:
-            continue  # nothing to learn (and the data validation rejects empty or equal pairs)
+        if record["outcome"] != "sft":
+            continue
         meta = {"phase": "sl", **record}
-        for key in ("prompt", "initial_response", "final_revision"):
+        for key in ("prompt", "initial_response", "final_revision", "outcome"):
             meta.pop(key)  # already the prompt, rejected and chosen columns
         sft_lines.append(
             json.dumps(
@@ -187,4 +235,5 @@ def run_sl_phase(
         len(sft_lines),
         constitution.hash,
         time.perf_counter() - started,
+        {step: sorted(set(ids), key=ids.index) for step, ids in empty.items()},
     )

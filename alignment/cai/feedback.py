@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from alignment.cai.generate import (
 )
 from alignment.config import PipelineConfig
 from alignment.constitution import Constitution, Principle
-from alignment.errors import AlignmentError, ConfigError
+from alignment.errors import AlignmentError, ConfigError, EmptyGenerations
 
 Prompt = str | Sequence[dict]
 
@@ -69,14 +69,30 @@ def render_conversation(prompt: Prompt) -> str:
 
 
 def judge_question(
-    prompt: Prompt, first: str, second: str, principle: Principle | str
+    prompt: Prompt, first: str, second: str, principle: Principle | str, shots: Sequence[dict] = ()
 ) -> list[dict]:
-    """The multiple-choice question as a one-turn conversation for the feedback model."""
+    """The multiple-choice question for the feedback model, after the `shots` turns if any."""
     question = principle.comparison_question if isinstance(principle, Principle) else principle
     text = JUDGE_QUESTION.format(
         conversation=render_conversation(prompt), question=question.strip(), a=first, b=second
     )
-    return [{"role": "user", "content": text}]
+    return [*shots, {"role": "user", "content": text}]
+
+
+def judge_shots(constitution: Constitution, count: int) -> list[dict]:
+    """Worked verdicts from the constitution's first `count` examples, each in both orders.
+
+    The revision is the preferred response; showing it once as (A) and once as (B) keeps the
+    demonstrations free of a position preference (the revisions are longer, though).
+    """
+    turns: list[dict] = []
+    for ex in constitution.examples_for(count):
+        principle = constitution.principle(ex.principle)
+        for first, second, answer in ((ex.response, ex.revision, "(B)"),
+                                      (ex.revision, ex.response, "(A)")):  # fmt: skip
+            turns += judge_question(ex.prompt, first, second, principle)
+            turns.append({"role": "assistant", "content": ANSWER_PREFIX + answer})
+    return turns
 
 
 def decision_tokens(tokenizer: Any, context: str) -> tuple[list[int], int, int]:
@@ -158,8 +174,9 @@ def judge_pairs_detailed(
     chain_of_thought: bool = False,
     cot_max_new_tokens: int = 64,
     clamp: tuple[float, float] = (0.4, 0.6),
+    shots: Sequence[dict] = (),
 ) -> Judgement:
-    """Judge each pair in both orders; see `judge_pairs`."""
+    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`."""
     n = len(prompts)
     if not (len(responses_a) == len(responses_b) == len(principles) == n):
         raise JudgeError(
@@ -167,10 +184,10 @@ def judge_pairs_detailed(
             f"({n}, {len(responses_a)}, {len(responses_b)}, {len(principles)})"
         )
     conversations = [
-        judge_question(p, a, b, q)
+        judge_question(p, a, b, q, shots)
         for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
     ] + [
-        judge_question(p, b, a, q)
+        judge_question(p, b, a, q, shots)
         for p, a, b, q in zip(prompts, responses_a, responses_b, principles, strict=True)
     ]
     suffixes = [ANSWER_PREFIX] * (2 * n)
@@ -226,6 +243,27 @@ class LabelResult:
     skipped: int  # prompts whose two responses were empty or identical
     constitution_hash: str
     seconds: float
+    # prompt ids of the skipped prompts: a response came back empty, or both were the same
+    empty: list[str] = field(default_factory=list)
+    identical: list[str] = field(default_factory=list)
+
+    def skipped_summary(self, shown: int = 5) -> str:
+        """One line: which prompts gave no pair, and why."""
+        from alignment.cai.critique import describe_empty
+
+        reasons = {"empty response": self.empty, "identical responses": self.identical}
+        return describe_empty(reasons, self.pairs + self.skipped, shown, "skipped")
+
+
+def require_pairs(result: LabelResult) -> LabelResult:
+    """The result, or EmptyGenerations naming the skipped prompts when no pair was labelled."""
+    if result.pairs:
+        return result
+    raise EmptyGenerations(
+        f"CAI RL phase: no AI-labelled pairs from {result.skipped} prompts "
+        f"({result.skipped_summary()}). The policy needs to sample two different non-empty "
+        f"responses per prompt: cai.rl_temperature > 0 and enough cai.max_new_tokens."
+    )
 
 
 def label_prompts(
@@ -256,12 +294,15 @@ def label_prompts(
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
     doubled = [c for c in conversations for _ in range(2)]
     samples = policy.generate(doubled, settings)
-    keep = [
+    empty = [
         i
         for i in range(len(prompts))
-        if samples[2 * i].strip() and samples[2 * i + 1].strip()
-        and samples[2 * i] != samples[2 * i + 1]
-    ]  # fmt: skip
+        if not (samples[2 * i].strip() and samples[2 * i + 1].strip())
+    ]
+    identical = [
+        i for i in range(len(prompts)) if i not in empty and samples[2 * i] == samples[2 * i + 1]
+    ]
+    keep = [i for i in range(len(prompts)) if i not in empty and i not in identical]
     principles = [constitution.sample(random.Random(f"{seed}:rl:{prompts[i]['id']}")) for i in keep]
     judgement = judge_pairs_detailed(
         judge_model,
@@ -318,6 +359,8 @@ def label_prompts(
         len(prompts) - len(keep),
         constitution.hash,
         time.perf_counter() - started,
+        [prompts[i]["id"] for i in empty],
+        [prompts[i]["id"] for i in identical],
     )
 
 

@@ -124,6 +124,27 @@ def longer_choice(pairs: Sequence[LabelledPair]) -> list[float]:
     return out
 
 
+def length_debiased(
+    p_a: Sequence[float], len_a: Sequence[int], len_b: Sequence[int]
+) -> tuple[list[float], float]:
+    """P(A) with the part of the judge's log-odds that the length ratio predicts removed: (p, slope).
+
+    The slope is the least-squares fit of logit(P(A)) on log(len_a / len_b) over the pairs given,
+    made without labels, so it removes the judge's own lean towards the longer (or shorter)
+    response. It needs pairs of varied length ratios; a single pair is returned unchanged.
+    """
+    import math
+
+    eps = 1e-6
+    x = [math.log(max(a, 1) / max(b, 1)) for a, b in zip(len_a, len_b, strict=True)]
+    y = [math.log(min(max(p, eps), 1 - eps) / (1 - min(max(p, eps), 1 - eps))) for p in p_a]
+    mx = sum(x) / len(x) if x else 0.0
+    my = sum(y) / len(y) if y else 0.0
+    var = sum((xi - mx) ** 2 for xi in x)
+    slope = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y, strict=True)) / var if var else 0.0
+    return [1 / (1 + math.exp(-(yi - slope * xi))) for xi, yi in zip(x, y, strict=True)], slope
+
+
 def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -219,9 +240,14 @@ def judge_labelled_pairs(
     constitution: Constitution,
     batch_size: int = 8,
     seed: int = 0,
+    few_shot: int = 0,
 ) -> tuple[dict, list[dict]]:
-    """Run the one-forward-pass judge (both orders) on labelled pairs: (report, per-pair rows)."""
-    from alignment.cai.feedback import judge_pairs_detailed
+    """Run the one-forward-pass judge (both orders) on labelled pairs: (report, per-pair rows).
+
+    With `few_shot`, the judge first sees that many of the constitution's examples as worked
+    verdicts (`feedback.judge_shots`).
+    """
+    from alignment.cai.feedback import judge_pairs_detailed, judge_shots
 
     judgement = judge_pairs_detailed(
         model,
@@ -231,6 +257,7 @@ def judge_labelled_pairs(
         [p.response_b for p in pairs],
         [constitution.principle(p.principle) for p in pairs],
         batch_size=batch_size,
+        shots=judge_shots(constitution, few_shot),
     )
     report = agreement_report(
         pairs, judgement.p_a, judgement.p_a_first, judgement.p_a_second, seed=seed

@@ -124,15 +124,20 @@ def collect_prompts(
     packages: list[str] | tuple[str, ...] = (),
     package_limit: int = 100,
     max_prompts: int | None = None,
+    per_kind: int | None = None,
 ) -> list[dict]:
-    """The file's prompts, then each package's; duplicates (same text) dropped."""
+    """The file's prompts, then each package's; duplicates (same text) dropped; then the first
+    `per_kind` of each kind, then the first `max_prompts`."""
     items = load_prompt_file(path)
     for package in packages:
         items += package_prompts(package, package_limit)
     seen: set[str] = set()
     unique = []
+    taken = dict.fromkeys(KINDS, 0)
     for item in items:
-        if item["prompt"] not in seen:
-            seen.add(item["prompt"])
-            unique.append(item)
+        if item["prompt"] in seen or (per_kind is not None and taken[item["kind"]] >= per_kind):
+            continue
+        seen.add(item["prompt"])
+        taken[item["kind"]] += 1
+        unique.append(item)
     return unique[:max_prompts] if max_prompts else unique

@@ -20,14 +20,16 @@ def _cai_setup(args: argparse.Namespace):
         cfg.cai.red_team_packages,
         cfg.cai.package_prompt_limit,
         cfg.cai.max_prompts,
+        cfg.cai.prompts_per_kind,
     )
     return cfg, constitution, prompts
 
 
 def cmd_cai_check(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
     from alignment.constitution import load_constitution
 
-    c = load_constitution(args.file)
+    c = load_constitution(args.file or cfg.cai.constitution)
     print(f"{c.name} version {c.version}  hash {c.hash}")
     for p in c.principles:
         print(f"  {p.name:20s} weight {p.weight:g}")
@@ -38,7 +40,7 @@ def cmd_cai_check(args: argparse.Namespace) -> int:
 
 def cmd_cai_sl(args: argparse.Namespace) -> int:
     cfg, constitution, prompts = _cai_setup(args)
-    from alignment.cai.critique import run_sl_phase
+    from alignment.cai.critique import require_sft_rows, run_sl_phase
     from alignment.cai.generate import GenerationSettings, open_generator
 
     settings = GenerationSettings.from_config(cfg.cai, cfg.cai.sl_temperature)
@@ -51,13 +53,15 @@ def cmd_cai_sl(args: argparse.Namespace) -> int:
         f"{result.prompts} prompts, {result.rows} SFT rows ({result.sft_path}); "
         f"audit {result.audit_path}; constitution {result.constitution_hash}"
     )
+    print(result.empty_summary())
     write_json(args.json, {**result.__dict__})
+    require_sft_rows(result)
     return 0
 
 
 def cmd_cai_label(args: argparse.Namespace) -> int:
     cfg, constitution, prompts = _cai_setup(args)
-    from alignment.cai.feedback import label_prompts
+    from alignment.cai.feedback import label_prompts, require_pairs
     from alignment.cai.generate import GenerationSettings, load_model, open_generator
 
     judge = args.judge or cfg.cai.feedback_model or args.model
@@ -71,7 +75,9 @@ def cmd_cai_label(args: argparse.Namespace) -> int:
             cot_max_new_tokens=cfg.cai.cot_max_new_tokens, clamp=cfg.cai.cot_clamp,
         )  # fmt: skip
     print(f"{result.pairs} AI-labelled pairs ({result.skipped} skipped) -> {result.path}")
+    print(result.skipped_summary())
     write_json(args.json, {**result.__dict__})
+    require_pairs(result)
     return 0
 
 
@@ -129,8 +135,8 @@ def register(sub) -> None:
         dest="cai_command", required=True
     )
     p = cai.add_parser("check", help="validate a constitution; print its hash and principles")
-    p.add_argument("file", nargs="?", help="constitution YAML (default: the project's own)")
-    p.add_argument("--json", help="also write the result as JSON to this file")
+    add_common(p)
+    p.add_argument("file", nargs="?", help="constitution YAML (default cai.constitution)")
     p.set_defaults(func=cmd_cai_check)
     for name, func, what in (
         ("sl", cmd_cai_sl, "SL phase: answer, critique, revise; write sft.jsonl + audit.jsonl"),

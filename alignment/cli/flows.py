@@ -149,10 +149,28 @@ def cmd_flow_cai(args: argparse.Namespace) -> int:
 
     overrides = overrides_from(args)
     result = cai_flow(config_path=args.config, overrides=overrides)
+    models = {m: str(t.output_dir) for m, t in result.training.items()}
     print(
         f"constitution {result.constitution_hash}: SFT data {result.sft_data.id}, "
-        f"preference data {result.preference_data.id}, models "
-        f"{ {m: str(t.output_dir) for m, t in result.training.items()} }"
+        f"preference data {result.preference_data.id}, models {models}"
+    )
+    print(
+        f"SL: {result.sl.rows} SFT rows of {result.sl.prompts} prompts; {result.sl.empty_summary()}"
+    )
+    print(f"RL: {result.rl.pairs} AI-labelled pairs; {result.rl.skipped_summary()}")
+    print(f"audit {result.sl.audit_path}")
+    write_json(
+        args.json,
+        {
+            "run_dir": str(result.run_dir),
+            "constitution_hash": result.constitution_hash,
+            "sl": {**result.sl.__dict__},
+            "sft_data": result.sft_data.to_dict(),
+            "rl": {**result.rl.__dict__},
+            "preference_data": result.preference_data.to_dict(),
+            "models": models,
+            "stage_seconds": result.stage_seconds,
+        },
     )
     return 0
 

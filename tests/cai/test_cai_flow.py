@@ -33,6 +33,23 @@ def test_cai_flow_end_to_end(prefect_api, tmp_path):
         assert all(json.loads(m)["constitution_hash"] == digest for m in accepted["meta"])
 
 
+def test_a_model_that_answers_nothing_stops_the_flow_with_the_prompts_named(prefect_api, tmp_path):
+    """The random tiny model, sampled greedily, ends every answer at once: the flow says so
+    (how many, which prompts) before the data validation could only find an empty set."""
+    from alignment.cai.prompts import collect_prompts
+    from alignment.errors import EmptyGenerations
+    from flows.cai import cai_flow
+
+    overrides = [f"workspace.root={tmp_path / 'ws'}", "cai.max_prompts=3", "cai.max_new_tokens=8"]
+    with pytest.raises(EmptyGenerations) as caught:
+        cai_flow(overrides=overrides)
+    ids = ", ".join(p["id"] for p in collect_prompts(max_prompts=3))
+    assert f"answer 3 of 3 prompts ({ids})" in str(caught.value)
+    (run,) = (tmp_path / "ws" / "runs").glob("cai-*")
+    assert len((run / "sl" / "audit.jsonl").read_text().splitlines()) == 3
+    assert not (run / "sl" / "ingest").exists()  # stopped before ingest and versioning
+
+
 @pytest.mark.slow
 @pytest.mark.heavy  # two more training jobs; each method's job is tested on its own
 def test_cai_flow_trains_sl_then_dpo_on_its_own_data(prefect_api, tmp_path):

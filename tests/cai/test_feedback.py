@@ -89,3 +89,52 @@ def test_label_prompts_writes_soft_labelled_pairs_that_ingest_accepts(
         assert row["meta"]["principle"] in {p.name for p in constitution.principles}
     ingested = ingest_file(result.path, tmp_path / "ingest", IngestConfig(), ValidationConfig())
     assert ingested.accepted == len(rows)
+
+
+class FixedGenerator:
+    """Two responses per prompt, as given by `pairs` (prompt text -> (first, second))."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+        self.seen = {}
+
+    def generate(self, conversations, settings):
+        out = []
+        for c in conversations:
+            text = c[-1]["content"]
+            k = self.seen.get(text, 0)
+            self.seen[text] = k + 1
+            out.append(self.pairs[text][k % 2])
+        return out
+
+
+def test_skipped_prompts_are_named_by_reason_and_no_pair_is_an_error(
+    tiny_lm, prompt_items, tmp_path
+):
+    from alignment.cai.feedback import require_pairs
+    from alignment.errors import EmptyGenerations
+
+    model, tokenizer = tiny_lm
+    texts = [p["prompt"] for p in prompt_items]
+    gen = FixedGenerator(
+        {texts[0]: ("Four.", "It is 4."), texts[1]: ("No.", "  "), texts[2]: ("Air.", "Air.")}
+    )
+    result = label_prompts(
+        gen, model, tokenizer, prompt_items, load_constitution(), tmp_path / "l.jsonl",
+        GenerationSettings(),
+    )  # fmt: skip
+    assert (result.pairs, result.skipped) == (1, 2)
+    assert (result.empty, result.identical) == (["p2"], ["p3"])
+    assert result.skipped_summary() == (
+        "skipped: empty response 1 of 3 prompts (p2); identical responses 1 of 3 prompts (p3)"
+    )
+    assert require_pairs(result) is result
+
+    gen = FixedGenerator({t: ("", "") for t in texts})
+    result = label_prompts(
+        gen, model, tokenizer, prompt_items, load_constitution(), tmp_path / "none.jsonl",
+        GenerationSettings(),
+    )  # fmt: skip
+    assert result.pairs == 0 and result.empty == ["p1", "p2", "p3"]
+    with pytest.raises(EmptyGenerations, match=r"empty response 3 of 3 prompts \(p1, p2, p3\)"):
+        require_pairs(result)

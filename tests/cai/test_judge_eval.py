@@ -156,3 +156,41 @@ def test_judge_runs_on_labelled_pairs_and_is_order_free(tiny_lm, shipped, consti
     for x, y in zip(per_pair, again_rows, strict=True):
         assert x["p_a"] + y["p_a"] == pytest.approx(1.0, abs=1e-4)
     assert again["agreement"]["rate"] == pytest.approx(report["agreement"]["rate"])
+
+
+def test_length_debiasing_removes_a_pure_length_lean():
+    import math
+
+    from alignment.cai.judge_eval import length_debiased
+
+    len_a, len_b = [10, 40, 20, 80, 30], [40, 10, 20, 20, 90]
+    x = [math.log(a / b) for a, b in zip(len_a, len_b, strict=True)]
+    mx = sum(x) / len(x)
+    raw = [0.8, -0.4, 1.0, 0.0, -0.6]
+    k = sum((xi - mx) * r for xi, r in zip(x, raw, strict=True)) / sum((xi - mx) ** 2 for xi in x)
+    # a length-free opinion (uncorrelated with the length ratio) plus a lean of 1.5 per log ratio
+    opinion = [r - k * (xi - mx) for r, xi in zip(raw, x, strict=True)]
+    p_a = [1 / (1 + math.exp(-(o + 1.5 * xi))) for o, xi in zip(opinion, x, strict=True)]
+    debiased, slope = length_debiased(p_a, len_a, len_b)
+    assert slope == pytest.approx(1.5)
+    assert debiased == pytest.approx([1 / (1 + math.exp(-o)) for o in opinion])
+    assert [p > 0.5 for p in p_a] != [p > 0.5 for p in debiased]  # the lean decided some pairs
+    assert length_debiased([0.7], [5], [9]) == ([pytest.approx(0.7)], 0.0)
+
+
+def test_few_shot_judge_sees_worked_verdicts_in_both_orders(tiny_lm, shipped, constitution):
+    from alignment.cai.feedback import ANSWER_PREFIX, judge_question, judge_shots
+
+    shots = judge_shots(constitution, 1)
+    example = constitution.examples[0]
+    assert [t["role"] for t in shots] == ["user", "assistant", "user", "assistant"]
+    assert [t["content"] for t in shots[1::2]] == [ANSWER_PREFIX + "(B)", ANSWER_PREFIX + "(A)"]
+    assert shots[0]["content"].index(example.response) < shots[0]["content"].index(example.revision)
+    assert judge_question("Q?", "a", "b", "Which?", shots)[:4] == shots
+    model, tokenizer = tiny_lm
+    report, rows = judge_labelled_pairs(
+        model, tokenizer, shipped[:4], constitution, few_shot=1, batch_size=4
+    )
+    zero, _ = judge_labelled_pairs(model, tokenizer, shipped[:4], constitution, batch_size=4)
+    assert report["pairs"] == 4 and len(rows) == 4
+    assert report["mean_confidence"] != zero["mean_confidence"]  # the shots reach the model

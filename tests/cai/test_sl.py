@@ -120,3 +120,68 @@ def test_generation_split_over_processes_matches_one_process(tiny_model_dir, tin
     with open_generator(tiny_model_dir, num_processes=2) as pool:
         assert type(pool).__name__ == "ProcessPoolGenerator"
         assert pool.generate(conversations, settings) == expected
+
+
+class SilentGenerator:
+    """Answers nothing for the prompts in `silent` (any step), and nothing at the named steps."""
+
+    def __init__(self, silent=(), steps=()):
+        self.silent, self.steps = set(silent), set(steps)
+        principles = load_constitution().principles
+        self.requests = {p.critique_request: "critique" for p in principles}
+        self.requests.update({p.revision_request: "revision" for p in principles})
+
+    def generate(self, conversations, settings):
+        out = []
+        for c in conversations:
+            step = self.requests.get(c[-1]["content"], "answer")
+            # the conversation's own prompt: the last turn (answer) or the one the answer follows
+            prompt = c[-1] if step == "answer" else c[-3 if step == "critique" else -5]
+            quiet = prompt["content"] in self.silent or step in self.steps
+            out.append("" if quiet else f"{step} of {prompt['content'][:12]}")
+        return out
+
+
+def test_empty_generations_are_counted_by_step_and_prompt(tmp_path, prompt_items):
+    constitution = load_constitution()
+    gen = SilentGenerator(silent=[prompt_items[1]["prompt"]], steps=["critique"])
+    result = run_sl_phase(
+        gen, prompt_items, constitution, tmp_path, GenerationSettings(), rounds=2, few_shot=0
+    )
+    assert result.empty == {"answer": ["p2"], "critique": ["p1", "p3"], "revision": []}
+    assert result.rows == 2
+    assert result.empty_summary() == (
+        "empty generations: answer 1 of 3 prompts (p2); critique 2 of 3 prompts (p1, p3)"
+    )
+    outcomes = {
+        json.loads(x)["prompt_id"]: json.loads(x)["outcome"]
+        for x in result.audit_path.read_text().splitlines()
+    }
+    assert outcomes == {"p1": "sft", "p2": "empty_answer", "p3": "sft"}
+
+
+def test_no_sft_rows_is_an_error_that_names_the_empty_answers(tmp_path, prompt_items):
+    from alignment.cai.critique import require_sft_rows
+    from alignment.errors import EmptyGenerations
+
+    gen = SilentGenerator(steps=["answer"])
+    result = run_sl_phase(
+        gen, prompt_items, load_constitution(), tmp_path, GenerationSettings(), rounds=1
+    )
+    assert result.rows == 0 and result.empty["answer"] == ["p1", "p2", "p3"]
+    with pytest.raises(EmptyGenerations) as caught:
+        require_sft_rows(result)
+    message = str(caught.value)
+    assert "no SFT rows from 3 prompts" in message
+    assert "answer 3 of 3 prompts (p1, p2, p3)" in message
+    assert "cai.sl_temperature" in message and str(result.audit_path) in message
+    assert len(result.audit_path.read_text().splitlines()) == 3  # the audit keeps them all
+
+
+def test_prompts_per_kind_takes_the_first_of_each_kind_in_file_order():
+    items = collect_prompts(per_kind=2)
+    assert [i["kind"] for i in items] == ["red_team", "red_team", "helpful", "helpful"]
+    every = load_prompt_file()
+    first_helpful = [i for i in every if i["kind"] == "helpful"][:2]
+    assert items[2:] == first_helpful and items[:2] == every[:2]
+    assert len(collect_prompts(per_kind=2, max_prompts=3)) == 3

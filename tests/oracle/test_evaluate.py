@@ -52,8 +52,9 @@ def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
         assert record["source"] == "oracle"
     # temperature 0.1: most labels follow the oracle, some are flipped by the noise
     assert 0.9 < written["preferences"]["label_agreement_with_oracle"] < 1.0
-    again = tmp_path / "again"
-    main(["oracle", "data", "--out", str(again)])
+    # without --out the data goes under the workspace's runs folder
+    assert main(["oracle", "data", "--workspace", str(tmp_path / "ws")]) == 0
+    (again,) = (tmp_path / "ws" / "runs").glob("oracle-data-*")
     assert (again / "preferences.jsonl").read_bytes() == (
         tmp_path / "demo" / "preferences.jsonl"
     ).read_bytes()
