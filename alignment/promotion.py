@@ -137,6 +137,12 @@ class GatePolicy(BaseModel):
         description="Who scores the win rates this gate reads: the constitution judge, or a "
         "reward model (refused for a candidate trained against it).",
     )
+    judge_caveat: str = Field(
+        "",
+        description="What is known of the judge's quality (its agreement with hand labels, and "
+        "against a length baseline); printed with every decision, so nobody reads its win rates "
+        "as more than they are.",
+    )
     conditions: list[Condition] = Field(min_length=1, description="Conditions, all must pass.")
 
     @model_validator(mode="after")
@@ -284,6 +290,7 @@ class Decision:
     report_artifact: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     judge: str = ""  # who scored the win rates the gate read (the policy's judge)
+    judge_caveat: str = ""  # what the policy says of that judge's quality
 
     @property
     def failed(self) -> list[ConditionResult]:
@@ -306,7 +313,8 @@ class Decision:
         lines += [
             "",
             f"policy {self.policy_name} ({self.policy_path}) sha256 {self.policy_hash[:12]}",
-            f"win rates judged by the {JUDGES[self.judge][1] if self.judge in JUDGES else '-'}",
+            f"win rates judged by the {JUDGES[self.judge][1] if self.judge in JUDGES else '-'}"
+            + (f" ({self.judge_caveat})" if self.judge_caveat else ""),
             f"{self.name} version {self.version}: {self.decision.upper()}"
             + (f" by {self.approval.approver}" if self.approval else "")
             + f"; champion {self.champion_before or '-'} -> {self.champion_after or '-'}"
@@ -438,6 +446,7 @@ def promote(
             approval=approval,
             metrics=cand_metrics,
             judge=policy.judge,
+            judge_caveat=" ".join(policy.judge_caveat.split()),
         )
         if promoted:
             if before is not None:

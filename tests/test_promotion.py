@@ -91,6 +91,9 @@ def test_gate_passes_moves_champion_and_records_the_evidence(store, tiny_model_d
     assert statuses["judge_lc_win_rate_vs_champion >= 0.55"] == "skipped"
     # the decision says who judged the win rates, in its report, its tags and its table
     assert decision.judge == "constitution" and "constitution judge" in decision.table()
+    # the report says how far that judge can be trusted: below the length baseline
+    assert "below the always-prefer-the-longer" in decision.table()
+    assert "never decide alone" in decision.judge_caveat
 
     tags = MlflowClient().get_model_version("pass", second).tags
     assert tags["gate.decision"] == "passed"
