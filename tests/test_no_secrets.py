@@ -81,7 +81,8 @@ def test_env_example_stays_untracked_as_a_real_env():
 def test_the_scan_finds_planted_credentials(tmp_path):
     planted = {
         "infra/compose.yaml": "  POSTGRES_PASSWORD: hunter2hunter2\n  OK: ${POSTGRES_PASSWORD}\n",
-        "infra/k8s/x.yaml": "url: postgresql://alignment:s3cr3t@db:5432/mlflow\n",
+        # split, so this file itself holds no credential-shaped literal
+        "infra/k8s/x.yaml": "url: postgresql://alignment:" + "s3cr3t@db:5432/mlflow\n",
         "alignment/x.py": 'KEY = "AKIA' + "ABCDEFGHIJKLMNOP" + '"\n',
         "deploy.sh": "export PREFECT_API_AUTH_STRING=admin:plain\n",
         "infra/.env.example": "POSTGRES_PASSWORD=change-me\n",

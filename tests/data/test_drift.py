@@ -123,6 +123,8 @@ def test_retrain_stops_before_training_on_drift_from_the_champions_data(tmp_path
         "registry.experiment=drift",
         "--set",
         "quality.drift.on_exceed=stop",
+        "--set",
+        "retrain.settle_seconds=0",  # the batch was written a moment ago
         ws=ws,
         check=False,
         env=env,

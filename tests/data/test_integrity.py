@@ -105,3 +105,17 @@ def test_a_run_waiting_for_the_data_repository_says_who_holds_it(tmp_path):
     assert f"waiting for the data repository lock {ws_root / 'locks' / 'data-repo.lock'}" in stderr
     assert holder.strip() in stderr
     assert len(list_versions(ws, "preferences")) == 1
+
+
+def test_a_damaged_earlier_version_is_named_when_a_later_ingest_reads_it(tmp_path):
+    from alignment.data.quality.history import earlier_accepted
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    version = version_dataset(ws, "prefs", _staged(tmp_path / "in", ["a", "b"]))
+    cached = ws.data_repo / ".dvc" / "cache" / "files" / "md5" / version.id[:2] / version.id[2:]
+    cached.chmod(0o644)
+    cached.write_bytes(b"PAR1" + b"\0" * 16 + b"PAR1")
+    with pytest.raises(
+        VersioningError, match=rf"(?s){version.id} of 'prefs'.*alignment data verify"
+    ):
+        list(earlier_accepted(ws, "prefs"))

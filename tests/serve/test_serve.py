@@ -55,6 +55,8 @@ def store(tmp_path_factory, tiny_model_dir) -> Path:
     for checkpoint in (tiny_model_dir, other):
         with mlflow.start_run(experiment_id=experiment):
             registry.register_policy(checkpoint, "policy", {"method": "sft"})
+    # registration makes challengers; the gate makes champions: here, v1 by hand
+    mlflow.MlflowClient().set_registered_model_alias("policy", registry.CHAMPION, "1")
     return root
 
 
