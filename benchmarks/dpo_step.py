@@ -10,7 +10,8 @@ Variants, each in its own process (so each has its own peak memory), interleaved
   c   the floor: the least work that gives the same update. Backbone forward; the LM head on
       completion positions only; log-softmax and gather; per-sequence sums; the sigmoid DPO
       loss against reference log-probs read from the batch (computed before the timed steps);
-      backward; AdamW. No trainer, no reference model, no extra metrics.
+      backward; gradient clipping and AdamW with a linear schedule, as the trainers default to.
+      No trainer, no reference model, no extra metrics.
 Model: a Llama of about 16M parameters with SmolLM2's 49,152-token vocabulary, random weights
 (--model smollm2-135m: SmolLM2-135M's shape). Data: random word-level token ids over the whole
 vocabulary through a chat template, prompts and answers of varied length up to --max-length.
@@ -323,6 +324,10 @@ def _run_floor(opts, model_dir: Path, tokenizer, data) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    # the trainers' defaults, so that the floor makes the same update: gradients clipped to norm
+    # 1.0 and the learning rate decayed linearly to 0 over the run, no warm-up
+    total = opts.warmup + opts.steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total)
     collate = DataCollatorForPreference(
         pad_token_id=tokenizer.pad_token_id, max_length=opts.max_length
     )
@@ -367,7 +372,9 @@ def _run_floor(opts, model_dir: Path, tokenizer, data) -> dict:
         margin = (logps[:half] - reference[:half]) - (logps[half:] - reference[half:])
         loss = -F.logsigmoid(BETA * margin).mean()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         _sync()
         times.append(time.perf_counter() - t0)

@@ -43,7 +43,7 @@ def test_dpo_step_measures_every_variant_against_the_floor_and_trl(tmp_path):
     assert set(report["meets"]) >= {"ratio_vs_floor", "ratio_vs_trl_best", "loss_equal_to_trl"}
     # the same updates from the same start: the platform and the floor reproduce TRL's losses
     assert report["loss_max_abs_diff_vs_trl_default"]["b"] <= 1e-5
-    assert report["loss_max_abs_diff_vs_trl_default"]["c"] <= 1e-4
+    assert report["loss_max_abs_diff_vs_trl_default"]["c"] <= 1e-5
 
 
 def test_ai_feedback_compares_the_judge_with_its_floor_and_two_generating_judges(tmp_path):
