@@ -43,7 +43,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _print_pipeline_result(cfg, result, wall: float) -> None:
-    from alignment.promotion import load_policy
+    from alignment.gate import load_policy
     from alignment.workspace import Workspace
 
     ws = Workspace.from_config(cfg.workspace)

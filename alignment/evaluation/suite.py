@@ -69,7 +69,7 @@ from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public nam
     load_demonstrations,
     load_eval_prompts,
 )
-from alignment.promotion import RM_OPTIMISED
+from alignment.gate import RM_OPTIMISED
 
 log = logging.getLogger(__name__)
 
