@@ -30,6 +30,7 @@ from alignment.data.formats import CANONICAL_COLUMNS, Chunk, FileInfo, ReadOptio
 from alignment.data.formats.detect import describe_columns
 from alignment.data.integrity import file_md5
 from alignment.data.quality.agreement import AnnotatorAgreement
+from alignment.data.quality.agreement_page import write_agreement_page
 from alignment.data.quality.near_duplicates import NearDuplicates
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
@@ -260,6 +261,9 @@ def ingest_file(
     annotators = agreement.report()
     if annotators is not None:
         validation["annotators"] = annotators
+        if docs_path is not None:
+            page = write_agreement_page(docs_path, annotators)
+            validation["annotators_page"] = str(page)
     input_rows = sum(f.rows_read for f in files)
     # nothing lost: every input row gave records (judged one by one) or one quarantined row
     if rows_with_records + validation["malformed"] != input_rows:
@@ -372,6 +376,8 @@ def summary_lines(result: IngestResult) -> list[str]:
             f"items; Krippendorff's alpha {'n/a' if alpha is None else f'{alpha:.3f}'}; "
             f"flagged: {', '.join(people['flagged']) or 'none'}"
         )
+        if report.get("annotators_page"):
+            lines.append(f"agreement   {report['annotators_page']} (kappa per pair, vs majority)")
     broken = {k: v for k, v in report.get("rule_failures", {}).items() if v}
     broken.update(report.get("malformed_reasons", {}))
     if broken:

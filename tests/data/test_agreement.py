@@ -70,3 +70,37 @@ def test_ingest_reports_agreement_and_flags_the_annotator_who_disagrees(tmp_path
     assert pair[("ann", "bob")]["cohen_kappa"] == 1.0 and pair[("ann", "bob")]["items"] == 12
     assert pair[("ann", "dee")]["cohen_kappa"] < 0
     assert "flagged: dee" in shown.stdout
+    # the tables are a page of the ingest's Data Docs, linked from GX's index and the report
+    page = Path(report["annotators_page"])
+    assert page.parent == Path(report["docs"]).parent
+    assert 'href="annotators.html"' in Path(report["docs"]).read_text().replace("'", '"')
+    assert f"agreement   {page}" in shown.stdout
+    cells = _cells(page.read_text())
+    assert ["Krippendorff's alpha (nominal, all annotators)", f"{_alpha(labels):.3f}"] in cells
+    assert [
+        "dee",
+        "12",
+        "12",
+        f"{2 / 12:.3f}",
+        f"{dee['mean_cohen_kappa']:.3f}",
+        "FLAGGED",
+    ] in cells
+    assert ["ann", "bob", "12", "1.000"] in cells
+    assert [
+        "ann",
+        "12",
+        "12",
+        "1.000",
+        f"{people['per_annotator']['ann']['mean_cohen_kappa']:.3f}",
+        "ok",
+    ] in cells
+
+
+def _cells(page: str) -> list[list[str]]:
+    """The text of each table row's cells (tags stripped)."""
+    import re
+
+    return [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", page)
+    ]
