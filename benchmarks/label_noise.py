@@ -1,10 +1,15 @@
-"""Label-noise flags: precision and recall against flips planted at random.
+"""Label-noise flags: precision and recall against flips planted at random and on hard pairs.
 
-The task is synthetic, not the oracle task: chosen answers are drawn from a "good" word list
-and rejected ones from a "bad" list, so a bag-of-words reward model can learn the preference;
-a share of pairs is then flipped at random. Flags come from ``find_label_noise`` (k-fold
-logistic regression on hashed n-grams, confident learning by cleanlab). Flips concentrated on
-hard pairs are not measured here. Writes benchmarks/results/label_noise.json and prints it.
+Data (``alignment.data.quality.planted``): the oracle task's review pairs labelled by the
+noiseless oracle, and the word-list task (every pair equally easy: a check of the machinery).
+A share of labels is flipped either at random or on the hardest pairs (drawn from the
+``HARD_POOL`` x share of pairs with the smallest oracle margin; the word-list task has no
+margins, so only random flips there). Flags come from ``find_label_noise`` (k-fold logistic
+regression on hashed n-gram frequencies, confident learning by cleanlab).
+
+Baseline, run in the same loop: a flagger that picks as many rows at random (its precision is
+the flip share). Medians over seeds; target (the oracle task, 10% random flips): precision >=
+0.8 at recall >= 0.6. Writes benchmarks/results/label_noise.json and prints it last.
 
     python benchmarks/label_noise.py --pairs 1000 --shares 0.05 0.1 0.2 --seeds 3
 """
@@ -12,7 +17,6 @@ hard pairs are not measured here. Writes benchmarks/results/label_noise.json and
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import statistics
@@ -21,94 +25,91 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-GOOD = [
-    "clear",
-    "correct",
-    "helpful",
-    "precise",
-    "kind",
-    "accurate",
-    "thorough",
-    "honest",
-    "useful",
-    "careful",
-]
-BAD = [
-    "rude",
-    "vague",
-    "wrong",
-    "lazy",
-    "careless",
-    "misleading",
-    "confusing",
-    "sloppy",
-    "dismissive",
-    "false",
-]
-TARGET = {"share": 0.1, "precision": 0.8, "recall": 0.6}
+TARGET = {"task": "oracle", "kind": "random", "share": 0.1, "precision": 0.8, "recall": 0.6}
+KINDS = {"oracle": ("random", "hard"), "words": ("random",)}
 
 
-def pairs(n: int, share: float, seed: int) -> tuple[list[dict], set[int]]:
-    """Records with a share of labels flipped, and the rows flipped."""
-    rng = random.Random(seed)
-    records, flipped = [], set()
-    for i in range(n):
-        good = " ".join(rng.choice(GOOD) for _ in range(6)) + f" answer {i}"
-        bad = " ".join(rng.choice(BAD) for _ in range(6)) + f" answer {i}"
-        if rng.random() < share:
-            good, bad = bad, good
-            flipped.add(i)
-        rec = {
-            "prompt": [{"role": "user", "content": f"Question {i}: how do I do task {i}?"}],
-            "chosen": [{"role": "assistant", "content": good}],
-            "rejected": [{"role": "assistant", "content": bad}],
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 4) if known else None
+
+
+def measure(task: str, pairs: int, shares: list[float], seeds: int, folds: int) -> dict:
+    """Per flip kind and share: each seed's flags and the random flagger's, and their medians."""
+    from alignment.data.formats import records_table
+    from alignment.data.quality.label_noise import find_label_noise
+    from alignment.data.quality.planted import (
+        flag_quality,
+        oracle_pairs,
+        plant_flips,
+        word_list_pairs,
+    )
+
+    make = {"oracle": oracle_pairs, "words": word_list_pairs}[task]
+    runs: dict[str, list[dict]] = {}
+    for seed in range(seeds):
+        clean, margins = make(pairs, seed)
+        for kind in KINDS[task]:
+            for share in shares:
+                records, planted = plant_flips(clean, margins, share, kind, seed)
+                flagged = set(find_label_noise(records_table(records), folds, seed).ranked())
+                guess = set(random.Random(f"baseline:{seed}").sample(range(pairs), len(flagged)))
+                runs.setdefault(f"{kind}/{share}", []).append(
+                    {
+                        "seed": seed,
+                        **flag_quality(flagged, planted),
+                        "random_flagger": flag_quality(guess, planted),
+                        "flipped_margin_mean": round(
+                            statistics.mean(margins[i] for i in planted), 4
+                        )
+                        if planted
+                        else None,
+                    }
+                )
+    out = {}
+    for key, rows in runs.items():
+        kind, share = key.split("/")
+        precision = _median([r["precision"] for r in rows])
+        baseline = _median([r["random_flagger"]["precision"] for r in rows])
+        out[key] = {
+            "kind": kind,
+            "share": float(share),
+            "runs": rows,
+            "precision_median": precision,
+            "recall_median": _median([r["recall"] for r in rows]),
+            "random_flagger_precision_median": baseline,
+            "precision_vs_random_flagger": round(precision / baseline, 3)
+            if precision is not None and baseline
+            else None,
+            "flipped_margin_median": _median([r["flipped_margin_mean"] for r in rows]),
         }
-        rec.update(
-            id=hashlib.sha256(json.dumps(rec).encode()).hexdigest()[:16],
-            source="benchmark",
-            row=i,
-            score_chosen=None,
-            score_rejected=None,
-            score_raw=None,
-            meta=None,
-        )
-        records.append(rec)
-    return records, flipped
+    return out
 
 
 def main() -> None:
-    from alignment.data.formats import records_table
-    from alignment.data.quality.label_noise import find_label_noise
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--tasks", nargs="+", choices=sorted(KINDS), default=["oracle", "words"])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/label_noise.json")
     args = parser.parse_args()
-    results = {}
-    for share in args.shares:
-        runs = []
-        for seed in range(args.seeds):
-            records, planted = pairs(args.pairs, share, seed)
-            flagged = set(find_label_noise(records_table(records), args.folds, seed).ranked())
-            hits = len(flagged & planted)
-            runs.append(
-                {
-                    "precision": hits / len(flagged) if flagged else None,
-                    "recall": hits / len(planted) if planted else None,
-                    "flagged": len(flagged),
-                    "planted": len(planted),
-                }
-            )
-        results[str(share)] = {
-            "runs": runs,
-            "precision_mean": statistics.mean(r["precision"] or 0.0 for r in runs),
-            "recall_mean": statistics.mean(r["recall"] or 0.0 for r in runs),
-        }
-        print(f"flips {share:.0%}: {results[str(share)]}")
-    at = results.get(str(TARGET["share"]))
-    out = {
+    if args.seeds < 2:
+        parser.error("--seeds: at least 2, so the medians say something about spread")
+    results = {t: measure(t, args.pairs, args.shares, args.seeds, args.folds) for t in args.tasks}
+    print(f"{'task':8s} {'flips':14s} {'precision':>9s} {'recall':>7s} {'random':>7s} "
+          f"{'ratio':>6s} {'margin':>7s}")  # fmt: skip
+    for task, rows in results.items():
+        for key, r in rows.items():
+            cells = [r["precision_median"], r["recall_median"],
+                     r["random_flagger_precision_median"], r["precision_vs_random_flagger"],
+                     r["flipped_margin_median"]]  # fmt: skip
+            shown = ["-" if c is None else f"{c:.3f}" for c in cells]
+            print(f"{task:8s} {key:14s} {shown[0]:>9s} {shown[1]:>7s} {shown[2]:>7s} "
+                  f"{shown[3]:>6s} {shown[4]:>7s}")  # fmt: skip
+    at = results.get(TARGET["task"], {}).get(f"{TARGET['kind']}/{TARGET['share']}")
+    report = {
         "pairs": args.pairs,
         "folds": args.folds,
         "seeds": args.seeds,
@@ -116,12 +117,14 @@ def main() -> None:
         "targets": TARGET,
         "meets": None
         if at is None
-        else at["precision_mean"] >= TARGET["precision"] and at["recall_mean"] >= TARGET["recall"],
+        else {
+            "precision": (at["precision_median"] or 0) >= TARGET["precision"],
+            "recall": (at["recall_median"] or 0) >= TARGET["recall"],
+        },
     }
-    path = ROOT / "benchmarks" / "results" / "label_noise.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -4,51 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 
 import pyarrow.parquet as pq
 import pytest
 from data_helpers import conv, run_cli, write_jsonl
 
-pytestmark = pytest.mark.slow
+from alignment.data.quality.planted import BAD, plant_flips, word_list_pairs
 
-GOOD = [
-    "clear",
-    "correct",
-    "helpful",
-    "precise",
-    "kind",
-    "accurate",
-    "thorough",
-    "honest",
-    "useful",
-    "careful",
-]
-BAD = [
-    "rude",
-    "vague",
-    "wrong",
-    "lazy",
-    "careless",
-    "misleading",
-    "confusing",
-    "sloppy",
-    "dismissive",
-    "false",
-]
+pytestmark = pytest.mark.slow
 
 
 def _pairs(n: int, flip_share: float, seed: int = 0) -> tuple[list[dict], set[int]]:
-    rng = random.Random(seed)
-    rows, flipped = [], set()
-    for i in range(n):
-        good = " ".join(rng.choice(GOOD) for _ in range(6)) + f" answer {i}"
-        bad = " ".join(rng.choice(BAD) for _ in range(6)) + f" answer {i}"
-        if rng.random() < flip_share:
-            good, bad = bad, good
-            flipped.add(i)
-        rows.append(conv(f"Question {i}: how do I do task {i}?", good, bad))
-    return rows, flipped
+    """The benchmark's word-list pairs with a share flipped at random, as input rows."""
+    records, planted = plant_flips(*word_list_pairs(n, seed), flip_share, "random", seed)
+    return [conv(r["prompt"][0]["content"], r["chosen"][0]["content"],
+                 r["rejected"][0]["content"]) for r in records], planted  # fmt: skip
 
 
 def test_planted_flips_are_flagged_reviewed_and_become_a_new_version(tmp_path):

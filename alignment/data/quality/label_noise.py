@@ -1,7 +1,11 @@
 """Label noise: pairs whose label a cross-validated reward model confidently contradicts.
 
 The reward model is deliberately tiny and fast: a logistic regression on hashed word uni- and
-bigram counts of chosen minus rejected (a linear Bradley-Terry model on bag-of-n-grams). Each
+bigram frequencies of chosen minus rejected (a linear Bradley-Terry model on bag-of-n-grams).
+Frequencies, not counts: each response's n-gram counts are scaled to sum to one, so a longer
+response does not score higher for being longer, and length alone never contradicts a label
+(on the oracle task, whose preference ignores length, counts flagged about twice as many
+correct pairs as frequencies did: precision 0.5-0.6 against 0.8 at 10% random flips). Each
 pair is shown in a fixed random order, so both classes occur; every pair is scored by the
 model of the folds that did not see it, and confident learning (``cleanlab``) picks the pairs
 whose given label the held-out scores contradict beyond the estimated noise rates. Flagged
@@ -41,9 +45,11 @@ class LabelNoise:
         return rows[np.argsort(self.p_chosen[rows], kind="stable")].tolist()
 
 
-def _counts(text: pa.Array):
-    """Hashed uni- and bigram counts of each text, as a sparse (n, FEATURES) matrix."""
+def _frequencies(text: pa.Array):
+    """Hashed uni- and bigram frequencies of each text (each row sums to one, or is empty),
+    as a sparse (n, FEATURES) matrix."""
     from scipy import sparse
+    from sklearn.preprocessing import normalize
 
     blocks = []
     for words in (1, 2):
@@ -55,7 +61,7 @@ def _counts(text: pa.Array):
                 (np.ones(len(cols)), (rows, cols)), shape=(len(text), FEATURES), dtype=np.float64
             )
         )
-    return blocks[0] + blocks[1]
+    return normalize(blocks[0] + blocks[1], norm="l1")
 
 
 def _joined(column) -> pa.Array:
@@ -72,7 +78,8 @@ def find_label_noise(table: pa.Table, folds: int = 5, seed: int = 0) -> LabelNoi
 
     n = table.num_rows
     ids = table.column("id").to_pylist()
-    diff = _counts(_joined(table.column("chosen"))) - _counts(_joined(table.column("rejected")))
+    chosen, rejected = (_frequencies(_joined(table.column(c))) for c in ("chosen", "rejected"))
+    diff = chosen - rejected
     # the order each pair is shown in: fixed by its id, so a rerun flags the same pairs
     ids_arr = pa.array(ids, pa.string())
     order = (string_hashes(ids_arr) ^ np.uint64(seed)) % np.uint64(2) == 0
@@ -91,3 +98,4 @@ def find_label_noise(table: pa.Table, folds: int = 5, seed: int = 0) -> LabelNoi
     # P(the given label) -> P(chosen preferred), whichever order the pair was shown in
     p_chosen = np.where(order, held_out[:, 1], held_out[:, 0])
     return LabelNoise(ids=ids, p_chosen=p_chosen, flagged=np.asarray(flagged), folds=folds)
+
