@@ -34,6 +34,18 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 4) if known else None
 
 
+def ranked_precision(p_chosen, planted: set[int], recall: float) -> float | None:
+    """Precision of the pairs ranked least likely to be right (held-out P(chosen), lowest
+    first), cut where they hold ``recall`` of the planted flips: the ranking's quality apart
+    from where confident learning draws the line."""
+    hits = 0
+    for k, row in enumerate(sorted(range(len(p_chosen)), key=lambda i: p_chosen[i]), 1):
+        hits += row in planted
+        if planted and hits >= recall * len(planted):
+            return round(hits / k, 4)
+    return None
+
+
 def measure(task: str, pairs: int, shares: list[float], seeds: int, folds: int) -> dict:
     """Per flip kind and share: each seed's flags and the random flagger's, and their medians."""
     from alignment.data.formats import records_table
@@ -52,13 +64,17 @@ def measure(task: str, pairs: int, shares: list[float], seeds: int, folds: int) 
         for kind in KINDS[task]:
             for share in shares:
                 records, planted = plant_flips(clean, margins, share, kind, seed)
-                flagged = set(find_label_noise(records_table(records), folds, seed).ranked())
+                found = find_label_noise(records_table(records), folds, seed)
+                flagged = set(found.ranked())
                 guess = set(random.Random(f"baseline:{seed}").sample(range(pairs), len(flagged)))
                 runs.setdefault(f"{kind}/{share}", []).append(
                     {
                         "seed": seed,
                         **flag_quality(flagged, planted),
                         "random_flagger": flag_quality(guess, planted),
+                        "ranked_precision_at_recall_0.6": ranked_precision(
+                            found.p_chosen, planted, 0.6
+                        ),
                         "flipped_margin_mean": round(
                             statistics.mean(margins[i] for i in planted), 4
                         )
@@ -81,6 +97,9 @@ def measure(task: str, pairs: int, shares: list[float], seeds: int, folds: int) 
             "precision_vs_random_flagger": round(precision / baseline, 3)
             if precision is not None and baseline
             else None,
+            "ranked_precision_at_recall_0.6_median": _median(
+                [r["ranked_precision_at_recall_0.6"] for r in rows]
+            ),
             "flipped_margin_median": _median([r["flipped_margin_mean"] for r in rows]),
         }
     return out
@@ -99,15 +118,16 @@ def main() -> None:
         parser.error("--seeds: at least 2, so the medians say something about spread")
     results = {t: measure(t, args.pairs, args.shares, args.seeds, args.folds) for t in args.tasks}
     print(f"{'task':8s} {'flips':14s} {'precision':>9s} {'recall':>7s} {'random':>7s} "
-          f"{'ratio':>6s} {'margin':>7s}")  # fmt: skip
+          f"{'ratio':>6s} {'P@R0.6':>7s} {'margin':>7s}")  # fmt: skip
     for task, rows in results.items():
         for key, r in rows.items():
             cells = [r["precision_median"], r["recall_median"],
                      r["random_flagger_precision_median"], r["precision_vs_random_flagger"],
+                     r["ranked_precision_at_recall_0.6_median"],
                      r["flipped_margin_median"]]  # fmt: skip
             shown = ["-" if c is None else f"{c:.3f}" for c in cells]
             print(f"{task:8s} {key:14s} {shown[0]:>9s} {shown[1]:>7s} {shown[2]:>7s} "
-                  f"{shown[3]:>6s} {shown[4]:>7s}")  # fmt: skip
+                  f"{shown[3]:>6s} {shown[4]:>7s} {shown[5]:>7s}")  # fmt: skip
     at = results.get(TARGET["task"], {}).get(f"{TARGET['kind']}/{TARGET['share']}")
     report = {
         "pairs": args.pairs,
