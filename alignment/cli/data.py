@@ -170,14 +170,9 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 def cmd_data_label_noise(args: argparse.Namespace) -> int:
     config_from(args)
-    import csv
-    import io
-
     import pyarrow.parquet as pq
 
-    from alignment.cai.review import COLUMNS
-    from alignment.data.quality.label_noise import find_label_noise
-    from alignment.workspace import atomic_write_text
+    from alignment.data.quality.label_noise import find_label_noise, write_review_sheet
 
     source = Path(args.source)
     path = source / "accepted.parquet" if source.is_dir() else source
@@ -188,29 +183,7 @@ def cmd_data_label_noise(args: argparse.Namespace) -> int:
         found = find_label_noise(table, folds=args.folds, seed=args.seed)
     except ValueError as exc:
         raise AlignmentError(f"{path}: {exc}") from exc
-    records = table.to_pylist()
-
-    def text(messages) -> str:
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    for i in found.ranked():
-        rec = records[i]
-        writer.writerow(
-            {
-                "id": rec["id"],
-                "principle": "label-noise",
-                "p_chosen": f"{found.p_chosen[i]:.3f}",
-                "prompt": text(rec["prompt"]),
-                "chosen": text(rec["chosen"]),
-                "rejected": text(rec["rejected"]),
-                "verdict": "",
-                "note": f"held-out reward models ({found.folds} folds) prefer the rejected one",
-            }
-        )
-    sheet = atomic_write_text(Path(args.csv), buf.getvalue())
+    sheet = write_review_sheet(table, found, Path(args.csv))
     flagged = [found.ids[i] for i in found.ranked()]
     print(
         f"{len(flagged)} of {table.num_rows} pairs flagged as likely mislabelled; review sheet "

@@ -116,6 +116,21 @@ def cmd_flow_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flow_label_noise(args: argparse.Namespace) -> int:
+    config_from(args)
+    from flows.label_noise import label_noise_review_flow
+
+    outcome = label_noise_review_flow(
+        config_path=args.config,
+        overrides=overrides_from(args),
+        data_version=args.data_version,
+        review_csv=args.review_csv,
+        folds=args.folds,
+    )
+    write_json(args.json, outcome)
+    return 0
+
+
 def cmd_flow_serve_retrain(args: argparse.Namespace) -> int:
     """Serve the retrain flow as a scheduled deployment (one per use case) until stopped."""
     cfg = config_from(args)
@@ -203,6 +218,15 @@ def register(sub) -> None:
     p.add_argument("--input", "-i", help="raw file or folder (overrides ingest.input)")
     add_format(p)
     p.set_defaults(func=cmd_flow_ingest)
+    p = flows.add_parser(
+        "label-noise",
+        help="flag likely mislabelled pairs, pause for a reviewer, version the accepted flips",
+    )
+    add_common(p)
+    p.add_argument("--data-version", help="the version to review (default: the newest)")
+    p.add_argument("--review-csv", help="a filled review sheet: answer without pausing")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.set_defaults(func=cmd_flow_label_noise)
     p = flows.add_parser("cai", help="constitutional AI: SL → SFT → AI feedback → versioned pairs")
     add_common(p)
     p.set_defaults(func=cmd_flow_cai)

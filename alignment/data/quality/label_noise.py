@@ -18,7 +18,9 @@ catch (a fluent but wrong answer preferred) are invisible to word counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -99,3 +101,63 @@ def find_label_noise(table: pa.Table, folds: int = 5, seed: int = 0) -> LabelNoi
     p_chosen = np.where(order, held_out[:, 1], held_out[:, 0])
     return LabelNoise(ids=ids, p_chosen=p_chosen, flagged=np.asarray(flagged), folds=folds)
 
+
+def write_review_sheet(table: pa.Table, found: LabelNoise, path: Path) -> Path:
+    """The flagged pairs, most confidently contradicted first, as a review sheet (the CAI
+    review's columns: a reviewer writes ``agree`` or ``flip``; ``cai review apply`` applies it)."""
+    import csv
+    import io
+
+    from alignment.cai.review import COLUMNS
+    from alignment.workspace import atomic_write_text
+
+    def text(messages) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+    rows = found.ranked()
+    flagged = table.take(pa.array(rows, pa.int64())).to_pylist()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    for i, rec in zip(rows, flagged, strict=True):
+        writer.writerow(
+            {
+                "id": rec["id"],
+                "principle": "label-noise",
+                "p_chosen": f"{found.p_chosen[i]:.3f}",
+                "prompt": text(rec["prompt"]),
+                "chosen": text(rec["chosen"]),
+                "rejected": text(rec["rejected"]),
+                "verdict": "",
+                "note": f"held-out reward models ({found.folds} folds) prefer the rejected one",
+            }
+        )
+    return atomic_write_text(Path(path), buf.getvalue())
+
+
+ACCEPT = ("all", "none", "listed")
+
+
+def review_verdicts(flagged: Sequence[str], accept: str, ids: Sequence[str] = ()) -> dict[str, str]:
+    """A reviewer's answer to the flags as review verdicts: ``all``, ``none`` or the ``listed``
+    pair ids are flipped (``flip``); every other flagged pair was seen and kept (``agree``)."""
+    from alignment.cai.review import ReviewError
+
+    if accept not in ACCEPT:
+        raise ReviewError(f"accept={accept!r}: expected one of {', '.join(ACCEPT)}")
+    if (accept == "listed") != bool(ids):
+        raise ReviewError(
+            "accept=listed needs the ids to flip (from the sheet's id column)"
+            if accept == "listed"
+            else f"ids are read only with accept=listed (got accept={accept})"
+        )
+    known = set(flagged)
+    if accept == "listed":
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ReviewError(
+                f"{len(unknown)} listed ids are not flagged pairs of the review sheet "
+                f"(first: {unknown[0]}); copy them from its id column"
+            )
+    take = known if accept == "all" else set(ids) if accept == "listed" else set()
+    return {i: "flip" if i in take else "agree" for i in flagged}
