@@ -24,7 +24,8 @@ def champion_data_version(cfg: PipelineConfig, ws: Workspace) -> str | None:
 
 @task(name="check-data-drift")
 def drift_check_task(cfg: PipelineConfig, ws: Workspace, data_version: str) -> dict | None:
-    """Compare ``data_version`` with the champion's; stop (DataDrift) or warn past a threshold.
+    """Compare ``data_version`` with the champion's; stop (DataDrift) past a threshold, or, with
+    ``on_exceed=warn``, return the drift with its ``warning`` for the caller to send.
 
     Writes the HTML report under the workspace's reports and attaches the measures as an
     artifact. None when drift is off or there is no champion's version to compare with.
@@ -63,5 +64,6 @@ def drift_check_task(cfg: PipelineConfig, ws: Workspace, data_version: str) -> d
                 f"{message}. Not training: inspect the data, or set "
                 "quality.drift.on_exceed=warn to train anyway"
             )
-        get_run_logger().warning("%s; training anyway (quality.drift.on_exceed=warn)", message)
+        # the caller warns (log and notification) and goes on to train
+        drift["warning"] = f"{message}; training anyway (quality.drift.on_exceed=warn)"
     return drift

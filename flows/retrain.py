@@ -53,6 +53,8 @@ class RetrainResult:
     waiting: dict[str, str] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
+    # drift measures past their thresholds, trained on anyway (quality.drift.on_exceed=warn)
+    drift_exceeded: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,7 +212,11 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         message = f"nothing new: data version {version.id} is already trained{note}"
         return RetrainResult(idle, message, version.id, seconds=times, **landing)
     verify_data_task(ws, cfg.ingest.dataset, version.id)
-    drift_check_task(cfg, ws, version.id)  # stops here when the data drifted and policy says so
+    # stops here when the data drifted and the policy says so; else the warning goes out
+    drift = drift_check_task(cfg, ws, version.id) or {}
+    if drift.get("warning"):
+        notify(cfg, "data-drift", drift["warning"], data_version=version.id,
+               exceeded=drift["exceeded"], report=drift["report"])  # fmt: skip
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     if registered.decision is not None:
         # no champion yet: the pipeline already put this first candidate through the gate
@@ -237,4 +243,5 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         decision,
         times,
         **landing,
+        drift_exceeded=drift.get("exceeded", []) if drift.get("warning") else [],
     )

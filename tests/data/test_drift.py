@@ -135,3 +135,105 @@ def test_retrain_stops_before_training_on_drift_from_the_champions_data(tmp_path
     reports = list((ws / "reports").glob("drift-*.html"))
     assert len(reports) == 1 and "EXCEEDED" in reports[0].read_text()
     assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+# only as much training as a registered candidate needs: the path under test ends before it
+CHEAP = [
+    "train.methods=[sft]",
+    "train.sft.max_steps=1",
+    "train.distributed.num_processes=1",
+    "evaluation.max_prompts=2",
+    "evaluation.max_new_tokens=4",
+]
+
+
+def _real_champion_on(ws: Path, model_name: str, data_version: str, checkpoint: Path) -> None:
+    """Register ``checkpoint`` as trained on ``data_version`` and make it the champion (the
+    retrain evaluates its candidate against it, so it needs weights)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from alignment import registry
+    from alignment.config import WorkspaceConfig
+    from alignment.workspace import Workspace
+
+    registry.connect(Workspace.from_config(WorkspaceConfig(root=ws)), "drift")
+    with mlflow.start_run():
+        tags = {"data_version": data_version, "eval.reward_accuracy": "0.5"}
+        version = registry.register_policy(checkpoint, model_name, tags).version
+    MlflowClient().set_registered_model_alias(model_name, registry.CHAMPION, version)
+
+
+class _Webhook:
+    """A local endpoint that keeps what the retrain flow posts to its notify webhook."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        posted = self.posted = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+# trains a candidate (minutes): test_retrain_cli drives that path; this adds drift's warning
+@pytest.mark.heavy
+def test_retrain_with_warn_trains_on_drifted_data_and_sends_the_warning(tmp_path, tiny_model_dir):
+    ws = tmp_path / "ws"
+    out = tmp_path / "v1.json"
+    raw = write_jsonl(tmp_path / "v1.jsonl", _batch(1))
+    run_cli("data", "ingest", str(raw), "--version", "--json", str(out), ws=ws)
+    before = json.loads(out.read_text())["data_version"]["id"]
+    _real_champion_on(ws, "drift-warned", before, tiny_model_dir)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    write_jsonl(landing / "batch.jsonl", _batch(3, drifted=True))
+    hook = _Webhook()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    sets = [
+        "registry.model_name=drift-warned",
+        "registry.experiment=drift",
+        "quality.drift.on_exceed=warn",
+        "retrain.settle_seconds=0",
+        f"retrain.notify_webhook={hook.url}",
+        *CHEAP,
+    ]
+    result_path = tmp_path / "retrain.json"
+    proc = run_cli(
+        "flows",
+        "retrain",
+        "--landing",
+        str(landing),
+        "--json",
+        str(result_path),
+        *[arg for s in sets for arg in ("--set", s)],
+        ws=ws,
+        check=False,
+        env=env,
+    )
+    hook.server.shutdown()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(result_path.read_text())
+    # it did not stop: the drifted version was trained on and registered beside the champion
+    assert result["status"] == "trained" and result["data_version"] != before
+    assert result["registered_version"] == "2"
+    assert {"prompt_length", "script"} <= set(result["drift_exceeded"])
+    # the warning went out: in the log, to the webhook, and as the HTML report
+    assert "drifted from the champion's" in proc.stderr and "training anyway" in proc.stderr
+    (sent,) = [p for p in hook.posted if p["event"] == "data-drift"]
+    assert sent["data_version"] == result["data_version"]
+    assert set(sent["exceeded"]) == set(result["drift_exceeded"])
+    assert "prompt_length" in sent["message"] and "on_exceed=warn" in sent["message"]
+    assert "EXCEEDED" in Path(sent["report"]).read_text()
