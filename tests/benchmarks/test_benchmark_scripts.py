@@ -89,3 +89,22 @@ def test_validate_refuses_a_floor_that_counts_differently(monkeypatch):
     skipped_a_rule = {**ingest, "accepted": 10, "rejected": 1, "rule_failures": {}}
     with pytest.raises(SystemExit, match="rule_failures"):
         bench.check_same_counts(skipped_a_rule, ingest)
+
+
+def test_label_noise_measures_both_flip_kinds_against_a_random_flagger(tmp_path):
+    out = tmp_path / "label_noise.json"
+    proc = _run("label_noise.py", "--pairs", "120", "--seeds", "2", "--shares", "0.1",
+                "--out", str(out))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == report
+    assert set(report["results"]) == {"oracle", "words"}
+    assert set(report["results"]["oracle"]) == {"random/0.1", "hard/0.1"}
+    for row in (*report["results"]["oracle"].values(), report["results"]["words"]["random/0.1"]):
+        assert len(row["runs"]) == 2 and row["precision_vs_random_flagger"] is not None
+        assert all(r["planted"] == 12 for r in row["runs"])
+    # hard flips sit on pairs the oracle barely orders; random ones anywhere
+    oracle = report["results"]["oracle"]
+    assert (
+        oracle["hard/0.1"]["flipped_margin_median"] < oracle["random/0.1"]["flipped_margin_median"]
+    )
+    assert set(report["meets"]) == {"precision", "recall"}

@@ -9,7 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 from data_helpers import conv, run_cli, write_jsonl
 
-from alignment.data.quality.planted import BAD, plant_flips, word_list_pairs
+from alignment.cai.review import ReviewError
+from alignment.data.quality.label_noise import review_verdicts
+from alignment.data.quality.planted import (
+    BAD,
+    HARD_POOL,
+    oracle_pairs,
+    plant_flips,
+    word_list_pairs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +79,31 @@ def test_planted_flips_are_flagged_reviewed_and_become_a_new_version(tmp_path):
     wrong = sum(any(w in r["chosen"][0]["content"].split() for w in BAD) for r in corrected)
     # wrong after review: the planted flips not flagged, and the false flags a reviewer flipped
     assert wrong == len(planted - hits) + len(flagged_rows - planted)
+
+
+def test_hard_flips_fall_on_the_smallest_margins_and_leave_the_input_alone():
+    records, margins = oracle_pairs(200, seed=1)
+    before = [dict(r) for r in records]
+    flipped_records, hard = plant_flips(records, margins, 0.1, "hard", seed=1)
+    _, random_rows = plant_flips(records, margins, 0.1, "random", seed=1)
+    assert len(hard) == len(random_rows) == 20
+    assert records == before  # the input is not changed in place
+    pool = sorted(margins)[: round(HARD_POOL * 0.1 * 200)]
+    assert all(margins[i] <= pool[-1] for i in hard)
+    assert max(margins[i] for i in random_rows) > pool[-1]  # random flips reach easy pairs
+    for i in hard:
+        assert flipped_records[i]["chosen"] == records[i]["rejected"]
+        assert flipped_records[i]["id"] != records[i]["id"]
+
+
+def test_a_reviewers_answer_becomes_verdicts_on_every_flagged_pair():
+    flagged = ["a", "b", "c"]
+    assert review_verdicts(flagged, "all") == dict.fromkeys(flagged, "flip")
+    assert review_verdicts(flagged, "none") == dict.fromkeys(flagged, "agree")
+    assert review_verdicts(flagged, "listed", ["b"]) == {"a": "agree", "b": "flip", "c": "agree"}
+    with pytest.raises(ReviewError, match=r"not flagged pairs.*first: z"):
+        review_verdicts(flagged, "listed", ["b", "z"])
+    with pytest.raises(ReviewError, match="needs the ids"):
+        review_verdicts(flagged, "listed", [])
+    with pytest.raises(ReviewError, match="only with accept=listed"):
+        review_verdicts(flagged, "all", ["a"])
