@@ -24,7 +24,12 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 
 def run_cli(
-    *args: str, ws: Path, dataset: str = "prefs", check: bool = True, env: dict | None = None
+    *args: str,
+    ws: Path,
+    dataset: str = "prefs",
+    check: bool = True,
+    env: dict | None = None,
+    timeout: int = 300,
 ):
     """``python -m alignment ARGS`` against workspace ``ws``, as a user runs it."""
     import os
@@ -39,7 +44,7 @@ def run_cli(
         text=True,
         env={**(os.environ if env is None else env), "PYTHONPATH": str(root)},
         cwd=root,
-        timeout=300,
+        timeout=timeout,
     )
     if check:
         assert proc.returncode == 0, proc.stderr

@@ -222,6 +222,7 @@ def test_retrain_with_warn_trains_on_drifted_data_and_sends_the_warning(tmp_path
         ws=ws,
         check=False,
         env=env,
+        timeout=1200,  # it trains and evaluates: minutes on a busy machine
     )
     hook.server.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
