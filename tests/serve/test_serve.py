@@ -27,32 +27,15 @@ from alignment.workspace import Workspace
 pytestmark = pytest.mark.slow
 
 
-def _untied_copy(checkpoint: Path, dest: Path) -> Path:
-    """The tiny model with its own random LM head: a tied random model only repeats the prompt's
-    last token, so champion and challenger would give the same answers."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, tie_word_embeddings=False)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.lm_head.weight
-        head.copy_(torch.randn(head.shape, generator=generator))
-    model.save_pretrained(dest)
-    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(dest)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_model_dir) -> Path:
+def store(tmp_path_factory, tiny_model_dir, challenger_model_dir) -> Path:
     """A workspace whose registry holds 'policy': champion v1, challenger v2 (answers differ)."""
     import mlflow
 
     root = tmp_path_factory.mktemp("serve-ws")
     ws = Workspace(root).ensure()
-    other = _untied_copy(tiny_model_dir, root / "challenger")
     experiment = registry.connect(ws, "alignment")
-    for checkpoint in (tiny_model_dir, other):
+    for checkpoint in (tiny_model_dir, challenger_model_dir):
         with mlflow.start_run(experiment_id=experiment):
             registry.register_policy(checkpoint, "policy", {"method": "sft"})
     # registration makes challengers; the gate makes champions: here, v1 by hand
