@@ -187,3 +187,44 @@ def test_watch_reports_alerts_logs_over_time_and_records_the_online_win_rate(
     assert registry.version_metrics(MlflowClient().get_model_version("policy", "2"))[
         "judge_online_win_rate_vs_champion_ci_low"
     ] == pytest.approx(online["judge_online_win_rate_vs_champion_ci_low"], rel=1e-5)
+
+
+def test_an_alert_opens_a_rollback_that_waits_for_a_person(served, prefect_api, tmp_path):
+    from mlflow import MlflowClient
+    from prefect.flow_runs import resume_flow_run
+    from prefect_helpers import paused_run_id
+
+    from flows.watch import watch_flow
+
+    ws, _ = served
+    # v2 stands for the champion before v1: rollback moves champion back to it
+    MlflowClient().set_registered_model_alias("policy", "previous", "2")
+    policy = tmp_path / "monitoring.yaml"
+    policy.write_text(
+        "name: strict\nmin_requests: 4\nrollback: ask\nconditions:\n"
+        "  - {metric: red_team_share, op: '<=', value: 0.2}\n"
+    )
+    overrides = [
+        f"workspace.root={ws.root}",
+        "registry.model_name=policy",
+        f"watch.policy={policy}",
+    ]
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = watch_flow(overrides=overrides, window_minutes=30, poll_interval=1)
+        except BaseException as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    run_id = paused_run_id("rollback-on-alert", time.monotonic() + 180)
+    assert registry.current_alias_version("policy", "champion") == "1"  # nothing moved yet
+    resume_flow_run(run_id, run_input={"approve": True, "approver": "oncall", "reason": "seen"})
+    thread.join(timeout=180)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"]["rollback"] == {"rolled_back": True, "from": "1", "to": "2"}
+    assert registry.current_alias_version("policy", "champion") == "2"
+    tags = MlflowClient().get_model_version("policy", "1").tags
+    assert tags["rollback.by"] == "oncall" and "red_team_share" in tags["rollback.reason"]
