@@ -5,6 +5,9 @@ Two kinds of pair, each naming the traces and model versions it came from:
 - ``thumbs_down_vs_shadow``: the user rejected the served answer; the shadow model's answer to
   the same prompt is taken as chosen. That label is an assumption (nobody rated the shadow's
   answer), so the pair says so in its ``kind``; review or judge such pairs before trusting them.
+- ``thumbs_down_vs_revision``: the user rejected the served answer and no shadow answered; with
+  a reviser (``alignment.serve.revise``), a CAI revision of it under the constitution is taken
+  as chosen. An assumption too, named in its ``kind``.
 
 A request without ``consent`` never becomes training data. Exported traces are tagged, so the
 next export writes only what is new.
@@ -70,7 +73,7 @@ def _pair(prompt: str, chosen: str, rejected: str, meta: dict) -> dict:
     }
 
 
-def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
+def pair_from_trace(trace, get_trace, reviser=None) -> tuple[dict | None, str]:
     """The pair one request trace's feedback gives, or None and the reason it gives none."""
     tags = trace.info.tags
     if tags.get(CONSENT) != "true":
@@ -99,7 +102,9 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
         return None, "thumbs_up_alone"
     shadow_id = tags.get(SHADOW_TRACE)
     if not shadow_id:
-        return None, "thumbs_down_without_shadow_answer"
+        if reviser is None:
+            return None, "thumbs_down_without_shadow_answer"
+        return _revision_pair(trace, root, prompt, meta, reviser)
     shadow = get_trace(shadow_id)
     rejected = (root.outputs or {}).get("response")
     shadow_root = _root(shadow) if shadow is not None else None
@@ -115,7 +120,23 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
     return _pair(prompt, chosen, rejected, meta), ""
 
 
-def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
+def _revision_pair(trace, root, prompt, meta, reviser) -> tuple[dict | None, str]:
+    rejected = (root.outputs or {}).get("response")
+    if not (prompt and rejected):
+        return None, "identical_or_empty_answers"
+    revision = reviser.revise(prompt, rejected, trace.info.trace_id)
+    if not revision.text or revision.text == rejected:
+        return None, "revision_empty_or_unchanged"
+    meta = {
+        **meta,
+        "kind": "thumbs_down_vs_revision",
+        "principles": revision.principles,
+        **reviser.provenance(),
+    }
+    return _pair(prompt, revision.text, rejected, meta), ""
+
+
+def export_feedback_pairs(experiment_id: str, landing: Path, reviser=None) -> FeedbackExport:
     """Write the pairs of feedback not exported before as one JSONL file in ``landing``.
 
     The file is named by its content and written atomically, so the retrain flow's landing
@@ -134,7 +155,7 @@ def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
     for trace in sorted(traces, key=lambda t: (t.info.request_time, t.info.trace_id)):
         if EXPORTED in trace.info.tags:
             continue
-        pair, why = pair_from_trace(trace, lambda tid: mlflow.get_trace(tid, silent=True))
+        pair, why = pair_from_trace(trace, lambda tid: mlflow.get_trace(tid, silent=True), reviser)
         if pair is None:
             result.skipped[why] += 1
             continue
