@@ -169,3 +169,56 @@ def export_feedback_pairs(experiment_id: str, landing: Path, reviser=None) -> Fe
     for trace_id in used:
         mlflow.set_trace_tag(trace_id, EXPORTED, name)
     return result
+
+
+FEEDBACK_TRACES = "lineage.feedback_traces"  # model version tag: the traces its data came from
+TAG_LIMIT = 4000  # characters of a tag value kept; the whole list is an artifact of the run
+
+
+def feedback_trace_ids(ws, dataset: str, data_version: str) -> list[str]:
+    """The trace ids named by the feedback pairs in a data version's accepted rows, in order."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from alignment.data.version import find_version, read_version_file
+
+    version = find_version(ws, dataset, data_version)
+    if version is None:
+        return []
+    table = pq.read_table(io.BytesIO(read_version_file(ws, version, "accepted.parquet")))
+    found: dict[str, None] = {}
+    for text in table.column("meta").to_pylist():
+        try:
+            meta = json.loads(text or "null")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("meta"), dict):
+            meta = meta["meta"]  # the reader nests a record's meta when it had other keys
+        if isinstance(meta, dict) and isinstance(meta.get("trace_ids"), list):
+            found.update((str(t), None) for t in meta["trace_ids"])
+    return list(found)
+
+
+def record_feedback_lineage(ws, dataset: str, data_version: str, name: str, version: str) -> list:
+    """Tag a registered version with the traces whose feedback is in the data it was trained on."""
+    from mlflow import MlflowClient
+
+    ids = feedback_trace_ids(ws, dataset, data_version)
+    if not ids:
+        return ids
+    client = MlflowClient()
+    listed = json.dumps(ids)
+    if len(listed) > TAG_LIMIT:
+        kept = []
+        for trace_id in ids:
+            if len(json.dumps([*kept, trace_id, "..."])) > TAG_LIMIT:
+                break
+            kept.append(trace_id)
+        listed = json.dumps([*kept, "..."])
+    client.set_model_version_tag(name, version, FEEDBACK_TRACES, listed)
+    client.set_model_version_tag(name, version, "lineage.feedback_trace_count", str(len(ids)))
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        client.log_text(run_id, json.dumps(ids, indent=1), "lineage/feedback_traces.json")
+    return ids
