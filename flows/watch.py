@@ -12,6 +12,7 @@ online win rate is recorded on its version for the gate.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def watch_flow(
     )
     print(report.text(result))
     create_markdown_artifact(
-        key=f"watch-{name}".lower().replace("_", "-"),
+        key=re.sub(r"[^a-z0-9-]", "-", f"watch-{name}".lower()),
         markdown=report.markdown(result) + f"\nReport: `{page}`\n",
         description=f"Watch of {name}'s served champion over one window",
     )

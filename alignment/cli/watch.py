@@ -27,13 +27,13 @@ def cmd_watch_run(args: argparse.Namespace) -> int:
 def cmd_watch_serve(args: argparse.Namespace) -> int:
     """Serve the watch flow as a scheduled deployment (one per use case) until stopped."""
     cfg = config_from(args)
+    cron = args.cron or cfg.watch.cron
+    if not cron:
+        raise AlignmentError("no schedule: pass --cron or set watch.cron in the config")
     from prefect import serve
 
     from flows.watch import watch_flow
 
-    cron = args.cron or cfg.watch.cron
-    if not cron:
-        raise AlignmentError("no schedule: pass --cron or set watch.cron in the config")
     name = f"watch-{cfg.registry.model_name}"
     deployment = watch_flow.to_deployment(
         name=name,

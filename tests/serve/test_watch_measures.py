@@ -120,3 +120,10 @@ def test_the_shipped_monitoring_policy_loads_and_a_bad_one_names_the_field(tmp_p
     bad.write_text("conditions:\n  - metric: refusal_rate\n    op: '<='\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: invalid monitoring policy\n  conditions.0"):
         load_monitoring_policy(bad)
+
+
+def test_watch_serve_needs_a_schedule(tmp_path, capsys):
+    from alignment.cli import main
+
+    assert main(["watch", "serve", "--workspace", str(tmp_path)]) == 2
+    assert "watch.cron" in capsys.readouterr().err
