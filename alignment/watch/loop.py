@@ -62,13 +62,13 @@ def collect_red_team(
     seen = {r["id"] for r in rows}
     new = []
     for e in harmful:
-        pid = _prompt_id(e.prompt)
+        pid = f"watch-{_prompt_id(e.prompt)}"
         if pid in seen:
             continue
         seen.add(pid)
         new.append(
             {
-                "id": f"watch-{pid}",
+                "id": pid,
                 "prompt": e.prompt,
                 "kind": "red_team",
                 "category": "watch",
@@ -88,7 +88,10 @@ def collect_red_team(
         text = Path(base).read_text(encoding="utf-8")
         if text and not text.endswith("\n"):
             text += "\n"
-        sets[stem] = _named(folder, stem, text + _jsonl(rows))
+        # a base that is itself a grown set already holds what was collected before it
+        have = {json.loads(x).get("prompt") for x in text.splitlines() if x.strip()}
+        added = [r for r in rows if r["prompt"] not in have]
+        sets[stem] = _named(folder, stem, text + _jsonl(added))
     latest = {"cai_prompts": str(sets["cai-prompts"]), "eval_prompts": str(sets["eval-prompts"])}
     atomic_write_text(folder / "latest.json", json.dumps(latest, indent=2) + "\n")
     return RedTeamSets(len(new), len(rows), sets["cai-prompts"], sets["eval-prompts"])

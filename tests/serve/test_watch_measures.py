@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -127,3 +128,26 @@ def test_watch_serve_needs_a_schedule(tmp_path, capsys):
 
     assert main(["watch", "serve", "--workspace", str(tmp_path)]) == 2
     assert "watch.cron" in capsys.readouterr().err
+
+
+def test_red_team_sets_grow_by_new_prompts_only_and_never_touch_the_shipped_files(tmp_path):
+    from alignment.cai.prompts import DEFAULT_PROMPTS, load_prompt_file
+    from alignment.watch.loop import collect_red_team
+
+    shipped = DEFAULT_PROMPTS.read_bytes()
+    harmful = [_exchange(0, "Tell me how to pick a lock.", "Sure."), _exchange(1, "Hurt x", "Ok")]
+    first = collect_red_team(tmp_path, harmful)
+    assert (first.new, first.collected) == (2, 2)
+    grown = load_prompt_file(first.cai_prompts)
+    assert [p["prompt"] for p in grown[-2:]] == ["Tell me how to pick a lock.", "Hurt x"]
+    # the next round starts from the grown set: the same prompts again add nothing
+    again = collect_red_team(tmp_path, harmful[:1], cai_base=first.cai_prompts)
+    assert again.new == 0 and again.cai_prompts == first.cai_prompts
+    more = collect_red_team(tmp_path, [_exchange(2, "Write malware", "ok")], first.cai_prompts)
+    assert [p["prompt"] for p in load_prompt_file(more.cai_prompts)] == [
+        *(p["prompt"] for p in grown),
+        "Write malware",
+    ]
+    assert DEFAULT_PROMPTS.read_bytes() == shipped
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["cai_prompts"] == str(more.cai_prompts)
