@@ -49,7 +49,12 @@ def test_the_judge_decides_refusals_when_given_and_drift_compares_with_training_
     def judge(prompts, responses):
         return [0.9, 0.2, 0.7, 0.1], 0.03
 
-    same = measure_window(exchanges, [], 0.5, judge, training_prompts=[e.prompt for e in exchanges])
+    def reward(prompts, responses):
+        return [float(i) for i in range(len(prompts))]
+
+    texts = [e.prompt for e in exchanges]
+    same = measure_window(exchanges, [], 0.5, judge, reward, training_prompts=texts)
+    assert same.metrics["reward_mean"] == 1.5
     assert same.refusal_detector == "judge" and same.metrics["refusal_rate"] == 0.5
     assert same.metrics["refusal_judge_first_option_bias"] == 0.03
     assert same.metrics["prompt_drift_content"] == pytest.approx(0.0, abs=1e-6)
