@@ -25,7 +25,12 @@ class WatchConfig(BaseModel):
     experiment: str = Field(
         "watch", description="MLflow experiment of the watch runs (one run per watched model)."
     )
-    window_minutes: float = Field(60.0, gt=0, description="Length of a watched window of traces.")
+    window_minutes: float = Field(
+        60.0,
+        gt=0,
+        description="Length of a watched window of traces, ending when the run starts; set it "
+        "to the schedule's interval so that windows neither overlap nor leave gaps.",
+    )
     max_traces: int = Field(2000, ge=1, description="Most request traces read from one window.")
     judge_model: Path | None = Field(
         None,
