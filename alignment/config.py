@@ -30,6 +30,7 @@ from alignment.method_config import (  # noqa: F401 (re-exported: import them fr
 )
 from alignment.quality_config import QualityConfig
 from alignment.serve.config import ServeConfig
+from alignment.watch.config import WatchConfig
 
 
 class _Strict(BaseModel):
@@ -384,6 +385,7 @@ class PipelineConfig(_Strict):
     retrain: RetrainConfig = RetrainConfig()
     quality: QualityConfig = QualityConfig()
     serve: ServeConfig = ServeConfig()
+    watch: WatchConfig = WatchConfig()
 
     def digest(self) -> str:
         """A stable hash of the full config (for lineage tags)."""
@@ -422,6 +424,10 @@ PATH_FIELDS = (
     ("evaluation", "prompts"),
     ("evaluation", "constitution"),
     ("train", "ppo", "guard", "held_out_reward_model"),
+    ("watch", "policy"),
+    ("watch", "judge_model"),
+    ("watch", "reward_model"),
+    ("watch", "red_team_dir"),
 )
 
 

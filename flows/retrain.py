@@ -35,6 +35,7 @@ from alignment.data.landing import (
 )
 from alignment.data.version import known_source, remember_source
 from alignment.errors import ConfigError, VersioningError
+from alignment.serve.pairs import record_feedback_lineage
 from alignment.workspace import Workspace, file_lock
 from flows.drift import drift_check_task
 from flows.pipeline import prepare_data, train_and_register
@@ -218,6 +219,8 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         notify(cfg, "data-drift", drift["warning"], data_version=version.id,
                exceeded=drift["exceeded"], report=drift["report"])  # fmt: skip
     _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
+    # served feedback in this data: the new version names the traces it learned from
+    record_feedback_lineage(ws, cfg.ingest.dataset, version.id, name, registered.version)
     if registered.decision is not None:
         # no champion yet: the pipeline already put this first candidate through the gate
         decision, alias, why = registered.decision, registered.alias, " (no champion before)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alignment.cli import cai, data, flows, models, oracle, serve, train
+from alignment.cli import cai, data, flows, models, oracle, serve, train, watch
 from alignment.errors import AlignmentError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(sub)
     oracle.register(sub)
     serve.register(sub)
+    watch.register(sub)
     return parser
 
 

@@ -58,8 +58,13 @@ def cmd_feedback_pairs(args: argparse.Namespace) -> int:
     if landing is None:
         raise ConfigError("no landing folder: set serve.landing or retrain.landing, or --landing")
     ws = Workspace.from_config(cfg.workspace)
+    reviser = None
+    if args.revise:
+        from alignment.serve.revise import open_reviser
+
+        reviser = open_reviser(cfg)
     experiment_id = registry.connect(ws, cfg.serve.experiment)
-    result = export_feedback_pairs(experiment_id, Path(landing))
+    result = export_feedback_pairs(experiment_id, Path(landing), reviser)
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(result.skipped.items())) or "none"
     print(f"{len(result.pairs)} pairs -> {result.path or 'nothing written'} (no pair: {skipped})")
     write_json(
@@ -93,5 +98,11 @@ def register(sub) -> None:
         "pairs", help="write consented feedback as preference pairs to the landing folder"
     )
     p.add_argument("--landing", help="folder (overrides serve.landing and retrain.landing)")
+    p.add_argument(
+        "--revise",
+        action="store_true",
+        help="pair a thumbs-down answer no shadow answered with its CAI revision "
+        "(cai.feedback_model under cai.constitution)",
+    )
     add_common(p)
     p.set_defaults(func=cmd_feedback_pairs)

@@ -5,6 +5,9 @@ Two kinds of pair, each naming the traces and model versions it came from:
 - ``thumbs_down_vs_shadow``: the user rejected the served answer; the shadow model's answer to
   the same prompt is taken as chosen. That label is an assumption (nobody rated the shadow's
   answer), so the pair says so in its ``kind``; review or judge such pairs before trusting them.
+- ``thumbs_down_vs_revision``: the user rejected the served answer and no shadow answered; with
+  a reviser (``alignment.serve.revise``), a CAI revision of it under the constitution is taken
+  as chosen. An assumption too, named in its ``kind``.
 
 A request without ``consent`` never becomes training data. Exported traces are tagged, so the
 next export writes only what is new.
@@ -70,7 +73,7 @@ def _pair(prompt: str, chosen: str, rejected: str, meta: dict) -> dict:
     }
 
 
-def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
+def pair_from_trace(trace, get_trace, reviser=None) -> tuple[dict | None, str]:
     """The pair one request trace's feedback gives, or None and the reason it gives none."""
     tags = trace.info.tags
     if tags.get(CONSENT) != "true":
@@ -99,7 +102,9 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
         return None, "thumbs_up_alone"
     shadow_id = tags.get(SHADOW_TRACE)
     if not shadow_id:
-        return None, "thumbs_down_without_shadow_answer"
+        if reviser is None:
+            return None, "thumbs_down_without_shadow_answer"
+        return _revision_pair(trace, root, prompt, meta, reviser)
     shadow = get_trace(shadow_id)
     rejected = (root.outputs or {}).get("response")
     shadow_root = _root(shadow) if shadow is not None else None
@@ -115,7 +120,23 @@ def pair_from_trace(trace, get_trace) -> tuple[dict | None, str]:
     return _pair(prompt, chosen, rejected, meta), ""
 
 
-def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
+def _revision_pair(trace, root, prompt, meta, reviser) -> tuple[dict | None, str]:
+    rejected = (root.outputs or {}).get("response")
+    if not (prompt and rejected):
+        return None, "identical_or_empty_answers"
+    revision = reviser.revise(prompt, rejected, trace.info.trace_id)
+    if not revision.text or revision.text == rejected:
+        return None, "revision_empty_or_unchanged"
+    meta = {
+        **meta,
+        "kind": "thumbs_down_vs_revision",
+        "principles": revision.principles,
+        **reviser.provenance(),
+    }
+    return _pair(prompt, revision.text, rejected, meta), ""
+
+
+def export_feedback_pairs(experiment_id: str, landing: Path, reviser=None) -> FeedbackExport:
     """Write the pairs of feedback not exported before as one JSONL file in ``landing``.
 
     The file is named by its content and written atomically, so the retrain flow's landing
@@ -134,7 +155,7 @@ def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
     for trace in sorted(traces, key=lambda t: (t.info.request_time, t.info.trace_id)):
         if EXPORTED in trace.info.tags:
             continue
-        pair, why = pair_from_trace(trace, lambda tid: mlflow.get_trace(tid, silent=True))
+        pair, why = pair_from_trace(trace, lambda tid: mlflow.get_trace(tid, silent=True), reviser)
         if pair is None:
             result.skipped[why] += 1
             continue
@@ -148,3 +169,56 @@ def export_feedback_pairs(experiment_id: str, landing: Path) -> FeedbackExport:
     for trace_id in used:
         mlflow.set_trace_tag(trace_id, EXPORTED, name)
     return result
+
+
+FEEDBACK_TRACES = "lineage.feedback_traces"  # model version tag: the traces its data came from
+TAG_LIMIT = 4000  # characters of a tag value kept; the whole list is an artifact of the run
+
+
+def feedback_trace_ids(ws, dataset: str, data_version: str) -> list[str]:
+    """The trace ids named by the feedback pairs in a data version's accepted rows, in order."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from alignment.data.version import find_version, read_version_file
+
+    version = find_version(ws, dataset, data_version)
+    if version is None:
+        return []
+    table = pq.read_table(io.BytesIO(read_version_file(ws, version, "accepted.parquet")))
+    found: dict[str, None] = {}
+    for text in table.column("meta").to_pylist():
+        try:
+            meta = json.loads(text or "null")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("meta"), dict):
+            meta = meta["meta"]  # the reader nests a record's meta when it had other keys
+        if isinstance(meta, dict) and isinstance(meta.get("trace_ids"), list):
+            found.update((str(t), None) for t in meta["trace_ids"])
+    return list(found)
+
+
+def record_feedback_lineage(ws, dataset: str, data_version: str, name: str, version: str) -> list:
+    """Tag a registered version with the traces whose feedback is in the data it was trained on."""
+    from mlflow import MlflowClient
+
+    ids = feedback_trace_ids(ws, dataset, data_version)
+    if not ids:
+        return ids
+    client = MlflowClient()
+    listed = json.dumps(ids)
+    if len(listed) > TAG_LIMIT:
+        kept = []
+        for trace_id in ids:
+            if len(json.dumps([*kept, trace_id, "..."])) > TAG_LIMIT:
+                break
+            kept.append(trace_id)
+        listed = json.dumps([*kept, "..."])
+    client.set_model_version_tag(name, version, FEEDBACK_TRACES, listed)
+    client.set_model_version_tag(name, version, "lineage.feedback_trace_count", str(len(ids)))
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        client.log_text(run_id, json.dumps(ids, indent=1), "lineage/feedback_traces.json")
+    return ids

@@ -108,3 +108,17 @@ def test_label_noise_measures_both_flip_kinds_against_a_random_flagger(tmp_path)
         oracle["hard/0.1"]["flipped_margin_median"] < oracle["random/0.1"]["flipped_margin_median"]
     )
     assert set(report["meets"]) == {"precision", "recall"}
+
+
+def test_serve_load_counts_every_trace_and_feedback_and_compares_with_the_bare_pyfunc(tmp_path):
+    out = tmp_path / "serve_load.json"
+    proc = _run("serve_load.py", "--smoke", "--clients", "4", "--output", str(out))
+    report = json.loads(out.read_text())
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == report
+    assert len(report["rounds"]) == 2 and all(r["endpoint_requests"] for r in report["rounds"])
+    assert report["p50_ratio_vs_bare_pyfunc"] > 0 and report["bare_pyfunc_p95_ms"] > 0
+    assert set(report["meets"]) == {"p50_ratio_vs_bare_pyfunc", "no_trace_lost", "no_feedback_lost"}
+    # whatever the speed, nothing may be lost: counted back from the store
+    assert report["responses"] > 0 and report["traces_lost"] == 0 and report["feedback_lost"] == 0
+    assert report["meets"]["no_trace_lost"] and report["meets"]["no_feedback_lost"]
+    assert report["server_counts"]["requests"] == report["responses"]

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from serving_helpers import Server
 
 from alignment import registry
 from alignment.cli import main
@@ -27,92 +22,20 @@ from alignment.workspace import Workspace
 pytestmark = pytest.mark.slow
 
 
-def _untied_copy(checkpoint: Path, dest: Path) -> Path:
-    """The tiny model with its own random LM head: a tied random model only repeats the prompt's
-    last token, so champion and challenger would give the same answers."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, tie_word_embeddings=False)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        head = model.lm_head.weight
-        head.copy_(torch.randn(head.shape, generator=generator))
-    model.save_pretrained(dest)
-    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(dest)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_model_dir) -> Path:
+def store(tmp_path_factory, tiny_model_dir, challenger_model_dir) -> Path:
     """A workspace whose registry holds 'policy': champion v1, challenger v2 (answers differ)."""
     import mlflow
 
     root = tmp_path_factory.mktemp("serve-ws")
     ws = Workspace(root).ensure()
-    other = _untied_copy(tiny_model_dir, root / "challenger")
     experiment = registry.connect(ws, "alignment")
-    for checkpoint in (tiny_model_dir, other):
+    for checkpoint in (tiny_model_dir, challenger_model_dir):
         with mlflow.start_run(experiment_id=experiment):
             registry.register_policy(checkpoint, "policy", {"method": "sft"})
     # registration makes challengers; the gate makes champions: here, v1 by hand
     mlflow.MlflowClient().set_registered_model_alias("policy", registry.CHAMPION, "1")
     return root
-
-
-class Server:
-    """``alignment serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, root: Path, log: Path, *args: str):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env.update({"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"})
-        env["ALIGNMENT_SERVE_TOKEN"] = self.token = "s3cret"
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alignment", "serve", *args, "--workspace", str(root),
-             "--port", "0"],
-            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while True:
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())
-            if found:
-                self.base = found.group(1)
-                return
-            assert self.proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-
-    def post(self, route: str, body: dict, token: str | None = None) -> tuple[int, dict]:
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {token or self.token}",
-        }
-        request = urllib.request.Request(self.base + route, json.dumps(body).encode(), headers)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def oversized(self) -> int:
-        """Announce a body over the limit, send none: the answer must come before it is read."""
-        import http.client
-
-        host, port = self.base.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
-        connection.putrequest("POST", "/respond")
-        connection.putheader("Authorization", f"Bearer {self.token}")
-        connection.putheader("Content-Length", str(64 << 20))
-        connection.endheaders()
-        status = connection.getresponse().status
-        connection.close()
-        return status
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        assert self.proc.wait(timeout=120) == 0, self.log.read_text()[-3000:]
-        return self.log.read_text()
 
 
 def _traces(root: Path, experiment: str = "serving") -> dict:
