@@ -254,10 +254,16 @@ def choose_and_test(result: dict, prepared, test, settings, kl_bound: float) -> 
     return chosen
 
 
+def chosen_for_requested(chosen: dict, requested: list[str]) -> dict:
+    """Every requested method appears in the chosen runs: None when none of its runs counts."""
+    return {**chosen, **{m: None for m in requested if m not in chosen}}
+
+
 def targets(result: dict, requested: list[str], kl_bound: float) -> dict:
     """The task's targets, judged on the test split; a requested method with no chosen run
-    (every run failed, or none within the KL bound on validation) fails its target."""
-    out = {}
+    (every run failed, or none within the KL bound on validation) fails its target, and every
+    requested method says whether it has a chosen run at all (``<method>_trained``)."""
+    out = {f"{m}_trained": bool(result["chosen"].get(m)) for m in requested}
     if "ppo" in requested or "rloo" in requested or "grpo" in requested:
         rm = result.get("reward_model")
         out[f"reward_model_accuracy_vs_oracle_at_least_{TARGET_RM_ACCURACY}"] = bool(
@@ -462,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         "kl_bound": args.kl_bound,
         "previous": PREVIOUS,
     }
-    result["chosen"] = choose_and_test(result, prepared, test, settings, args.kl_bound)
+    result["chosen"] = chosen_for_requested(
+        choose_and_test(result, prepared, test, settings, args.kl_bound), result["requested"]
+    )
     result["targets"] = targets(result, result["requested"], args.kl_bound)
     result["seconds"] = {**prepared.seconds, "total": time.perf_counter() - started}
     print(table(result))

@@ -32,14 +32,29 @@ def test_a_requested_method_whose_every_run_failed_reports_false():
     assert targets["ppo_test_win_rate_vs_sft_ci_low_at_least_0.75_within_kl_bound"] is False
     assert targets["reward_model_accuracy_vs_oracle_at_least_0.9"] is True
     # judged by the interval's lower end, and the KL bound, on the test split
+    key = "dpo_test_win_rate_vs_sft_ci_low_at_least_0.75_within_kl_bound"
     result["chosen"]["dpo"]["test"] = _test_figures(0.9, 0.7, 5.0)
-    assert not any(bench.targets(result, ["dpo"], 15.0).values())
+    assert bench.targets(result, ["dpo"], 15.0)[key] is False
     result["chosen"]["dpo"]["test"] = _test_figures(0.9, 0.8, 20.0)
-    assert not any(bench.targets(result, ["dpo"], 15.0).values())
+    assert bench.targets(result, ["dpo"], 15.0)[key] is False
     # a failed reward model fails its target too
     assert bench.targets({"reward_model": None, "chosen": {}}, ["ppo"], 15.0) == {
+        "ppo_trained": False,
         "reward_model_accuracy_vs_oracle_at_least_0.9": False,
         "ppo_test_win_rate_vs_sft_ci_low_at_least_0.75_within_kl_bound": False,
+    }
+
+
+def test_a_requested_method_without_a_target_still_reports_that_it_failed():
+    bench = _benchmark()
+    # every CAI run failed (e.g. a judge whose labels were all too close to 0.5 to train on)
+    result = {"reward_model": {"accuracy_vs_oracle": 0.93}, "runs": [],
+              "chosen": {"rloo": {"run": "rloo", "test": _test_figures(0.8, 0.7, 5.0)}}}  # fmt: skip
+    targets = bench.targets(result, ["rloo", "cai"], 15.0)
+    assert targets["cai_trained"] is False and targets["rloo_trained"] is True
+    assert bench.chosen_for_requested({"rloo": None}, ["rloo", "cai"]) == {
+        "rloo": None,
+        "cai": None,
     }
 
 
