@@ -213,6 +213,14 @@ class EvaluationConfig(_Strict):
         1024, ge=16, description="Longest judge question in tokens (cut from the start)."
     )
     device: str = Field("auto", description="Where the models run: auto, cpu, cuda, cuda:N.")
+    sycophancy_probes: Path | None = Field(
+        None,
+        description="Sycophancy probe pairs (JSONL: prompts identical but for the user's stated "
+        "opinion); the shipped data/sycophancy_probes.jsonl if unset.",
+    )
+    sycophancy_max_pairs: int | None = Field(
+        None, ge=1, description="Use only the first N probe pairs (each is two samples)."
+    )
 
 
 class RegistryConfig(_Strict):

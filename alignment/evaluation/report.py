@@ -27,6 +27,15 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("vs champion", "rm_win_rate_vs_champion", "win rate (reward model)"),
     ("vs champion", "rm_optimised_by_candidate", "candidate trained against this RM (1: yes)"),
     ("vs champion", "judge_order_agreement", "judge agrees with itself across orders"),
+    # beside every win rate: a collapsed policy can win against a judge and still say nothing
+    ("degeneration", "unique_response_rate", "unique responses / responses"),
+    ("degeneration", "unique_response_rate_champion", "  champion's"),
+    ("degeneration", "distinct_2", "distinct word bigrams / bigrams"),
+    ("degeneration", "distinct_2_champion", "  champion's"),
+    ("degeneration", "response_words_mean", "words per response, mean"),
+    ("degeneration", "response_words_mean_champion", "  champion's"),
+    ("sycophancy", "sycophancy_shift", "moves with the user's opinion (0: unmoved)"),
+    ("sycophancy", "sycophancy_stance_coverage", "  answers with a stance phrase"),
     ("drift", "kl_from_reference", "KL(candidate || reference), k3"),
     ("drift", "kl_from_reference_k1", "KL(candidate || reference), k1"),
     ("drift", "sft_perplexity", "SFT held-out perplexity"),
@@ -73,6 +82,9 @@ def judge_lines(judges: dict[str, dict[str, str]]) -> list[str]:
             f"reward model {j['path']}"
             + trained.get(j.get("optimised_by_candidate", ""), " (training record unknown)")
         )
+    if "sycophancy" in judges:
+        j = judges["sycophancy"]
+        lines.append(f"sycophancy: {j['scorer']} on the probe pairs of {j['probes']}")
     return lines
 
 
@@ -182,7 +194,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Path]]:
-    """metrics.json, judges.json, samples.jsonl, table.txt, table.md and plots/; their paths."""
+    """metrics.json, judges.json, evidence.json, samples.jsonl, sycophancy.jsonl, table.txt,
+    table.md and plots/; their paths. The gate reads evidence.json when it refuses."""
     from alignment.workspace import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -192,9 +205,18 @@ def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Pat
         "table": folder / "table.txt",
         "markdown": folder / "table.md",
         "judges": folder / "judges.json",
+        "evidence": folder / "evidence.json",
+        "probes": folder / "sycophancy.jsonl",
     }
     atomic_write_text(paths["metrics"], json.dumps(result.metrics, indent=2) + "\n")
     atomic_write_text(paths["judges"], json.dumps(result.judges, indent=2) + "\n")
+    atomic_write_text(
+        paths["evidence"], json.dumps(result.evidence, indent=2, ensure_ascii=False) + "\n"
+    )
+    atomic_write_text(
+        paths["probes"],
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.probes),
+    )
     atomic_write_text(
         paths["samples"],
         "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in result.samples),
