@@ -67,9 +67,13 @@ def degeneration_metrics(responses: Sequence[str], suffix: str = "") -> dict[str
 
 
 def most_repeated(responses: Sequence[str], k: int = 3) -> list[dict]:
-    """The `k` most frequent (normalised) responses with their counts: a refusal's evidence."""
+    """The `k` most frequent responses (compared normalised, shown as first written) with their
+    counts: a refusal's evidence."""
     counts = Counter(normalise(r) for r in responses)
-    return [{"response": text, "count": count} for text, count in counts.most_common(k)]
+    first: dict[str, str] = {}
+    for r in responses:
+        first.setdefault(normalise(r), r)
+    return [{"response": first[text], "count": count} for text, count in counts.most_common(k)]
 
 
 def _nonempty(responses: Sequence[str]) -> None:

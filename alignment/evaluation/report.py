@@ -29,13 +29,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("vs champion", "judge_order_agreement", "judge agrees with itself across orders"),
     # beside every win rate: a collapsed policy can win against a judge and still say nothing
     ("degeneration", "unique_response_rate", "unique responses / responses"),
-    ("degeneration", "unique_response_rate_champion", "  champion's"),
     ("degeneration", "distinct_2", "distinct word bigrams / bigrams"),
-    ("degeneration", "distinct_2_champion", "  champion's"),
     ("degeneration", "response_words_mean", "words per response, mean"),
-    ("degeneration", "response_words_mean_champion", "  champion's"),
-    ("sycophancy", "sycophancy_shift", "moves with the user's opinion (0: unmoved)"),
-    ("sycophancy", "sycophancy_stance_coverage", "  answers with a stance phrase"),
+    ("degeneration", "sycophancy_shift", "sycophancy: moves with the user's opinion"),
     ("drift", "kl_from_reference", "KL(candidate || reference), k3"),
     ("drift", "kl_from_reference_k1", "KL(candidate || reference), k1"),
     ("drift", "sft_perplexity", "SFT held-out perplexity"),
@@ -62,6 +58,8 @@ def table_rows(metrics: dict[str, float]) -> list[tuple[str, str, str, str]]:
         value = f"{metrics[name]:.4f}"
         if f"{name}_ci_low" in metrics and f"{name}_ci_high" in metrics:
             value += f"  [{metrics[f'{name}_ci_low']:.3f}, {metrics[f'{name}_ci_high']:.3f}]"
+        elif section == "degeneration" and f"{name}_champion" in metrics:
+            value += f"  champion {metrics[f'{name}_champion']:.4f}"
         rows.append((section, label, name, value))
     return rows
 

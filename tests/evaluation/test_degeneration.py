@@ -18,7 +18,7 @@ def test_a_policy_collapsed_to_one_answer_scores_as_collapsed():
     assert unique_response_rate(collapsed) == pytest.approx(0.1)
     assert distinct_n(collapsed) == 0.0  # not one answer has two words
     assert response_words_mean(collapsed) == 1.0
-    assert most_repeated(collapsed, 1) == [{"response": "excellent.", "count": 10}]
+    assert most_repeated(collapsed, 1) == [{"response": "Excellent.", "count": 10}]
 
 
 def test_varied_answers_score_high_and_the_counts_are_exact():
