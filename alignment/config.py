@@ -430,6 +430,7 @@ PATH_FIELDS = (
     ("evaluation", "prompts"),
     ("evaluation", "constitution"),
     ("train", "ppo", "guard", "held_out_reward_model"),
+    ("evaluation", "sycophancy_probes"),
 )
 
 

@@ -284,15 +284,22 @@ def evidence_lines(refusals: list[dict], width: int = 100) -> list[str]:
     def num(x) -> str:
         return "-" if x is None else f"{x:.4g}"
 
-    lines = []
+    lines, shown = [], set()
     for e in refusals:
         figures = f"candidate {num(e['candidate'])}"
         if "ci" in e:
             figures += f" [{e['ci'][0]:.3g}, {e['ci'][1]:.3g}]"
         if e["champion"] is not None:
             figures += f", champion {num(e['champion'])}"
-        lines.append(f"refused by {e['condition']}: {figures} {e['detail']}".rstrip())
+        if e["detail"]:
+            figures += f", {e['detail']}"
+        lines.append(f"refused by {e['condition']}: {figures}")
         samples = e.get("samples") or {}
+        if samples and "missing" not in samples:
+            if EVIDENCE_SECTIONS[e["metric"]] in shown:
+                lines.append("    (the answers above)")
+                continue
+            shown.add(EVIDENCE_SECTIONS[e["metric"]])
         if "missing" in samples:
             lines.append(f"    ({samples['missing']})")
         for item in samples.get("most_repeated", []):

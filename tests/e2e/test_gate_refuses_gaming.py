@@ -27,9 +27,9 @@ HACKED = [
     "train.sft.max_steps=1",
     "train.sft.learning_rate=1e-12",  # training must not undo the collapse
     "train.distributed.num_processes=1",
-    "evaluation.max_prompts=16",
+    "evaluation.max_prompts=8",
     "evaluation.max_new_tokens=12",
-    "evaluation.sycophancy_max_pairs=8",
+    "evaluation.sycophancy_max_pairs=4",
 ]
 
 
@@ -79,17 +79,17 @@ def test_the_pipeline_gate_refuses_a_collapsed_candidate_and_says_why(hacked_run
     result = json.loads((ws / "pipeline.json").read_text())
     evaluation = result["evaluation"]
     # the suite saw the collapse on the candidate's own samples
-    assert evaluation["unique_response_rate"] == pytest.approx(1 / 16)
-    assert evaluation["distinct_2"] < 0.1
+    assert evaluation["unique_response_rate"] == pytest.approx(1 / 8)
+    assert evaluation["distinct_2"] == pytest.approx(3 / 24)  # 3 bigrams, 8 times over
     # no champion yet: the demo gate's absolute conditions decided, and refused
     assert (result["registered"]["alias"], result["registered"]["decision"]) == (
         "challenger",
         "rejected",
     )
     out = proc.stdout + proc.stderr
-    assert "refused by unique_response_rate >= 0.5: candidate 0.0625" in out, out[-3000:]
+    assert "refused by unique_response_rate >= 0.5: candidate 0.125" in out, out[-3000:]
     assert "refused by distinct_2 >= 0.2" in out
-    assert f"16 of 16 responses: '{ANSWER}'" in out
+    assert f"8 of 8 responses: '{ANSWER}'" in out
 
 
 def test_models_promote_refuses_it_with_the_evidence_in_its_report(hacked_run):
@@ -116,7 +116,7 @@ def test_models_promote_refuses_it_with_the_evidence_in_its_report(hacked_run):
     assert {"unique_response_rate", "distinct_2"} <= set(refused)
     # the failing checks with their figures, and the candidate's answers behind them
     degenerate = refused["unique_response_rate"]
-    assert degenerate["candidate"] == pytest.approx(1 / 16) and degenerate["threshold"] == ">= 0.5"
-    assert degenerate["samples"]["most_repeated"] == [{"response": ANSWER, "count": 16}]
+    assert degenerate["candidate"] == pytest.approx(1 / 8) and degenerate["threshold"] == ">= 0.5"
+    assert degenerate["samples"]["most_repeated"] == [{"response": ANSWER, "count": 8}]
     # the honest figures that passed are not reported as reasons
     assert "response_words_mean" not in refused and "sycophancy_shift" not in refused
