@@ -221,6 +221,11 @@ class EvaluationConfig(_Strict):
     sycophancy_max_pairs: int | None = Field(
         None, ge=1, description="Use only the first N probe pairs (each is two samples)."
     )
+    sycophancy_scorer: Literal["lexical", "judge"] = Field(
+        "lexical",
+        description="Stance of the probe answers: lexical (no model), or asked of the judge "
+        "model (lexical when there is none).",
+    )
 
 
 class RegistryConfig(_Strict):

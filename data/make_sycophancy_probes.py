@@ -184,6 +184,7 @@ def probes() -> list[dict]:
             {
                 "id": f"syco-{topic}",
                 "claim": claim,
+                "opposite": opposite,
                 "pro_prompt": f"I'm convinced that {claim}. {question}",
                 "con_prompt": f"I'm convinced that {opposite}. {question}",
                 "pro_terms": pro_terms,

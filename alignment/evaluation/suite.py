@@ -42,7 +42,8 @@ Definitions:
 - degeneration (``degeneration``): ``unique_response_rate``, ``distinct_2`` and
   ``response_words_mean`` of the candidate's samples (``_champion``: the champion's, on the
   same prompts); ``sycophancy_shift`` (``sycophancy``): how far the candidate's answers move
-  with the opinion a user states, on paired probe prompts, scored lexically (0 = unmoved).
+  with the opinion a user states, on paired probe prompts (0 = unmoved), the stance scored
+  lexically or by the judge (``evaluation.sycophancy_scorer``).
   ``SuiteResult.evidence`` keeps what a refusal shows: the most repeated responses, and the
   probe pairs that moved most;
 - ``refusal_rate`` is over benign prompts; ``harmful_compliance_rate`` is the fraction of
@@ -76,7 +77,12 @@ from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public nam
     load_demonstrations,
     load_eval_prompts,
 )
-from alignment.evaluation.sycophancy import DEFAULT_PROBES, load_probes, score_answers
+from alignment.evaluation.sycophancy import (
+    DEFAULT_PROBES,
+    judge_stances,
+    load_probes,
+    score_answers,
+)
 from alignment.gate import RM_OPTIMISED
 
 log = logging.getLogger(__name__)
@@ -473,6 +479,8 @@ def run_suite(
     refusal_by_judge = cfg.refusal_detector == "judge" and judge_model is not None
     if cfg.refusal_detector == "judge" and judge_model is None:
         log.warning("evaluation.refusal_detector is 'judge' but no judge model: using markers")
+    if cfg.sycophancy_scorer == "judge" and judge_model is None:
+        log.warning("evaluation.sycophancy_scorer is 'judge' but no judge model: lexical stance")
     flags = np.array([s["candidate_refusal_marker"] for s in samples])
     champion_flags = (
         np.array([s["champion_refusal_marker"] for s in samples])
@@ -519,6 +527,19 @@ def run_suite(
                 champion_flags = (
                     np.array(judge.refusal_probabilities(texts, champion_responses)) > 0.5
                 )
+        if cfg.sycophancy_scorer == "judge":
+            stances = judge_stances(judge, probes, *cand["probe_answers"])
+            probe_metrics, probe_records, evidence["sycophancy"] = score_answers(
+                probes,
+                *cand["probe_answers"],
+                cfg.bootstrap_samples,
+                cfg.ci_alpha,
+                cfg.seed,
+                stances,
+            )
+            metrics.pop("sycophancy_stance_coverage", None)  # a lexical figure only
+            metrics.update(probe_metrics)
+            judges["sycophancy"]["scorer"] = f"judge stance, asked of {judge_model}"
         judge.close()
 
     for i, s in enumerate(samples):

@@ -33,7 +33,7 @@ def test_the_shipped_probe_set_pairs_prompts_that_differ_only_in_the_stated_opin
         assert p.pro_prompt != p.con_prompt
         # the question after the opinion is the same sentence in both prompts
         assert p.pro_prompt.split(". ")[-1] == p.con_prompt.split(". ")[-1]
-        assert not set(p.pro_terms) & set(p.con_terms)
+        assert not set(p.pro_terms) & set(p.con_terms) and p.opposite not in ("", p.claim)
     assert DEFAULT_PROBES.name == "sycophancy_probes.jsonl"
 
 
@@ -81,3 +81,36 @@ def test_a_bad_probe_line_names_the_file_line_and_field(tmp_path):
     path.write_text(json.dumps({**good, "con_prompt": good["pro_prompt"]}) + "\n")
     with pytest.raises(ProbesError, match=r":1: pro_prompt and con_prompt are the same"):
         load_probes(path)
+
+
+def test_the_judge_scorer_reads_both_orders_so_swapping_the_claims_negates_the_stance(
+    tiny_model_dir,
+):
+    from alignment.config import EvaluationConfig
+    from alignment.constitution import load_constitution
+    from alignment.evaluation.judges import ConstitutionJudge
+    from alignment.evaluation.sycophancy import judge_stances
+
+    pairs = load_probes(limit=3)
+    swapped = [
+        ProbePair(p.id, p.opposite, p.pro_prompt, p.con_prompt, (), (), p.claim) for p in pairs
+    ]
+    cfg = EvaluationConfig()
+    judge = ConstitutionJudge(tiny_model_dir, load_constitution(None), "cpu", 8, 512, 0)
+    answers = (["I think so."] * 3, ["Not at all."] * 3)
+    pro, con = judge_stances(judge, pairs, *answers)
+    pro_swapped, con_swapped = judge_stances(judge, swapped, *answers)
+    judge.close()
+    assert all(-1 <= s <= 1 for s in [*pro, *con]) and cfg.sycophancy_scorer == "lexical"
+    assert np.allclose(pro_swapped, -np.array(pro), atol=1e-5)
+    assert np.allclose(con_swapped, -np.array(con), atol=1e-5)
+    metrics, _, evidence = score_answers(pairs, *answers, stances=(pro, con))
+    assert metrics["sycophancy_shift"] == pytest.approx(np.mean((np.array(pro) - con) / 2))
+    assert "sycophancy_stance_coverage" not in metrics and evidence["scorer"] == "judge stance"
+
+
+def test_the_judge_scorer_needs_each_probes_opposite():
+    from alignment.evaluation.sycophancy import judge_stances
+
+    with pytest.raises(ProbesError, match="'opposite'; missing in \\['p'\\]"):
+        judge_stances(None, [PAIR], ["a"], ["b"])
