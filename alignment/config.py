@@ -214,6 +214,19 @@ class EvaluationConfig(_Strict):
         1024, ge=16, description="Longest judge question in tokens (cut from the start)."
     )
     device: str = Field("auto", description="Where the models run: auto, cpu, cuda, cuda:N.")
+    sycophancy_probes: Path | None = Field(
+        None,
+        description="Sycophancy probe pairs (JSONL: prompts identical but for the user's stated "
+        "opinion); the shipped data/sycophancy_probes.jsonl if unset.",
+    )
+    sycophancy_max_pairs: int | None = Field(
+        None, ge=1, description="Use only the first N probe pairs (each is two samples)."
+    )
+    sycophancy_scorer: Literal["lexical", "judge"] = Field(
+        "lexical",
+        description="Stance of the probe answers: lexical (no model), or asked of the judge "
+        "model (lexical when there is none).",
+    )
 
 
 class RegistryConfig(_Strict):
@@ -428,6 +441,7 @@ PATH_FIELDS = (
     ("watch", "judge_model"),
     ("watch", "reward_model"),
     ("watch", "red_team_dir"),
+    ("evaluation", "sycophancy_probes"),
 )
 
 

@@ -229,3 +229,89 @@ def _goodhart(policy: GatePolicy, cond: Condition, candidate: dict[str, float]) 
     if optimised is None:
         return "unknown whether the candidate was trained against it"
     return "scored by the reward model the candidate was trained against" if optimised else ""
+
+
+# --- what a refusal shows -----------------------------------------------------------------
+
+# The evaluation suite's evidence (its report's evidence.json, logged with the run) behind a
+# metric: sample responses that show what the figure measured.
+EVIDENCE_SECTIONS = {
+    "unique_response_rate": "degeneration",
+    "distinct_2": "degeneration",
+    "response_words_mean": "degeneration",
+    "sycophancy_shift": "sycophancy",
+}
+# Figures printed beside the win rates in every decision, refused or not.
+BESIDE_WIN_RATES = (*EVIDENCE_SECTIONS, "sycophancy_stance_coverage")
+
+
+def refusal_evidence(
+    results: list[ConditionResult], metrics: dict[str, float], evidence: dict
+) -> list[dict]:
+    """One entry per failed condition: its figures (with the interval when measured) and, for
+    degeneration and sycophancy, the candidate's responses behind them."""
+    out = []
+    for r in results:
+        if r.status != "failed":
+            continue
+        entry = {
+            "condition": r.condition,
+            "metric": r.metric,
+            "candidate": r.candidate,
+            "champion": r.champion,
+            "threshold": r.threshold,
+            "detail": r.detail,
+        }
+        low, high = metrics.get(f"{r.metric}_ci_low"), metrics.get(f"{r.metric}_ci_high")
+        if low is not None and high is not None:
+            entry["ci"] = [low, high]
+        section = EVIDENCE_SECTIONS.get(r.metric)
+        if section is not None:
+            entry["samples"] = evidence.get(section) or {
+                "missing": "the evaluation's evidence.json is not in the candidate's run"
+            }
+        out.append(entry)
+    return out
+
+
+def evidence_lines(refusals: list[dict], width: int = 100) -> list[str]:
+    """The refusals as text: which check, with what figures, and a few responses behind it."""
+
+    def quote(text: str) -> str:
+        text = " ".join(str(text).split())
+        return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+    def num(x) -> str:
+        return "-" if x is None else f"{x:.4g}"
+
+    lines, shown = [], set()
+    for e in refusals:
+        figures = f"candidate {num(e['candidate'])}"
+        if "ci" in e:
+            figures += f" [{e['ci'][0]:.3g}, {e['ci'][1]:.3g}]"
+        if e["champion"] is not None:
+            figures += f", champion {num(e['champion'])}"
+        if e["detail"]:
+            figures += f", {e['detail']}"
+        lines.append(f"refused by {e['condition']}: {figures}")
+        samples = e.get("samples") or {}
+        if samples and "missing" not in samples:
+            if EVIDENCE_SECTIONS[e["metric"]] in shown:
+                lines.append("    (the answers above)")
+                continue
+            shown.add(EVIDENCE_SECTIONS[e["metric"]])
+        if "missing" in samples:
+            lines.append(f"    ({samples['missing']})")
+        for item in samples.get("most_repeated", []):
+            lines.append(
+                f"    {item['count']} of {samples.get('responses', '?')} responses: "
+                + quote(item["response"])
+            )
+        for pair in samples.get("pairs", []):
+            lines.append(f"    {pair['id']} (shift {pair['shift']:+.2f}):")
+            for side in ("pro", "con"):
+                lines.append(
+                    f"      {quote(pair[f'{side}_prompt'])} -> {quote(pair[f'{side}_answer'])}"
+                    f" (stance {pair[f'{side}_stance']:+.2f})"
+                )
+    return lines

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from alignment.errors import RegistryError
 from alignment.gate import (  # noqa: F401  (re-exported: the gate's names lived here)
+    BESIDE_WIN_RATES,
     DEFAULT_POLICY,
     JUDGES,
     RM_OPTIMISED,
@@ -32,8 +33,10 @@ from alignment.gate import (  # noqa: F401  (re-exported: the gate's names lived
     ConditionResult,
     GatePolicy,
     evaluate_gate,
+    evidence_lines,
     judge_of,
     load_policy,
+    refusal_evidence,
 )
 from alignment.registry import (
     CHALLENGER,
@@ -86,6 +89,8 @@ class Decision:
     metrics: dict[str, float] = field(default_factory=dict)
     judge: str = ""  # who scored the win rates the gate read (the policy's judge)
     judge_caveat: str = ""  # what the policy says of that judge's quality
+    # per failed condition: its figures and the candidate's responses behind them
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ConditionResult]:
@@ -105,6 +110,20 @@ class Decision:
             lines.append(
                 f"{r.condition[:52]:52s} {cand:>10s} {champ:>10s}  {r.status:8s} {r.detail}"
             )
+        beside = [
+            f"{k} {self.metrics[k]:.4g}"
+            + (
+                f" (champion {self.metrics[k + '_champion']:.4g})"
+                if k + "_champion" in self.metrics
+                else ""
+            )
+            for k in BESIDE_WIN_RATES
+            if k in self.metrics
+        ]
+        if beside:
+            lines += ["", "beside the win rates: " + ", ".join(beside)]
+        if self.refusals:
+            lines += ["", *evidence_lines(self.refusals)]
         lines += [
             "",
             f"policy {self.policy_name} ({self.policy_path}) sha256 {self.policy_hash[:12]}",
@@ -243,6 +262,10 @@ def promote(
             judge=policy.judge,
             judge_caveat=" ".join(policy.judge_caveat.split()),
         )
+        if not passed:
+            decision.refusals = refusal_evidence(
+                results, cand_metrics, _evaluation_evidence(client, candidate.run_id)
+            )
         if promoted:
             if before is not None:
                 client.set_registered_model_alias(name, PREVIOUS, before)
@@ -266,6 +289,22 @@ def promote(
             )
         _record(client, candidate, decision)
     return decision
+
+
+def _evaluation_evidence(client, run_id: str | None) -> dict[str, Any]:
+    """The evaluation suite's evidence.json logged with the candidate's run ({} when absent)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, "evaluation/evidence.json", tmp)
+            return json.loads(Path(local).read_text(encoding="utf-8"))
+        except (OSError, MlflowException, json.JSONDecodeError):
+            return {}  # an older run, or one evaluated without the suite: figures only
 
 
 def _record(client, candidate, decision: Decision) -> None:

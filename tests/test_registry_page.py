@@ -41,6 +41,8 @@ def test_the_registry_page_reads_at_a_glance(tmp_path: Path, tiny_model_dir: Pat
     evaluation = {f"extra_metric_{i:02d}": i / 100 for i in range(16)}
     evaluation |= {"reward_accuracy": 0.71, "reward_margin_mean": 0.2, "kl_from_reference": 0.4}
     evaluation |= {"harmful_compliance_rate": 0.05, "refusal_rate": 0.1, "alignment_tax": 0.01}
+    evaluation |= {"unique_response_rate": 1.0, "distinct_2": 0.6, "response_words_mean": 12.0}
+    evaluation |= {"sycophancy_shift": 0.0}
     lineage = {"data_version": "0123456789abcdef", "dataset": "prefs", "methods": "sft,dpo"}
     lineage |= {"method": "dpo", "base_model": "tiny", "judge": "none; refusals by markers"}
     with mlflow.start_run(experiment_id=experiment):

@@ -27,6 +27,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("vs champion", "rm_win_rate_vs_champion", "win rate (reward model)"),
     ("vs champion", "rm_optimised_by_candidate", "candidate trained against this RM (1: yes)"),
     ("vs champion", "judge_order_agreement", "judge agrees with itself across orders"),
+    # beside every win rate: a collapsed policy can win against a judge and still say nothing
+    ("degeneration", "unique_response_rate", "unique responses / responses"),
+    ("degeneration", "distinct_2", "distinct word bigrams / bigrams"),
+    ("degeneration", "response_words_mean", "words per response, mean"),
+    ("degeneration", "sycophancy_shift", "sycophancy: moves with the user's opinion"),
     ("drift", "kl_from_reference", "KL(candidate || reference), k3"),
     ("drift", "kl_from_reference_k1", "KL(candidate || reference), k1"),
     ("drift", "sft_perplexity", "SFT held-out perplexity"),
@@ -53,6 +58,8 @@ def table_rows(metrics: dict[str, float]) -> list[tuple[str, str, str, str]]:
         value = f"{metrics[name]:.4f}"
         if f"{name}_ci_low" in metrics and f"{name}_ci_high" in metrics:
             value += f"  [{metrics[f'{name}_ci_low']:.3f}, {metrics[f'{name}_ci_high']:.3f}]"
+        elif section == "degeneration" and f"{name}_champion" in metrics:
+            value += f"  champion {metrics[f'{name}_champion']:.4f}"
         rows.append((section, label, name, value))
     return rows
 
@@ -73,6 +80,9 @@ def judge_lines(judges: dict[str, dict[str, str]]) -> list[str]:
             f"reward model {j['path']}"
             + trained.get(j.get("optimised_by_candidate", ""), " (training record unknown)")
         )
+    if "sycophancy" in judges:
+        j = judges["sycophancy"]
+        lines.append(f"sycophancy: {j['scorer']} on the probe pairs of {j['probes']}")
     return lines
 
 
@@ -182,7 +192,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Path]]:
-    """metrics.json, judges.json, samples.jsonl, table.txt, table.md and plots/; their paths."""
+    """metrics.json, judges.json, evidence.json, samples.jsonl, sycophancy.jsonl, table.txt,
+    table.md and plots/; their paths. The gate reads evidence.json when it refuses."""
     from alignment.workspace import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -192,9 +203,18 @@ def write_report(result: SuiteResult, folder: Path) -> dict[str, Path | list[Pat
         "table": folder / "table.txt",
         "markdown": folder / "table.md",
         "judges": folder / "judges.json",
+        "evidence": folder / "evidence.json",
+        "probes": folder / "sycophancy.jsonl",
     }
     atomic_write_text(paths["metrics"], json.dumps(result.metrics, indent=2) + "\n")
     atomic_write_text(paths["judges"], json.dumps(result.judges, indent=2) + "\n")
+    atomic_write_text(
+        paths["evidence"], json.dumps(result.evidence, indent=2, ensure_ascii=False) + "\n"
+    )
+    atomic_write_text(
+        paths["probes"],
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.probes),
+    )
     atomic_write_text(
         paths["samples"],
         "".join(json.dumps(s, ensure_ascii=False, default=str) + "\n" for s in result.samples),

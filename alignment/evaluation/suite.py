@@ -39,6 +39,13 @@ Definitions:
 - ``implicit_reward_length_corr`` is the Spearman correlation of the per-token mean implicit
   reward beta * (log pi - log pi_ref) of each sample with its length (the sum would grow with
   length by construction);
+- degeneration (``degeneration``): ``unique_response_rate``, ``distinct_2`` and
+  ``response_words_mean`` of the candidate's samples (``_champion``: the champion's, on the
+  same prompts); ``sycophancy_shift`` (``sycophancy``): how far the candidate's answers move
+  with the opinion a user states, on paired probe prompts (0 = unmoved), the stance scored
+  lexically or by the judge (``evaluation.sycophancy_scorer``).
+  ``SuiteResult.evidence`` keeps what a refusal shows: the most repeated responses, and the
+  probe pairs that moved most;
 - ``refusal_rate`` is over benign prompts; ``harmful_compliance_rate`` is the fraction of
   red-team prompts answered without a refusal (a proxy: it does not read what was said). The
   judge, when it detects refusals, is asked in both option orders and the two averaged;
@@ -59,6 +66,7 @@ import numpy as np
 from alignment.config import EvaluationConfig
 from alignment.errors import AlignmentError
 from alignment.evaluation import metrics as m
+from alignment.evaluation.degeneration import degeneration_metrics, most_repeated
 from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public names)
     BENIGN_KINDS,
     DEFAULT_DEMONSTRATIONS,
@@ -68,6 +76,12 @@ from alignment.evaluation.prompts import (  # noqa: F401 (the suite's public nam
     EvalPromptsError,
     load_demonstrations,
     load_eval_prompts,
+)
+from alignment.evaluation.sycophancy import (
+    DEFAULT_PROBES,
+    judge_stances,
+    load_probes,
+    score_answers,
 )
 from alignment.gate import RM_OPTIMISED
 
@@ -81,6 +95,8 @@ class SuiteResult:
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
     judges: dict[str, dict[str, str]] = field(default_factory=dict)  # who scored, by path
+    evidence: dict[str, Any] = field(default_factory=dict)  # sample responses behind the figures
+    probes: list[dict] = field(default_factory=list)  # one record per sycophancy probe pair
 
 
 def completion_logprobs(
@@ -167,10 +183,12 @@ def _policy_pass(
     cfg: EvaluationConfig,
     own: bool,
     demonstrations: tuple[list, list] | None = None,
+    probes: list | None = None,
 ) -> dict[str, Any]:
     """What one causal LM contributes: samples (if `own`), and its scores of the shared texts."""
     from alignment.cai.generate import encode_chat, load_model
     from alignment.evaluation.sampling import sample_policy
+    from alignment.evaluation.sycophancy import probe_policy
     from alignment.methods.logprobs import score_pairs
 
     model, tokenizer = load_model(path, cfg.device)
@@ -189,6 +207,8 @@ def _policy_pass(
         )
         out["samples"], out["responses"] = samples, samples.texts
         out["lengths"] = samples.lengths
+        if probes:
+            out["probe_answers"] = probe_policy(model, tokenizer, probes, cfg)
     if pairs:
         chosen, rejected = score_pairs(model, tokenizer, pairs, cfg.max_length, cfg.batch_size)
         out["pair_logps"] = (chosen.numpy(), rejected.numpy())
@@ -330,9 +350,18 @@ def run_suite(
     ]
 
     demonstrations = load_demonstrations(cfg.tax_data)
-    cand = _policy_pass(candidate, prompts, pairs, cfg, own=True, demonstrations=demonstrations)
+    probes = load_probes(cfg.sycophancy_probes, cfg.sycophancy_max_pairs)
+    cand = _policy_pass(candidate, prompts, pairs, cfg, True, demonstrations, probes)
     drawn = cand["samples"]
     responses = drawn.texts
+    metrics.update(degeneration_metrics(responses))
+    evidence: dict[str, Any] = {
+        "degeneration": {"most_repeated": most_repeated(responses), "responses": len(responses)}
+    }
+    probe_metrics, probe_records, evidence["sycophancy"] = score_answers(
+        probes, *cand["probe_answers"], cfg.bootstrap_samples, cfg.ci_alpha, cfg.seed
+    )
+    metrics.update(probe_metrics)
     _release(cand)
     ref = _policy_pass(reference, prompts, pairs, cfg, own=False, demonstrations=demonstrations)
     ref_logps = _reference_logprobs(ref, drawn, cfg, f"{candidate} and {reference}")
@@ -394,6 +423,7 @@ def run_suite(
         _release(champ)
         champion_responses = champ["responses"]
         metrics["response_length_mean_champion"] = float(np.mean(champ["lengths"]))
+        metrics.update(degeneration_metrics(champion_responses, "_champion"))
         for i, s in enumerate(samples):
             s.update(
                 champion=champion_responses[i],
@@ -403,7 +433,12 @@ def run_suite(
             )
 
     texts = [p.prompt for p in prompts]
-    judges: dict[str, dict[str, str]] = {}
+    judges: dict[str, dict[str, str]] = {
+        "sycophancy": {
+            "scorer": "lexical stance",
+            "probes": str(cfg.sycophancy_probes or DEFAULT_PROBES),
+        }
+    }
     # length control compares characters: the two models may not share a tokenizer
     length_diff = (
         np.array([len(a) - len(b) for a, b in zip(responses, champion_responses, strict=True)])
@@ -444,6 +479,8 @@ def run_suite(
     refusal_by_judge = cfg.refusal_detector == "judge" and judge_model is not None
     if cfg.refusal_detector == "judge" and judge_model is None:
         log.warning("evaluation.refusal_detector is 'judge' but no judge model: using markers")
+    if cfg.sycophancy_scorer == "judge" and judge_model is None:
+        log.warning("evaluation.sycophancy_scorer is 'judge' but no judge model: lexical stance")
     flags = np.array([s["candidate_refusal_marker"] for s in samples])
     champion_flags = (
         np.array([s["champion_refusal_marker"] for s in samples])
@@ -490,6 +527,19 @@ def run_suite(
                 champion_flags = (
                     np.array(judge.refusal_probabilities(texts, champion_responses)) > 0.5
                 )
+        if cfg.sycophancy_scorer == "judge":
+            stances = judge_stances(judge, probes, *cand["probe_answers"])
+            probe_metrics, probe_records, evidence["sycophancy"] = score_answers(
+                probes,
+                *cand["probe_answers"],
+                cfg.bootstrap_samples,
+                cfg.ci_alpha,
+                cfg.seed,
+                stances,
+            )
+            metrics.pop("sycophancy_stance_coverage", None)  # a lexical figure only
+            metrics.update(probe_metrics)
+            judges["sycophancy"]["scorer"] = f"judge stance, asked of {judge_model}"
         judge.close()
 
     for i, s in enumerate(samples):
@@ -507,7 +557,7 @@ def run_suite(
                 )
     metrics["prompts"] = float(len(prompts))
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    return SuiteResult(finite, samples, judges)
+    return SuiteResult(finite, samples, judges, evidence, probe_records)
 
 
 def evaluate_candidate(

@@ -116,7 +116,12 @@ def test_suite_kl_covers_the_exact_sequence_kl(pair, tmp_path):
         )
     )
     cfg = EvaluationConfig(
-        max_new_tokens=MAX_NEW, batch_size=100, max_length=64, bootstrap_samples=400, seed=3
+        max_new_tokens=MAX_NEW,
+        batch_size=100,
+        max_length=64,
+        bootstrap_samples=400,
+        seed=3,
+        sycophancy_max_pairs=1,
     )
     report = tmp_path / "report"
     metrics = evaluate_candidate(policy, None, reference, None, prompts, cfg, out_dir=report)
@@ -169,7 +174,9 @@ def test_kl_is_left_out_when_the_samples_are_not_from_the_policy(pair, tmp_path)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "a b", "kind": "benign"}) + "\n")
     for setting in ({"top_p": 0.5}, {"temperature": 0.0}):
-        cfg = EvaluationConfig(max_new_tokens=MAX_NEW, bootstrap_samples=20, **setting)
+        cfg = EvaluationConfig(
+            max_new_tokens=MAX_NEW, bootstrap_samples=20, sycophancy_max_pairs=1, **setting
+        )
         metrics = evaluate_candidate(policy, None, reference, None, prompts, cfg)
         assert not [k for k in metrics if k.startswith("kl_")], setting
         assert metrics["response_length_mean"] >= 1

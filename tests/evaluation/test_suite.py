@@ -16,7 +16,9 @@ from alignment.evaluation.suite import (
     load_eval_prompts,
 )
 
-CFG = EvaluationConfig(max_new_tokens=6, bootstrap_samples=200, max_length=128)
+CFG = EvaluationConfig(
+    max_new_tokens=6, bootstrap_samples=200, max_length=128, sycophancy_max_pairs=4
+)
 WIN_RATES = tuple(
     f"{judge}_{kind}win_rate_vs_champion" for judge in ("rm", "judge") for kind in ("", "lc_")
 )
@@ -39,7 +41,7 @@ def self_report(tiny_model_dir, eval_pairs, eval_prompts, tiny_reward_model, tmp
         tiny_model_dir,
         eval_pairs,
         eval_prompts,
-        CFG.model_copy(update={"refusal_detector": "judge"}),
+        CFG.model_copy(update={"refusal_detector": "judge", "sycophancy_scorer": "judge"}),
         reward_model=tiny_reward_model,
         judge_model=tiny_model_dir,
         out_dir=out,
@@ -66,6 +68,11 @@ def test_a_model_against_itself_ties_and_has_no_kl_and_no_tax(self_report):
     assert 0.0 <= metrics["refusal_judge_order_agreement"] <= 1.0
     assert metrics["harmful_compliance_rate_delta_vs_champion"] == 0.0
     assert metrics["response_length_mean"] == metrics["response_length_mean_champion"]
+    for name in ("unique_response_rate", "distinct_2", "response_words_mean"):
+        assert metrics[name] == metrics[f"{name}_champion"], name  # the same seeded samples
+    # the judge scored the probe answers' stance, so the lexical coverage is not reported
+    assert -1.0 <= metrics["sycophancy_shift"] <= 1.0
+    assert "sycophancy_stance_coverage" not in metrics
     assert 0 < metrics["response_length_mean"] <= CFG.max_new_tokens
     assert metrics["prompts"] == 6 and metrics["pairs"] == 8
     assert all(isinstance(v, float) for v in metrics.values())
@@ -94,10 +101,22 @@ def test_the_report_folder_holds_table_samples_and_plots(self_report):
     assert "judge_lc_win_rate_vs_champion" in table and len(table.splitlines()) <= 40
     # the report names who judged: the reward model and the constitution judge, by path
     judges = json.loads((out / "judges.json").read_text())
-    assert set(judges) == {"reward_model", "constitution_judge"}
+    assert set(judges) == {"reward_model", "constitution_judge", "sycophancy"}
     assert judges["constitution_judge"]["constitution_sha256"]
     assert f"reward model {judges['reward_model']['path']}" in table
     assert "| " in (out / "table.md").read_text()
+    # degeneration beside the win rates, and the evidence a refusal would show
+    assert "unique_response_rate" in table and "sycophancy_shift" in table
+    evidence = json.loads((out / "evidence.json").read_text())
+    assert sum(e["count"] for e in evidence["degeneration"]["most_repeated"]) <= 6
+    assert len(evidence["sycophancy"]["pairs"]) == 3  # the three that moved most
+    assert evidence["sycophancy"]["scorer"] == "judge stance"
+    assert (
+        judges["sycophancy"]["scorer"]
+        == f"judge stance, asked of {judges['constitution_judge']['path']}"
+    )
+    probes = (out / "sycophancy.jsonl").read_text().splitlines()
+    assert len(probes) == metrics["sycophancy_pairs"] == 4
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
         "length_histogram.png",
@@ -121,6 +140,10 @@ def test_without_a_champion_or_judges_the_vs_champion_metrics_are_absent_and_run
     assert first["kl_from_reference"] > 0
     assert first["alignment_tax"] != 0
     assert {"refusal_rate", "harmful_compliance_rate", "response_length_mean"} <= set(first)
+    # degeneration and the lexical sycophancy probe need no champion and no judge
+    assert 0 < first["unique_response_rate"] <= 1 and 0 <= first["distinct_2"] <= 1
+    assert 0 <= first["sycophancy_stance_coverage"] <= 1
+    assert -1 <= first["sycophancy_shift"] <= 1
     assert run() == first  # seeded sampling and bootstrap
 
 
@@ -171,6 +194,7 @@ def test_cli_suite_prints_the_table_and_writes_metrics(
     argv += ["--champion", str(tiny_model_dir), "--data", str(eval_pairs)]
     argv += ["--prompts", str(eval_prompts), "--out", str(out), "--report-dir", str(report)]
     argv += ["--set", "evaluation.max_new_tokens=4", "--set", "evaluation.bootstrap_samples=50"]
+    argv += ["--set", "evaluation.sycophancy_max_pairs=2"]
     argv += ["--set", f"evaluation.judge_model={tiny_model_dir}"]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())

@@ -25,6 +25,8 @@ def test_approval_pauses_then_records_who_decided(prefect_api, tmp_path: Path, t
         with mlflow.start_run(experiment_id=experiment):
             tags = {"eval.reward_accuracy": "0.7", "eval.reward_margin_mean": "0.2"}
             tags |= {"eval.harmful_compliance_rate": "0", "eval.refusal_rate": "0"}
+            tags |= {"eval.unique_response_rate": "1", "eval.distinct_2": "0.6"}
+            tags |= {"eval.response_words_mean": "12", "eval.sycophancy_shift": "0"}
             versions.append(registry.register_policy(tiny_model_dir, "gated", tags).version)
     # the first version became champion through the gate, as the pipeline does it
     promotion.promote(ws, "gated", versions[0], promotion.load_policy()[0], actor="pipeline")
