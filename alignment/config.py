@@ -223,6 +223,13 @@ class RegistryConfig(_Strict):
     gate_policy: Path | None = Field(
         None, description="Gate policy YAML; default configs/gates/default.yaml."
     )
+    production_model: str | None = Field(
+        None,
+        description="Registered model that holds @champion and @previous, when set: promotion "
+        "copies the candidate version from model_name into it. With roles on an MLflow server "
+        "only the ops account may edit it (infra/README.md, 'Roles on the registry'). Unset: "
+        "@champion is an alias of model_name itself.",
+    )
     retries: int = Field(
         3, ge=0, description="Retries of a flow task that talks to MLflow (server unreachable)."
     )

@@ -106,6 +106,7 @@ def gate_task(cfg: PipelineConfig, ws: Workspace, version: str, data_version: st
         policy_path=path,
         actor="retrain flow",
         reason=f"scheduled retrain on data version {data_version}",
+        production=cfg.registry.production_model,
     )
 
 
