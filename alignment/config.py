@@ -280,6 +280,16 @@ class RetrainConfig(_Strict):
     notify_webhook: str | None = Field(
         None, description="URL that gets a JSON message on a failure or a gate rejection."
     )
+    training_deployment: str | None = Field(
+        None,
+        description="Prefect deployment ('alignment-pipeline/NAME') that trains, e.g. on a GPU "
+        "work pool (prefect.yaml). Set: the retrain, on a light CPU pool, submits the pipeline "
+        "there for the new data version (run_deployment), waits, then gates. Unset: the "
+        "retrain's own run trains.",
+    )
+    training_timeout_s: float = Field(
+        86_400, gt=0, description="Longest wait for the training deployment's run to finish."
+    )
 
 
 class CAIConfig(_Strict):

@@ -406,6 +406,39 @@ def trained_data_versions(name: str) -> set[str]:
     return {v.tags["data_version"] for v in versions if "data_version" in v.tags}
 
 
+def version_trained_on(name: str, data_version: str) -> RegisteredVersion | None:
+    """The newest complete version of ``name`` trained on ``data_version`` (None if none is).
+
+    ``decision`` is the gate's when one was recorded at registration (a first version).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise unreachable(exc) from exc
+    done = [
+        v
+        for v in versions
+        if v.tags.get("data_version") == data_version and v.tags.get(COMPLETE_TAG) == "complete"
+    ]
+    if not done:
+        return None
+    v = max(done, key=lambda v: int(v.version))
+    decision = v.tags.get("gate.decision")
+    return RegisteredVersion(
+        name,
+        str(v.version),
+        CHALLENGER,
+        v.run_id,
+        f"models:/{name}/{v.version}",
+        decision=None if decision in (None, "pending") else decision,
+    )
+
+
 def model_version(name: str, version: str | int):
     """The registered ``name`` version ``version``, or a RegistryError saying it isn't there."""
     from mlflow import MlflowClient
