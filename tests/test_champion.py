@@ -68,6 +68,24 @@ def test_promotion_copies_into_the_production_model(tmp_path, tiny_model_dir, ca
     assert main(["models", "show", "cand@champion", *common]) == 0
     assert f"cand version {versions[0]}  aliases: champion (cand-prod/1)" in capsys.readouterr().out
 
+    # the pipeline's champion download and the drift check read the production model's champion
+    from alignment.config import load_config
+    from flows.drift import champion_data_version
+
+    checkpoint = registry.download_checkpoint("cand-prod", "champion", tmp_path / "dl")
+    assert (checkpoint / "config.json").exists()
+    cfg = load_config(None, [f"workspace.root={ws.root}", "registry.model_name=cand"])
+    assert champion_data_version(cfg, ws) is None  # no production model configured: none here
+    cfg = load_config(
+        None,
+        [
+            f"workspace.root={ws.root}",
+            "registry.model_name=cand",
+            "registry.production_model=cand-prod",
+        ],
+    )
+    assert champion_data_version(cfg, ws) == "d0"
+
     # promoted again after the rollback: its copy is reused, not copied a second time
     assert main(["models", "promote", "cand", versions[1], *common, "--actor", "ci"]) == 0
     assert _aliases("cand-prod") == {"champion": "2", "previous": "1"}
