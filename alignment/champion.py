@@ -127,8 +127,7 @@ def _permission_denied(exc: BaseException) -> bool:
     while seen is not None:
         if getattr(seen, "error_code", None) == "PERMISSION_DENIED":
             return True
-        text = str(seen)
-        if "403 != 200" in text or "Permission denied" in text:
+        if "error code 403 " in str(seen):  # the REST client's words for the HTTP status
             return True
         seen = seen.__cause__ or seen.__context__
     return False
