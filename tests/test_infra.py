@@ -128,3 +128,19 @@ def test_the_gpu_pool_job_template_renders_a_valid_job_that_requests_gpus():
 
     with pytest.raises(kubernetes_validate.ValidationError, match="resource"):
         _validate(bad)
+
+
+def test_prefect_yaml_puts_the_retrain_check_on_cpu_and_training_on_gpu():
+    deployments = {
+        d["name"]: d
+        for d in yaml.safe_load((INFRA.parent / "prefect.yaml").read_text())["deployments"]
+    }
+    retrain, training = deployments["retrain-demo-policy"], deployments["train-demo-policy"]
+    assert (retrain["work_pool"]["name"], training["work_pool"]["name"]) == ("cpu", "gpu")
+    assert retrain["entrypoint"] == "flows/retrain.py:retrain" and retrain["schedules"]
+    assert training["entrypoint"] == "flows/pipeline.py:alignment_pipeline"
+    assert "schedules" not in training  # only the retrain (or a person) starts a training run
+    # the retrain's override names the training deployment as run_deployment wants it
+    (override,) = [o for o in retrain["parameters"]["overrides"] if "training_deployment" in o]
+    assert override == "retrain.training_deployment=alignment-pipeline/train-demo-policy"
+    assert set(training["parameters"]) == {"config_path", "overrides", "data_version"}
