@@ -237,6 +237,13 @@ class RegistryConfig(_Strict):
     gate_policy: Path | None = Field(
         None, description="Gate policy YAML; default configs/gates/default.yaml."
     )
+    production_model: str | None = Field(
+        None,
+        description="Registered model that holds @champion and @previous, when set: promotion "
+        "copies the candidate version from model_name into it. With roles on an MLflow server "
+        "only the ops account may edit it (infra/README.md, 'Roles on the registry'). Unset: "
+        "@champion is an alias of model_name itself.",
+    )
     retries: int = Field(
         3, ge=0, description="Retries of a flow task that talks to MLflow (server unreachable)."
     )
@@ -286,6 +293,16 @@ class RetrainConfig(_Strict):
     )
     notify_webhook: str | None = Field(
         None, description="URL that gets a JSON message on a failure or a gate rejection."
+    )
+    training_deployment: str | None = Field(
+        None,
+        description="Prefect deployment ('alignment-pipeline/NAME') that trains, e.g. on a GPU "
+        "work pool (prefect.yaml). Set: the retrain, on a light CPU pool, submits the pipeline "
+        "there for the new data version (run_deployment), waits, then gates. Unset: the "
+        "retrain's own run trains.",
+    )
+    training_timeout_s: float = Field(
+        86_400, gt=0, description="Longest wait for the training deployment's run to finish."
     )
 
 

@@ -55,3 +55,8 @@ class SoftLabelError(AlignmentError):
 
 class EmptyGenerations(AlignmentError):
     """A model generated nothing usable; the message says how many texts, for which prompts."""
+
+
+class PermissionDenied(RegistryError):
+    """The registry server refused this account (HTTP 403); the message names the account,
+    the registered model and the permission the operation needs."""

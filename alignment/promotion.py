@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from alignment.champion import ChampionSlot, account, refused_as
 from alignment.errors import RegistryError
 from alignment.gate import (  # noqa: F401  (re-exported: the gate's names lived here)
     BESIDE_WIN_RATES,
@@ -91,6 +92,7 @@ class Decision:
     judge_caveat: str = ""  # what the policy says of that judge's quality
     # per failed condition: its figures and the candidate's responses behind them
     refusals: list[dict[str, Any]] = field(default_factory=list)
+    account: str | None = None  # the account the registry server authenticated (None: no auth)
 
     @property
     def failed(self) -> list[ConditionResult]:
@@ -131,6 +133,7 @@ class Decision:
             + (f" ({self.judge_caveat})" if self.judge_caveat else ""),
             f"{self.name} version {self.version}: {self.decision.upper()}"
             + (f" by {self.approval.approver}" if self.approval else "")
+            + (f" (account {self.account})" if self.account else "")
             + f"; champion {self.champion_before or '-'} -> {self.champion_after or '-'}"
             + (f", previous {self.previous_after}" if self.previous_after else ""),
         ]
@@ -195,9 +198,10 @@ def champion_chain(history: list[dict[str, Any]]) -> list[str]:
     return chain
 
 
-def _evaluate_version(name: str, version: str, policy: GatePolicy, metrics):
+def _evaluate_version(slot: ChampionSlot, version: str, policy: GatePolicy, metrics):
+    name = slot.candidates
     candidate = model_version(name, version)
-    before = current_alias_version(name, CHAMPION)
+    before = slot.holder(CHAMPION)
     if before == version:
         raise RegistryError(f"{name} version {version} is already the champion")
     cand_metrics = dict(metrics) if metrics is not None else version_metrics(candidate)
@@ -206,10 +210,15 @@ def _evaluate_version(name: str, version: str, policy: GatePolicy, metrics):
 
 
 def preview(
-    name: str, version: str | int, policy: GatePolicy, metrics: dict[str, float] | None = None
+    name: str,
+    version: str | int,
+    policy: GatePolicy,
+    metrics: dict[str, float] | None = None,
+    production: str | None = None,
 ) -> tuple[bool, list[ConditionResult]]:
     """The gate's verdict against the current champion, recording and moving nothing."""
-    *_, results = _evaluate_version(name, str(version), policy, metrics)
+    slot = ChampionSlot.of(name, production)
+    *_, results = _evaluate_version(slot, str(version), policy, metrics)
     return not any(r.status == "failed" for r in results), results
 
 
@@ -225,8 +234,13 @@ def promote(
     force: bool = False,
     metrics: dict[str, float] | None = None,
     approval: HumanDecision | None = None,
+    production: str | None = None,
 ) -> Decision:
     """Evaluate the gate for ``name`` version ``version`` and move ``champion`` if it passes.
+
+    With ``production`` (a registered model), ``champion`` and ``previous`` live there: the
+    candidate is copied into it (alignment.champion). The account that authenticated to the
+    server is recorded beside ``actor``; a server that refuses it raises PermissionDenied.
 
     Under the promotion lock: re-read the champion, evaluate, record the decision (tags and a
     report artifact on the candidate), and on a pass set ``previous`` to the old champion and
@@ -235,8 +249,10 @@ def promote(
     """
     version = str(version)
     client = _client()
+    slot = ChampionSlot.of(name, production)
+    who = account()
     with promotion_lock(ws, name):
-        candidate, before, cand_metrics, results = _evaluate_version(name, version, policy, metrics)
+        candidate, before, cand_metrics, results = _evaluate_version(slot, version, policy, metrics)
         passed = not any(r.status == "failed" for r in results)
         approved = approval is None or approval.approve
         promoted = approved and (passed or force)
@@ -256,31 +272,36 @@ def promote(
             decided_at=_now(),
             champion_before=before,
             champion_after=version if promoted else before,
-            previous_after=before if promoted else current_alias_version(name, PREVIOUS),
+            previous_after=before if promoted else slot.holder(PREVIOUS),
             approval=approval,
             metrics=cand_metrics,
             judge=policy.judge,
             judge_caveat=" ".join(policy.judge_caveat.split()),
+            account=who,
         )
         if not passed:
             decision.refusals = refusal_evidence(
                 results, cand_metrics, _evaluation_evidence(client, candidate.run_id)
             )
         if promoted:
+            # the production model first: an account refused there has changed nothing
             if before is not None:
-                client.set_registered_model_alias(name, PREVIOUS, before)
-            client.set_registered_model_alias(name, CHAMPION, version)
+                slot.point(PREVIOUS, before, who)
+            moved = slot.point(CHAMPION, version, who)
             if current_alias_version(name, CHALLENGER) == version:
-                client.delete_registered_model_alias(name, CHALLENGER)
+                with refused_as(who, name, "to retire the challenger alias"):
+                    client.delete_registered_model_alias(name, CHALLENGER)
             _append_history(
                 client,
-                name,
+                slot.model,
                 {
                     "action": "promote",
                     "version": version,
                     "previous": before,
                     "decision": label,
                     "actor": actor,
+                    "account": who,
+                    "production_version": moved if production else None,
                     "approver": approval.approver if approval else None,
                     "reason": reason,
                     "policy_hash": decision.policy_hash,
@@ -316,6 +337,7 @@ def _record(client, candidate, decision: Decision) -> None:
         "gate.judge": decision.judge,
         "gate.decided_by": decision.approval.approver if decision.approval else decision.actor,
         "gate.requested_by": decision.actor,
+        "gate.account": decision.account or "-",
         "gate.decided_at": decision.decided_at,
         "gate.reason": decision.reason or "-",
         "gate.failed": failed or "-",
@@ -345,50 +367,60 @@ class Rollback:
     actor: str
     reason: str
     at: str
+    account: str | None = None
 
 
-def rollback(ws: Workspace, name: str, *, actor: str, reason: str = "") -> Rollback:
-    """Move ``champion`` back to ``previous``; ``previous`` steps one further back in history."""
+def rollback(
+    ws: Workspace, name: str, *, actor: str, reason: str = "", production: str | None = None
+) -> Rollback:
+    """Move ``champion`` back to ``previous``; ``previous`` steps one further back in history.
+
+    Version numbers are the candidates' (``name``), also when ``production`` holds the aliases.
+    """
     client = _client()
+    slot = ChampionSlot.of(name, production)
+    who = account()
     with promotion_lock(ws, name):
-        current = current_alias_version(name, CHAMPION)
-        target = current_alias_version(name, PREVIOUS)
+        current = slot.holder(CHAMPION)
+        target = slot.holder(PREVIOUS)
         if current is None or target is None:
             raise RegistryError(
                 f"{name}: nothing to roll back to (champion {current or '-'}, "
                 f"previous {target or '-'}); promote a version instead"
             )
-        history = read_history(name)
+        history = read_history(slot.model)
         chain = champion_chain(history)
         # the champion before ``target``, if the history is the chain we expect
         consistent = len(chain) >= 2 and chain[-1] == current and chain[-2] == target
         new_previous = chain[-3] if consistent and len(chain) >= 3 else None
-        client.set_registered_model_alias(name, CHAMPION, target)
+        slot.point(CHAMPION, target, who)
         if new_previous is not None:
-            client.set_registered_model_alias(name, PREVIOUS, new_previous)
+            slot.point(PREVIOUS, new_previous, who)
         else:
-            client.delete_registered_model_alias(name, PREVIOUS)
+            slot.clear(PREVIOUS, who)
         at = _now()
         _append_history(
             client,
-            name,
+            slot.model,
             {
                 "action": "rollback",
                 "version": target,
                 "from": current,
                 "actor": actor,
+                "account": who,
                 "reason": reason,
                 "at": at,
             },
         )
         for key, value in {
             "rollback.by": actor,
+            "rollback.account": who or "-",
             "rollback.at": at,
             "rollback.reason": reason or "-",
             "rollback.to": target,
         }.items():
             client.set_model_version_tag(name, current, key, value)
-    return Rollback(name, current, target, new_previous, actor, reason, at)
+    return Rollback(name, current, target, new_previous, actor, reason, at, who)
 
 
 # --- rebuilding a version from its lineage ---------------------------------------------

@@ -18,6 +18,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"  # the champion before the current one (promotion sets it, rollback uses it)
 HISTORY_TAG = "promotion.history"  # registered-model tag: JSON list of champion moves
+# on a production model's version (alignment.champion): the candidate it copies
+SOURCE_TAG = "candidate.version"
+SOURCE_MODEL_TAG = "candidate.model"
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.24.0", "mlflow==3.17.2", "alignment"]
 COMPLETE_TAG = "registration"  # set last: a version without it is a half-made registration
 # The figures a version is tagged with, in order of preference; the first five it has are
@@ -403,6 +406,39 @@ def trained_data_versions(name: str) -> set[str]:
     return {v.tags["data_version"] for v in versions if "data_version" in v.tags}
 
 
+def version_trained_on(name: str, data_version: str) -> RegisteredVersion | None:
+    """The newest complete version of ``name`` trained on ``data_version`` (None if none is).
+
+    ``decision`` is the gate's when one was recorded at registration (a first version).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise unreachable(exc) from exc
+    done = [
+        v
+        for v in versions
+        if v.tags.get("data_version") == data_version and v.tags.get(COMPLETE_TAG) == "complete"
+    ]
+    if not done:
+        return None
+    v = max(done, key=lambda v: int(v.version))
+    decision = v.tags.get("gate.decision")
+    return RegisteredVersion(
+        name,
+        str(v.version),
+        CHALLENGER,
+        v.run_id,
+        f"models:/{name}/{v.version}",
+        decision=None if decision in (None, "pending") else decision,
+    )
+
+
 def model_version(name: str, version: str | int):
     """The registered ``name`` version ``version``, or a RegistryError saying it isn't there."""
     from mlflow import MlflowClient
@@ -437,8 +473,12 @@ def resolve_ref(ref: str, default_name: str) -> tuple[str, str]:
     return name, str(model_version(name, number).version)
 
 
-def lineage(name: str, version: str | int) -> dict[str, Any]:
-    """What made ``name`` version ``version`` and how it moved: tags, aliases, run, history."""
+def lineage(name: str, version: str | int, production: str | None = None) -> dict[str, Any]:
+    """What made ``name`` version ``version`` and how it moved: tags, aliases, run, history.
+
+    With ``production`` (the model holding ``champion``), its aliases on copies of this version
+    are listed as ``alias (production/N)`` and the history is the production model's.
+    """
     import json
 
     from mlflow import MlflowClient
@@ -452,11 +492,31 @@ def lineage(name: str, version: str | int) -> dict[str, Any]:
             raise unreachable(exc) from exc
         raise RegistryError(f"no registered model named {name!r}") from exc
     version = str(version)
-    history = json.loads(model.tags.get(HISTORY_TAG) or "[]")
+    aliases = sorted(a for a, v in model.aliases.items() if str(v) == version)
+    history_tags = model.tags
+    if production:
+        try:
+            held = MlflowClient().get_registered_model(production)
+            copies = MlflowClient().search_model_versions(f"name = '{production}'")
+        except MlflowException as exc:
+            if not is_not_found(exc):
+                raise unreachable(exc) from exc
+            held, copies = None, []
+        mine = {
+            str(c.version)
+            for c in copies
+            if c.tags.get(SOURCE_TAG) == version and c.tags.get(SOURCE_MODEL_TAG) == name
+        }
+        if held is not None:
+            history_tags = held.tags
+            aliases += sorted(
+                f"{a} ({production}/{v})" for a, v in held.aliases.items() if str(v) in mine
+            )
+    history = json.loads(history_tags.get(HISTORY_TAG) or "[]")
     return {
         "name": name,
         "version": version,
-        "aliases": sorted(a for a, v in model.aliases.items() if str(v) == version),
+        "aliases": aliases,
         "run_id": mv.run_id,
         "source": mv.source,
         "created": mv.creation_timestamp,

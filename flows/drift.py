@@ -16,7 +16,10 @@ from alignment.workspace import Workspace, atomic_write_text
 def champion_data_version(cfg: PipelineConfig, ws: Workspace) -> str | None:
     """The data version the current champion was trained on (None without a champion)."""
     registry.connect(ws, cfg.registry.experiment)
-    version = registry.current_alias_version(cfg.registry.model_name, registry.CHAMPION)
+    from alignment.champion import ChampionSlot
+
+    slot = ChampionSlot.of(cfg.registry.model_name, cfg.registry.production_model)
+    version = slot.holder(registry.CHAMPION)
     if version is None:
         return None
     return registry.lineage(cfg.registry.model_name, version)["tags"].get("data_version")

@@ -113,9 +113,8 @@ def champion_task(cfg: PipelineConfig, ws: Workspace, run: RunDir) -> Path | Non
     from alignment import registry
 
     registry.connect(ws, cfg.registry.experiment)
-    return registry.download_checkpoint(
-        cfg.registry.model_name, registry.CHAMPION, run.root / "champion"
-    )
+    holder = cfg.registry.production_model or cfg.registry.model_name  # where @champion lives
+    return registry.download_checkpoint(holder, registry.CHAMPION, run.root / "champion")
 
 
 @task(name="evaluate")
@@ -240,24 +239,35 @@ def first_champion_task(
     from dataclasses import replace
 
     from alignment import promotion, registry
+    from alignment.champion import ChampionSlot
+    from alignment.errors import PermissionDenied
 
     registry.connect(ws, cfg.registry.experiment)
-    champion = registry.current_alias_version(registered.name, registry.CHAMPION)
+    production = cfg.registry.production_model
+    champion = ChampionSlot.of(registered.name, production).holder(registry.CHAMPION)
     if champion == registered.version:  # an earlier attempt of this task promoted it
         tags = registry.model_version(registered.name, registered.version).tags
         return replace(registered, alias=registry.CHAMPION, decision=tags.get("gate.decision"))
     if champion is not None:
         return registered
     policy, path = promotion.load_policy(cfg.registry.gate_policy)
-    decision = promotion.promote(
-        ws,
-        registered.name,
-        registered.version,
-        policy,
-        policy_path=path,
-        actor="pipeline",
-        reason="first version: no champion yet, the gate's absolute conditions decide",
-    )
+    try:
+        decision = promotion.promote(
+            ws,
+            registered.name,
+            registered.version,
+            policy,
+            policy_path=path,
+            actor="pipeline",
+            reason="first version: no champion yet, the gate's absolute conditions decide",
+            production=production,
+        )
+    except PermissionDenied as exc:
+        # the training account registers; promoting is the ops account's (registry roles)
+        get_run_logger().warning(
+            "%s version %s stays a challenger: %s", registered.name, registered.version, exc
+        )
+        return registered
     print(decision.table())
     alias = registry.CHAMPION if decision.promoted else registry.CHALLENGER
     return replace(registered, alias=alias, decision=decision.decision)

@@ -46,8 +46,10 @@ def _table(rows: list[promotion.ConditionResult]) -> str:
 
 
 @task(name="preview-gate", cache_policy=NO_CACHE)
-def preview_task(name: str, version: str, policy: GatePolicy) -> tuple[bool, str]:
-    passed, results = promotion.preview(name, version, policy)
+def preview_task(
+    name: str, version: str, policy: GatePolicy, production: str | None = None
+) -> tuple[bool, str]:
+    passed, results = promotion.preview(name, version, policy, production=production)
     return passed, _table(results)
 
 
@@ -62,6 +64,7 @@ def promote_task(
     reason: str,
     force: bool,
     approval: HumanDecision | None,
+    production: str | None = None,
 ) -> Decision:
     # strict=False: a missing limit is a logged warning, not a failure (the file lock still holds)
     with concurrency(f"promote-{name}", occupy=1, strict=False):
@@ -75,6 +78,7 @@ def promote_task(
             reason=reason,
             force=force,
             approval=approval,
+            production=production,
         )
 
 
@@ -98,9 +102,11 @@ def promote_flow(
     ws = Workspace.from_config(cfg.workspace).ensure()
     registry.connect(ws, cfg.registry.experiment)
     policy, path = promotion.load_policy(policy_path or cfg.registry.gate_policy)
+    # @champion lives on the production model when one is configured for this use case
+    production = cfg.registry.production_model if name == cfg.registry.model_name else None
     approval: HumanDecision | None = None
     if require_approval:
-        passed, table = preview_task(name, version, policy)
+        passed, table = preview_task(name, version, policy, production)
         create_markdown_artifact(
             key="gate-preview",
             markdown=f"## {name} version {version}: gate {'passes' if passed else 'FAILS'}\n\n"
@@ -121,7 +127,7 @@ def promote_flow(
             )
             approval = HumanDecision(answer.approve, answer.approver or "unknown", answer.reason)
     decision = promote_task(
-        ws, name, str(version), policy, str(Path(path)), actor, reason, force, approval
+        ws, name, str(version), policy, str(Path(path)), actor, reason, force, approval, production
     )
     create_markdown_artifact(
         key="gate-decision",

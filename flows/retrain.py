@@ -16,13 +16,15 @@ import shutil
 import time
 import urllib.request
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from alignment import promotion, registry
+from alignment.champion import ChampionSlot
 from alignment.config import PipelineConfig, load_config
 from alignment.data.integrity import verify_versions
 from alignment.data.landing import (
@@ -34,7 +36,7 @@ from alignment.data.landing import (
     versioned_landing_files,
 )
 from alignment.data.version import known_source, remember_source
-from alignment.errors import ConfigError, VersioningError
+from alignment.errors import ConfigError, TrainingFailed, VersioningError
 from alignment.serve.pairs import record_feedback_lineage
 from alignment.workspace import Workspace, file_lock
 from flows.drift import drift_check_task
@@ -109,7 +111,58 @@ def gate_task(cfg: PipelineConfig, ws: Workspace, version: str, data_version: st
         policy_path=path,
         actor="retrain flow",
         reason=f"scheduled retrain on data version {data_version}",
+        production=cfg.registry.production_model,
     )
+
+
+@task(name="train-on-training-pool", cache_policy=NO_CACHE)
+def remote_training_task(
+    cfg: PipelineConfig,
+    config_path: str | None,
+    overrides: list[str] | None,
+    data_version: str,
+) -> registry.RegisteredVersion:
+    """Run the training deployment (a GPU pool) on ``data_version``; wait; return its version.
+
+    A training run that does not complete raises TrainingFailed naming it, so this retrain
+    run fails and says which run to look at.
+    """
+    from prefect.deployments import run_deployment
+
+    deployment = cfg.retrain.training_deployment
+    run = run_deployment(
+        deployment,
+        parameters={
+            "config_path": config_path,
+            "overrides": overrides or [],
+            "data_version": data_version,
+        },
+        timeout=cfg.retrain.training_timeout_s,
+        poll_interval=2,
+    )
+    state = run.state
+    if state is None or not state.is_final():
+        raise TrainingFailed(
+            f"training run {run.name!r} ({run.id}) of deployment {deployment} did not finish "
+            f"within retrain.training_timeout_s={cfg.retrain.training_timeout_s:g} s"
+        )
+    if not state.is_completed():
+        raise TrainingFailed(
+            f"training run {run.name!r} ({run.id}) of deployment {deployment} ended "
+            f"{state.type.value}: {state.message or '-'}"
+        )
+    registry.connect(Workspace.from_config(cfg.workspace), cfg.registry.experiment)
+    registered = registry.version_trained_on(cfg.registry.model_name, data_version)
+    if registered is None:
+        raise TrainingFailed(
+            f"training run {run.name!r} ({run.id}) of deployment {deployment} completed but "
+            f"registered no version of {cfg.registry.model_name!r} on data {data_version}"
+        )
+    get_run_logger().info("training run %s registered version %s", run.name, registered.version)
+    slot = ChampionSlot.of(cfg.registry.model_name, cfg.registry.production_model)
+    if slot.holder(registry.CHAMPION) == registered.version:  # a first version, gated there
+        registered = replace(registered, alias=registry.CHAMPION)
+    return registered
 
 
 def notify(cfg: PipelineConfig, event: str, message: str, **details) -> None:
@@ -151,7 +204,7 @@ def retrain(
         result = RetrainResult("busy", f"another retrain of {name!r} is running; skipped")
     else:
         try:
-            result = _retrain_locked(cfg, ws, Path(source))
+            result = _retrain_locked(cfg, ws, Path(source), config_path, overrides)
         except Exception as exc:
             notify(cfg, "retrain-failed", f"retrain of {name!r} failed: {exc}")
             raise
@@ -167,7 +220,13 @@ def retrain(
     return result.to_dict()
 
 
-def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> RetrainResult:
+def _retrain_locked(
+    cfg: PipelineConfig,
+    ws: Workspace,
+    source: Path,
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+) -> RetrainResult:
     name = cfg.registry.model_name
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -218,7 +277,11 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
     if drift.get("warning"):
         notify(cfg, "data-drift", drift["warning"], data_version=version.id,
                exceeded=drift["exceeded"], report=drift["report"])  # fmt: skip
-    _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
+    if cfg.retrain.training_deployment:
+        # the training pool's run reads this data version from the shared workspace
+        registered = _timed_remote(cfg, config_path, overrides, version.id, times)
+    else:
+        _, _, _, registered, _ = train_and_register(cfg, ws, version, times)
     # served feedback in this data: the new version names the traces it learned from
     record_feedback_lineage(ws, cfg.ingest.dataset, version.id, name, registered.version)
     if registered.decision is not None:
@@ -248,3 +311,11 @@ def _retrain_locked(cfg: PipelineConfig, ws: Workspace, source: Path) -> Retrain
         **landing,
         drift_exceeded=drift.get("exceeded", []) if drift.get("warning") else [],
     )
+
+
+def _timed_remote(cfg, config_path, overrides, data_version: str, times: dict[str, float]):
+    start = time.perf_counter()
+    try:
+        return remote_training_task(cfg, config_path, overrides, data_version)
+    finally:
+        times["training-deployment"] = round(time.perf_counter() - start, 2)

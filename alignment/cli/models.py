@@ -101,6 +101,8 @@ def _print_lineage(info: dict) -> None:
         print("  champion moves")
         for e in info["history"]:
             who = e.get("approver") or e.get("actor")
+            if e.get("account"):  # the account the registry server authenticated
+                who = f"{who} (account {e['account']})"
             what = (
                 f"promoted (previous {e.get('previous') or '-'}, {e.get('decision')})"
                 if e["action"] == "promote"
@@ -116,18 +118,43 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     from alignment import registry
 
     ref = args.ref or cfg.registry.model_name
+    named = ref.partition("@")[0]
+    named = named.rpartition("/")[0] if "/" in named else ("" if named.isdigit() else named)
+    production = _production(cfg, named)
     if "@" in ref or "/" in ref or ref.isdigit():
-        name, version = registry.resolve_ref(ref, cfg.registry.model_name)
-        infos = [registry.lineage(name, version)]
+        name, version = _resolve(cfg, ref)
+        infos = [registry.lineage(name, version, production)]
     else:
         versions = MlflowClient().search_model_versions(f"name = '{ref}'")
         if not versions:
             raise AlignmentError(f"no registered model named {ref!r}")
-        infos = [registry.lineage(ref, v) for v in sorted(int(v.version) for v in versions)]
+        numbers = sorted(int(v.version) for v in versions)
+        infos = [registry.lineage(ref, v, production) for v in numbers]
     for info in infos:
         _print_lineage(info)
     write_json(args.json, {"versions": infos})
     return 0
+
+
+def _production(cfg, name: str) -> str | None:
+    """The production model holding ``name``'s champion (registry.production_model), if any."""
+    if name in ("", cfg.registry.model_name):
+        return cfg.registry.production_model
+    return None
+
+
+def _resolve(cfg, ref: str) -> tuple[str, str]:
+    """(name, candidate version) of a reference; ``@champion``/``@previous`` read where they live."""
+    from alignment import registry
+    from alignment.champion import ChampionSlot
+
+    name, _, alias = ref.partition("@")
+    production = _production(cfg, name)
+    if alias and production:
+        version = ChampionSlot.of(cfg.registry.model_name, production).holder(alias)
+        if version is not None:
+            return cfg.registry.model_name, version
+    return registry.resolve_ref(ref, cfg.registry.model_name)
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
@@ -136,6 +163,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
     sep = "" if args.version.startswith("@") else "/"
     name, version = registry.resolve_ref(f"{args.name}{sep}{args.version}", args.name)
+    production = _production(cfg, name)
     policy_path = Path(args.policy or cfg.registry.gate_policy or promotion.DEFAULT_POLICY)
     actor = actor_name(args.actor)
     if args.require_approval:
@@ -166,6 +194,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
                 actor=actor,
                 reason=args.reason or "",
                 force=args.force,
+                production=production,
             )
     print(decision.table())
     write_json(args.json, decision.to_dict())
@@ -173,13 +202,20 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    _, ws = _registry_session(args)
+    cfg, ws = _registry_session(args)
     from alignment import promotion
 
-    back = promotion.rollback(ws, args.name, actor=actor_name(args.actor), reason=args.reason or "")
+    back = promotion.rollback(
+        ws,
+        args.name,
+        actor=actor_name(args.actor),
+        reason=args.reason or "",
+        production=_production(cfg, args.name),
+    )
     print(
         f"{back.name}: champion {back.from_version} -> {back.to_version}"
         f" (previous now {back.previous_after or '-'}), by {back.actor}"
+        + (f" (account {back.account})" if back.account else "")
     )
     write_json(args.json, back.__dict__)
     return 0

@@ -21,8 +21,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or serve_cfg.host
     token = os.environ.get(TOKEN_ENV) or None
     check_exposure(host, token)  # before loading the models
+    from alignment.champion import champion_ref
+
     ws = Workspace.from_config(cfg.workspace).ensure()
-    endpoint = open_endpoint(ws, serve_cfg, args.ref, cfg.registry.model_name, args.shadow)
+    # with registry.production_model, @champion and @previous are that model's aliases
+    ref = champion_ref(args.ref, cfg.registry.model_name, cfg.registry.production_model)
+    endpoint = open_endpoint(ws, serve_cfg, ref, cfg.registry.model_name, args.shadow)
     port = serve_cfg.port if args.port is None else args.port
     server = make_server(endpoint, host, port, token)
     policy, shadow = endpoint.policy, endpoint.shadow

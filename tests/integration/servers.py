@@ -438,3 +438,50 @@ class MlflowServer(_Process):
 
     def client_env(self) -> dict[str, str]:
         return {"MLFLOW_TRACKING_URI": self.url}
+
+
+class AuthMlflowServer(MlflowServer):
+    """``mlflow server --app-name basic-auth``: every request needs an account; users and their
+    permissions live in a second PostgreSQL database. The admin's password and the Flask secret
+    are made per start and passed through the environment only."""
+
+    name = "mlflow-auth-server"
+
+    def __init__(self, *args, auth_database_uri: str, **kwargs):
+        import secrets
+
+        super().__init__(*args, **kwargs)
+        self.auth_database_uri = auth_database_uri
+        self.admin = ("admin", secrets.token_hex(12))
+        self._flask_key = secrets.token_hex(16)
+        self.config = self.folder / "basic_auth.ini"
+        # READ for everyone by default, as infra/mlflow/basic_auth.ini.tmpl sets it
+        self.config.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = {self.auth_database_uri}\n"
+            f"admin_username = {self.admin[0]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # a password check (scrypt) per request costs seconds a registration on 2 cores
+            "auth_cache_ttl_seconds = 300\n"
+        )
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--app-name", "basic-auth"]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        if not self.s3_endpoint_url:  # artifacts in a local folder
+            env.pop("MLFLOW_S3_ENDPOINT_URL", None)
+        return {
+            **env,
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self._flask_key,
+        }
+
+    def account_env(self, username: str, password: str) -> dict[str, str]:
+        return {
+            "MLFLOW_TRACKING_URI": self.url,
+            "MLFLOW_TRACKING_USERNAME": username,
+            "MLFLOW_TRACKING_PASSWORD": password,
+        }
