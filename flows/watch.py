@@ -129,6 +129,7 @@ def rollback_flow(
         name,
         actor=answer.approver or "unknown",
         reason=f"watch alert: {reason}; {answer.reason}".rstrip("; "),
+        production=cfg.registry.production_model,
     )
     print(f"rolled {name} back from version {back.from_version} to {back.to_version}")
     return {"rolled_back": True, "from": back.from_version, "to": back.to_version}
@@ -148,7 +149,7 @@ def watch_flow(
     wc, name = cfg.watch, cfg.registry.model_name
     policy, policy_path = load_monitoring_policy(wc.policy)
     registry.connect(ws, cfg.registry.experiment)
-    version, champion_metrics = champion_at_promotion(name)
+    version, champion_metrics = champion_at_promotion(name, cfg.registry.production_model)
     start, end = window_bounds(window_minutes or wc.window_minutes, end_ms)
     exchanges = read_task(cfg, ws, version, start, end)
     measures, online = measure_task(cfg, ws, version, exchanges, policy.min_shadow_pairs)

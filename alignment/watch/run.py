@@ -20,11 +20,13 @@ def window_bounds(minutes: float, end_ms: int | None = None) -> tuple[int, int]:
     return end - int(minutes * 60_000), end
 
 
-def champion_at_promotion(name: str) -> tuple[str, dict[str, float]]:
-    """The champion's version and its evaluation metrics (its run's ``eval/*``)."""
+def champion_at_promotion(name: str, production: str | None = None) -> tuple[str, dict[str, float]]:
+    """The champion's (candidate) version and its evaluation metrics (its run's ``eval/*``);
+    ``production`` is the registry's production model when ops promote by copying."""
+    from alignment.champion import ChampionSlot
     from alignment.errors import RegistryError
 
-    version = registry.current_alias_version(name, registry.CHAMPION)
+    version = ChampionSlot.of(name, production).holder()
     if version is None:
         raise RegistryError(f"{name} has no champion to watch; promote a version first")
     return version, registry.version_metrics(registry.model_version(name, version))
