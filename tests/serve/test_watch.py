@@ -156,13 +156,19 @@ def test_watch_reports_alerts_logs_over_time_and_records_the_online_win_rate(
     red = judged["red_team"]
     assert red["collected"] == len(collected) and set(collected) <= set(_red_team(4))
     if collected:
-        from alignment.cai.prompts import load_prompt_file
-        from alignment.evaluation.prompts import load_eval_prompts
+        from alignment.cai.prompts import DEFAULT_PROMPTS as CAI_PROMPTS
+        from alignment.evaluation.prompts import DEFAULT_PROMPTS as EVAL_PROMPTS
 
-        cai = load_prompt_file(red["cai_prompts"])
-        assert [p["prompt"] for p in cai[-len(collected) :]] == collected
-        assert len(cai) == 38 + len(collected)  # the shipped file, then what the watch added
-        assert len(load_eval_prompts(red["eval_prompts"])) == 40 + len(collected)
+        def prompts(path):
+            return [json.loads(x)["prompt"] for x in Path(path).read_text().splitlines() if x]
+
+        # the shipped file, then what the watch added that the file did not already hold
+        for grown, shipped in (
+            (red["cai_prompts"], CAI_PROMPTS),
+            (red["eval_prompts"], EVAL_PROMPTS),
+        ):
+            base = prompts(shipped)
+            assert prompts(grown) == base + [p for p in collected if p not in base]
 
     # one watch run for the model; each window a step, so the UI plots the measures over time
     assert first["mlflow_run_id"] == judged["mlflow_run_id"] and (
