@@ -236,10 +236,15 @@ def ingest_file(
                 ranked_pairs=ingest_cfg.ranked_pairs,
                 columns=dict(ingest_cfg.columns),
                 non_text_parts=ingest_cfg.non_text_parts,
+                response_score=ingest_cfg.response_score,
             ),
         ):
             records = chunk.record_table()
-            parsed_rows = pc.count_distinct(records.column("row")).as_py()
+            parsed_rows = (
+                len(chunk.pair_rows)  # one response a row: a pair is made of two rows
+                if chunk.pair_rows is not None
+                else pc.count_distinct(records.column("row")).as_py()
+            )
             rows_with_records += parsed_rows
             if parsed_rows + len(chunk.malformed) != chunk.rows:
                 raise RuntimeError(f"{chunk.source}: rows lost between reading and validation")
@@ -283,6 +288,11 @@ def ingest_file(
         "columns": dict(ingest_cfg.columns),
         "non_text_parts": ingest_cfg.non_text_parts,
         "ranked_pairs": ingest_cfg.ranked_pairs,
+        **(
+            {"response_score": ingest_cfg.response_score}
+            if "per_response" in {f.detected_format for f in files}
+            else {}
+        ),
         "files": [
             {
                 "source": f.source,
