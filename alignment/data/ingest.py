@@ -31,6 +31,8 @@ from alignment.data.formats.detect import describe_columns
 from alignment.data.integrity import file_md5
 from alignment.data.quality.agreement import AnnotatorAgreement
 from alignment.data.quality.near_duplicates import NearDuplicates
+from alignment.data.quality.signature_index import FILE as SIGNATURES_FILE
+from alignment.data.quality.signature_index import IndexWriter, KeptSignatures
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
 from alignment.quality_config import QualityConfig
@@ -183,8 +185,9 @@ def ingest_file(
     """Read, validate and write accepted.parquet, rejected.parquet and report.json to out_dir.
 
     ``path`` is a file or a folder (each file detected on its own). The input is never
-    modified. ``earlier``: the accepted rows of the dataset's earlier versions, oldest first,
-    for the near-duplicate check across versions. Raises ValidationFailed after writing the outputs when a set-level rule fails,
+    modified. ``earlier``: the dataset's earlier versions, oldest first, for the near-duplicate
+    check across versions: each its signature index (``history.earlier_signatures``) or its
+    accepted rows. With the check on, this input's index is written as signatures.parquet. Raises ValidationFailed after writing the outputs when a set-level rule fails,
     and DataFormatError when a file cannot be read at all.
     """
     path = Path(path)
@@ -196,12 +199,16 @@ def ingest_file(
         raise DataFormatError(f"{path}: input would be overwritten by the ingest outputs")
     split_cfg = split_cfg or SplitConfig()
     quality_cfg = quality_cfg or QualityConfig()
-    near_duplicates = None
+    near_duplicates = index_out = None
     if quality_cfg.near_duplicates.enabled:
         near_duplicates = NearDuplicates(quality_cfg.near_duplicates)
         if quality_cfg.near_duplicates.across_versions:
             for table in earlier:
                 near_duplicates.add_earlier(table)
+        # this input's signatures, kept as they are computed: the next ingest reads them
+        near_duplicates.kept = KeptSignatures(quality_cfg.near_duplicates)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index_out = IndexWriter(out_dir / SIGNATURES_FILE, quality_cfg.near_duplicates)
     agreement = AnnotatorAgreement(quality_cfg.annotators)
     validator = Validator(
         validation_cfg,
@@ -223,6 +230,8 @@ def ingest_file(
         accepted, rejected = validator.validate_chunk(records, malformed)
         accepted_out.write(accepted)
         rejected_out.write(rejected)
+        if index_out is not None:
+            index_out.write(near_duplicates.kept.take(accepted, near_duplicates))
         group.clear()
 
     try:
@@ -258,9 +267,13 @@ def ingest_file(
     except BaseException:
         accepted_out.abort()
         rejected_out.abort()
+        if index_out is not None:
+            index_out.abort()
         raise
     accepted_path = accepted_out.close()
     rejected_path = rejected_out.close()
+    if index_out is not None:
+        index_out.close()
     validation, docs_path = validator.finish()
     annotators = agreement.report()
     if annotators is not None:
