@@ -31,8 +31,9 @@ from alignment.data.formats.detect import describe_columns
 from alignment.data.integrity import file_md5
 from alignment.data.quality.agreement import AnnotatorAgreement
 from alignment.data.quality.near_duplicates import NearDuplicates
+from alignment.data.quality.repeats import RepeatedJudgements
 from alignment.data.quality.signature_index import FILE as SIGNATURES_FILE
-from alignment.data.quality.signature_index import IndexWriter, KeptSignatures
+from alignment.data.quality.signature_index import IndexWriter, KeptSignatures, build_index
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
 from alignment.quality_config import QualityConfig
@@ -173,6 +174,18 @@ class _ParquetOut:
         self.tmp.unlink(missing_ok=True)
 
 
+def _rewrite(path: Path, table: pa.Table) -> int:
+    """Replace a written Parquet file with ``table`` (atomically); its row count."""
+    out = _ParquetOut(path, ACCEPTED_SCHEMA)
+    try:
+        out.write(table)
+    except BaseException:
+        out.abort()
+        raise
+    out.close()
+    return out.rows
+
+
 def ingest_file(
     path: Path,
     out_dir: Path,
@@ -210,6 +223,7 @@ def ingest_file(
         out_dir.mkdir(parents=True, exist_ok=True)
         index_out = IndexWriter(out_dir / SIGNATURES_FILE, quality_cfg.near_duplicates)
     agreement = AnnotatorAgreement(quality_cfg.annotators)
+    repeats = RepeatedJudgements(quality_cfg.aggregate_repeats)
     validator = Validator(
         validation_cfg,
         out_dir / "validation",
@@ -227,7 +241,9 @@ def ingest_file(
         records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         malformed = [m for chunk, _ in group for m in chunk.malformed]
         agreement.add(records)
+        repeats.add_judgements(records)
         accepted, rejected = validator.validate_chunk(records, malformed)
+        repeats.add_accepted(accepted)
         accepted_out.write(accepted)
         rejected_out.write(rejected)
         if index_out is not None:
@@ -290,6 +306,17 @@ def ingest_file(
             f"{path}: wrote {accepted_out.rows} accepted and {rejected_out.rows} rejected rows, "
             f"validation counted {validation['accepted']} and {validation['rejected']}"
         )
+    if repeats.summary() is not None:
+        validation["repeats"] = repeats.summary()
+    if repeats.conflicts():
+        # the written rows are this ingest's own output, not the input: rewritten once, whole
+        merged, validation["repeats"] = repeats.aggregate(pq.read_table(accepted_path))
+        accepted_out.rows = _rewrite(accepted_path, merged)
+        validation["accepted"] = accepted_out.rows
+        if index_out is not None:  # the index follows the rows it describes
+            index = build_index(merged, quality_cfg.near_duplicates)
+            pq.write_table(index, index_out.tmp, compression="zstd")
+            index_out.tmp.replace(index_out.path)
     formats = sorted({f.detected_format for f in files})
     detected = formats[0] if len(formats) == 1 else ("mixed" if formats else ingest_cfg.format)
     report = {
@@ -386,6 +413,13 @@ def summary_lines(result: IngestResult) -> list[str]:
             f"{near['flagged']} flagged (policy prompt={near['policy']['prompt']}, "
             f"pair={near['policy']['pair']}); {near['earlier_rows']} rows of earlier versions "
             "compared"
+        )
+    repeated = report.get("repeats")
+    if repeated:
+        lines.append(
+            f"repeats     {repeated['groups']} pairs judged more than once "
+            f"({repeated['judgements']} judgements, {repeated['conflicting']} conflicting): "
+            f"{repeated['merged']} rows merged, labels {repeated['mode']}"
         )
     people = report.get("annotators")
     if people:
