@@ -107,9 +107,11 @@ def _matched(sig, bands, has_text, batch, threshold: float):
             if not ask.any():
                 continue
             i, j = p[ask], cand[ask]
-            same = (sig8[i] == sig8[j]).mean(axis=1)
-            sim = np.maximum(0.0, (same - 1 / 256) / (1 - 1 / 256))
-            found[i[sim >= threshold]] = True
+            for lo in range(0, len(i), 1 << 16):  # bounded memory
+                a, c = i[lo : lo + (1 << 16)], j[lo : lo + (1 << 16)]
+                same = (sig8[a] == sig8[c]).mean(axis=1)
+                sim = np.maximum(0.0, (same - 1 / 256) / (1 - 1 / 256))
+                found[a[sim >= threshold]] = True
     return found
 
 

@@ -34,6 +34,7 @@ RULES = {
     "(quality.near_duplicates.pair_threshold); quarantined under keep_one",
 }
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_SIGN_ROWS = 8192  # texts signed per rensa call
 
 
 def _finalize(x: np.ndarray) -> np.ndarray:
@@ -90,10 +91,15 @@ def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np
     import rensa
 
     hashes, offsets = shingle_hashes(text, cfg.shingle_words)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        hashes, offsets, cfg.num_perm, cfg.seed
-    )
-    sig = np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(text), cfg.num_perm)
+    sig = np.empty((len(text), cfg.num_perm), dtype=np.uint32)
+    # a slice at a time: rensa hands its matrix back as Python lists (about 40 bytes a value)
+    for start in range(0, len(text), _SIGN_ROWS):
+        stop = min(start + _SIGN_ROWS, len(text))
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            hashes[lo:hi], offsets[start : stop + 1] - offsets[start], cfg.num_perm, cfg.seed
+        )
+        sig[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
     return sig, np.diff(offsets) > 0
 
 
