@@ -18,8 +18,8 @@ child process (its own peak memory), interleaved round by round, medians reporte
 
 The run fails unless the floor flags exactly the rows the ingest flags, by kind. Prints a table,
 writes benchmarks/results/near_duplicates.json and prints that JSON as the last line.
-``near_duplicate_seconds`` is ingest_near_duplicates minus ingest: the check's own cost, which
-``ratio_check_vs_floor`` compares with the floor.
+``near_duplicate_seconds`` is ingest_near_duplicates minus ingest: the check's own cost;
+``ratio_vs_floor`` is that cost over the floor's seconds.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 from preference_pairs import MAX_CHARS, NEAR_DUPLICATE_AT, generate
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = {"seconds_1m": 90.0, "peak_mb": 4096.0, "ratio_check_vs_floor": 3.0}
+TARGET = {"seconds_1m": 90.0, "peak_mb": 4096.0, "ratio_vs_floor": 3.0}
 VARIANTS = ("ingest", "ingest_near_duplicates", "floor")
 
 
@@ -191,7 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--smoke", action="store_true", help="2,000 rows, one round")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2,000 rows, one round, no baseline variant"
+    )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SRC", "OUT"))
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "near_duplicates.json"
@@ -204,16 +206,20 @@ def main() -> None:
         args.rows, args.rounds = 2_000, 1
     from alignment.config import IngestConfig
 
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    # a smoke run leaves out the baseline: it proves the paths, not the figures
+    names = VARIANTS[1:] if args.smoke else VARIANTS
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         src, strings = Path(tmp) / "pairs.jsonl", Path(tmp) / "strings.parquet"
         generate(src, args.rows)
         size_mb = src.stat().st_size / 2**20
         for n in range(args.rounds):
-            for name in VARIANTS:
+            for name in names:
                 out = Path(tmp) / f"{name}-{n}"
                 if name == "floor" and not strings.exists():
-                    accepted = Path(tmp) / "ingest-0" / "accepted.parquet"
+                    # under the flag policy the check quarantines nothing: the same rows as
+                    # the plain ingest accepts
+                    accepted = Path(tmp) / "ingest_near_duplicates-0" / "accepted.parquet"
                     extract(accepted, strings, IngestConfig().validate_rows)
                 runs[name].append(measure(name, strings if name == "floor" else src, out))
     variants = {name: _summary(r, args.rows) for name, r in runs.items()}
@@ -223,7 +229,8 @@ def main() -> None:
             f"the floor and the ingest flag different rows: floor {floor['flagged']} != "
             f"ingest {checked['flagged']}"
         )
-    check_s = max(checked["seconds"] - variants["ingest"]["seconds"], 0.0)
+    base = variants.get("ingest")
+    check_s = max(checked["seconds"] - base["seconds"], 0.0) if base else None
     scale = 1_000_000 / args.rows
     result = {
         "rows": args.rows,
@@ -233,19 +240,20 @@ def main() -> None:
         "same_groups": True,  # the flagged rows matched, by kind
         "cpu_count": os.cpu_count(),
         "variants": variants,
-        "near_duplicate_seconds": round(check_s, 3),
-        "ratio_check_vs_floor": round(check_s / floor["seconds"], 2) if floor["seconds"] else None,
-        "ratio_ingest_near_duplicates_vs_ingest": round(
-            checked["seconds"] / variants["ingest"]["seconds"], 2
-        ),
+        "near_duplicate_seconds": None if check_s is None else round(check_s, 3),
+        "ratio_vs_floor": None if check_s is None else round(check_s / floor["seconds"], 2),
+        "ratio_ingest_near_duplicates_vs_ingest": round(checked["seconds"] / base["seconds"], 2)
+        if base
+        else None,
         "extrapolated_1m_seconds": round(checked["seconds"] * scale, 1),
         "targets": TARGET,
     }
     result["meets"] = {
         "seconds_1m": result["extrapolated_1m_seconds"] < TARGET["seconds_1m"],
         "peak_mb": checked["peak_rss_mb"] <= TARGET["peak_mb"],
-        "ratio_check_vs_floor": (result["ratio_check_vs_floor"] or 0)
-        <= TARGET["ratio_check_vs_floor"],
+        "ratio_vs_floor": None  # a smoke run has no baseline to take the check's cost from
+        if result["ratio_vs_floor"] is None
+        else result["ratio_vs_floor"] <= TARGET["ratio_vs_floor"],
     }
     print(f"{'variant':24s} {'seconds':>9s} {'rows/s':>10s} {'peak MB':>9s} {'flagged':>18s}")
     for name, v in variants.items():
