@@ -34,7 +34,7 @@ RULES = {
     "(quality.near_duplicates.pair_threshold); quarantined under keep_one",
 }
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_SIGN_ROWS = 8192  # texts signed per rensa call
+_SIGN_ROWS = 16384  # texts shingled and signed at a time
 
 
 def _finalize(x: np.ndarray) -> np.ndarray:
@@ -90,17 +90,21 @@ def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np
     """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle)."""
     import rensa
 
-    hashes, offsets = shingle_hashes(text, cfg.shingle_words)
-    sig = np.empty((len(text), cfg.num_perm), dtype=np.uint32)
-    # a slice at a time: rensa hands its matrix back as Python lists (about 40 bytes a value)
-    for start in range(0, len(text), _SIGN_ROWS):
-        stop = min(start + _SIGN_ROWS, len(text))
-        lo, hi = int(offsets[start]), int(offsets[stop])
+    n = len(text)
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    has_text = np.empty(n, dtype=bool)
+    # a slice of texts at a time: shingling keeps several arrays of 8 bytes a word alive, and
+    # rensa hands its matrix back as Python lists (about 40 bytes a value); whole 200k-row
+    # groups of long pairs cost gigabytes that way
+    for start in range(0, n, _SIGN_ROWS):
+        stop = min(start + _SIGN_ROWS, n)
+        hashes, offsets = shingle_hashes(text.slice(start, stop - start), cfg.shingle_words)
         matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-            hashes[lo:hi], offsets[start : stop + 1] - offsets[start], cfg.num_perm, cfg.seed
+            hashes, offsets, cfg.num_perm, cfg.seed
         )
         sig[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
-    return sig, np.diff(offsets) > 0
+        has_text[start:stop] = np.diff(offsets) > 0
+    return sig, has_text
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
