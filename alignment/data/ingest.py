@@ -200,8 +200,9 @@ def ingest_file(
     ``path`` is a file or a folder (each file detected on its own). The input is never
     modified. ``earlier``: the dataset's earlier versions, oldest first, for the near-duplicate
     check across versions: each its signature index (``history.earlier_signatures``) or its
-    accepted rows. With the check on, this input's index is written as signatures.parquet. Raises ValidationFailed after writing the outputs when a set-level rule fails,
-    and DataFormatError when a file cannot be read at all.
+    accepted rows. With the check on, this input's index is written as signatures.parquet.
+    Raises ValidationFailed after writing the outputs when a set-level rule fails, and
+    DataFormatError when a file cannot be read at all.
     """
     path = Path(path)
     out_dir = Path(out_dir)

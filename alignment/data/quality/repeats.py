@@ -66,12 +66,14 @@ class RepeatedJudgements:
         self._first: list[np.ndarray] = []
         self._annotators: list[tuple[int, str]] = []
         self._accepted: list[np.ndarray] = []
+        self._last: tuple = ((), np.zeros(0, np.uint64))
 
     def add_judgements(self, records: pa.Table) -> None:
         """Every parsed record of the input, before any rule."""
         if self.mode == "keep" or not records.num_rows:
             return
         keys, first = item_keys(records)
+        self._last = (records.column("id"), keys)
         self._keys.append(keys)
         self._first.append(first)
         meta = records.column("meta")
@@ -84,10 +86,13 @@ class RepeatedJudgements:
                 self._annotators.append((int(keys[i]), who))
 
     def add_accepted(self, accepted: pa.Table) -> None:
-        """The accepted rows, in the order they were written."""
-        if self.mode == "keep":
+        """The items of the accepted rows of the records last given to ``add_judgements``
+        (their keys are taken from there: an id is one item, so nothing is hashed again)."""
+        if self.mode == "keep" or not accepted.num_rows:
             return
-        self._accepted.append(item_keys(accepted)[0] if accepted.num_rows else np.zeros(0, "u8"))
+        ids, keys = self._last
+        mask = pc.is_in(ids, value_set=accepted.column("id").combine_chunks())
+        self._accepted.append(keys[mask.to_numpy(zero_copy_only=False)])
 
     def _items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item keys judged more than once, their judgements, how many prefer the first)."""
