@@ -81,6 +81,7 @@ class IngestConfig(_Strict):
         "openai_preference",
         "llamafactory_v1",
         "argilla",
+        "per_response",
     ] = Field("auto", description="Input format; 'auto' detects it per file.")
     columns: dict[
         Literal[
@@ -91,6 +92,7 @@ class IngestConfig(_Strict):
             "score_rejected",
             "conversations",
             "responses",
+            "response",
             "score",
             "ranking",
         ],
@@ -106,6 +108,12 @@ class IngestConfig(_Strict):
         "quarantine",
         description="A message content part that is not text (image, audio): quarantine its row "
         "as non_text_content, or drop the part and read the text.",
+    )
+    response_score: str | dict[str, float] = Field(
+        "helpfulness",
+        description="One response a row (per_response, as HelpSteer2 ships it): the attribute "
+        "that ranks the responses to a prompt, or weights of a weighted sum, e.g. {helpfulness: "
+        "0.65, correctness: 0.8, coherence: 0.45, complexity: 0.55, verbosity: -0.4}.",
     )
     dataset: str = Field("preferences", description="Dataset name inside the data repository.")
     ranked_pairs: Literal["all", "best_worst"] = Field(

@@ -95,3 +95,10 @@ class QualityConfig(_Strict):
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
     drift: DriftConfig = DriftConfig()
     annotators: AnnotatorConfig = AnnotatorConfig()
+    aggregate_repeats: Literal["soft", "keep", "majority"] = Field(
+        "soft",
+        description="The same pair judged several times (either order): soft: one pair with "
+        "score_chosen = the share of judgements preferring the chosen response (the soft label "
+        "the DPO and reward losses read); majority: one pair oriented by the majority, scores "
+        "unchanged; keep: every accepted row as it is.",
+    )

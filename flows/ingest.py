@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from alignment.config import PipelineConfig, load_config
 from alignment.data.ingest import IngestResult, ingest_file, summary_lines
-from alignment.data.quality.history import earlier_accepted
+from alignment.data.quality.history import earlier_signatures, keep_signatures
 from alignment.data.version import DataVersion, version_dataset
 from alignment.errors import ConfigError, ValidationFailed
 from alignment.workspace import Workspace, remove_dead_partials, unique_dir
@@ -19,7 +19,7 @@ from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 def ingest_task(cfg: PipelineConfig, ws: Workspace, source: Path) -> IngestResult:
     remove_dead_partials(ws.staging)
     out_dir = unique_dir(ws.staging, cfg.ingest.dataset)
-    earlier = earlier_accepted(ws, cfg.ingest.dataset)
+    earlier = earlier_signatures(ws, cfg.ingest.dataset, cfg.quality.near_duplicates)
     return ingest_file(source, out_dir, cfg.ingest, cfg.validation, cfg.split, cfg.quality, earlier)
 
 
@@ -28,9 +28,11 @@ def version_task(
     ws: Workspace, dataset: str, ingest: IngestResult, landing_files: list[dict] | None = None
 ) -> DataVersion:
     with data_versioning_limit(dataset):
-        return version_dataset(
+        version = version_dataset(
             ws, dataset, ingest.accepted_path.parent, landing_files=landing_files
         )
+    keep_signatures(ws, dataset, version.id, ingest.accepted_path.parent)
+    return version
 
 
 def data_versioning_limit(dataset: str):

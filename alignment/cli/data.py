@@ -13,7 +13,7 @@ from alignment.errors import AlignmentError
 def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.data.ingest import ingest_file, summary_lines
-    from alignment.data.quality.history import earlier_accepted
+    from alignment.data.quality.history import earlier_signatures, keep_signatures
     from alignment.errors import ValidationFailed
     from alignment.workspace import Workspace, remove_dead_partials, unique_dir
 
@@ -36,7 +36,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             cfg.validation,
             cfg.split,
             cfg.quality,
-            earlier_accepted(ws, cfg.ingest.dataset),
+            earlier_signatures(ws, cfg.ingest.dataset, cfg.quality.near_duplicates),
         )
     except ValidationFailed as exc:
         print(str(exc), file=sys.stderr)
@@ -54,6 +54,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
         with server_limit(f"version-{cfg.ingest.dataset}", "versioning run"):
             version = version_dataset(ws, cfg.ingest.dataset, out, commit=not args.print_commands)
+        keep_signatures(ws, cfg.ingest.dataset, version.id, out)
         if version.commands:
             print(f"data version {version.id}: added to DVC; record it with:")
             print("\n".join(f"  {command}" for command in version.commands))

@@ -32,6 +32,9 @@ from alignment.data.integrity import file_md5
 from alignment.data.quality.agreement import AnnotatorAgreement
 from alignment.data.quality.agreement_page import write_agreement_page
 from alignment.data.quality.near_duplicates import NearDuplicates
+from alignment.data.quality.repeats import RepeatedJudgements
+from alignment.data.quality.signature_index import FILE as SIGNATURES_FILE
+from alignment.data.quality.signature_index import IndexWriter, KeptSignatures, build_index
 from alignment.data.validate import REJECTED_COLUMNS, Validator
 from alignment.errors import DataFormatError, ValidationFailed
 from alignment.quality_config import QualityConfig
@@ -172,6 +175,18 @@ class _ParquetOut:
         self.tmp.unlink(missing_ok=True)
 
 
+def _rewrite(path: Path, table: pa.Table) -> int:
+    """Replace a written Parquet file with ``table`` (atomically); its row count."""
+    out = _ParquetOut(path, ACCEPTED_SCHEMA)
+    try:
+        out.write(table)
+    except BaseException:
+        out.abort()
+        raise
+    out.close()
+    return out.rows
+
+
 def ingest_file(
     path: Path,
     out_dir: Path,
@@ -184,9 +199,11 @@ def ingest_file(
     """Read, validate and write accepted.parquet, rejected.parquet and report.json to out_dir.
 
     ``path`` is a file or a folder (each file detected on its own). The input is never
-    modified. ``earlier``: the accepted rows of the dataset's earlier versions, oldest first,
-    for the near-duplicate check across versions. Raises ValidationFailed after writing the outputs when a set-level rule fails,
-    and DataFormatError when a file cannot be read at all.
+    modified. ``earlier``: the dataset's earlier versions, oldest first, for the near-duplicate
+    check across versions: each its signature index (``history.earlier_signatures``) or its
+    accepted rows. With the check on, this input's index is written as signatures.parquet.
+    Raises ValidationFailed after writing the outputs when a set-level rule fails, and
+    DataFormatError when a file cannot be read at all.
     """
     path = Path(path)
     out_dir = Path(out_dir)
@@ -197,13 +214,18 @@ def ingest_file(
         raise DataFormatError(f"{path}: input would be overwritten by the ingest outputs")
     split_cfg = split_cfg or SplitConfig()
     quality_cfg = quality_cfg or QualityConfig()
-    near_duplicates = None
+    near_duplicates = index_out = None
     if quality_cfg.near_duplicates.enabled:
         near_duplicates = NearDuplicates(quality_cfg.near_duplicates)
         if quality_cfg.near_duplicates.across_versions:
             for table in earlier:
                 near_duplicates.add_earlier(table)
+        # this input's signatures, kept as they are computed: the next ingest reads them
+        near_duplicates.kept = KeptSignatures(quality_cfg.near_duplicates)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index_out = IndexWriter(out_dir / SIGNATURES_FILE, quality_cfg.near_duplicates)
     agreement = AnnotatorAgreement(quality_cfg.annotators)
+    repeats = RepeatedJudgements(quality_cfg.aggregate_repeats)
     validator = Validator(
         validation_cfg,
         out_dir / "validation",
@@ -221,9 +243,13 @@ def ingest_file(
         records = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         malformed = [m for chunk, _ in group for m in chunk.malformed]
         agreement.add(records)
+        repeats.add_judgements(records)
         accepted, rejected = validator.validate_chunk(records, malformed)
+        repeats.add_accepted(accepted)
         accepted_out.write(accepted)
         rejected_out.write(rejected)
+        if index_out is not None:
+            index_out.write(near_duplicates.kept.take(accepted, near_duplicates))
         group.clear()
 
     try:
@@ -237,10 +263,15 @@ def ingest_file(
                 ranked_pairs=ingest_cfg.ranked_pairs,
                 columns=dict(ingest_cfg.columns),
                 non_text_parts=ingest_cfg.non_text_parts,
+                response_score=ingest_cfg.response_score,
             ),
         ):
             records = chunk.record_table()
-            parsed_rows = pc.count_distinct(records.column("row")).as_py()
+            parsed_rows = (
+                len(chunk.pair_rows)  # one response a row: a pair is made of two rows
+                if chunk.pair_rows is not None
+                else pc.count_distinct(records.column("row")).as_py()
+            )
             rows_with_records += parsed_rows
             if parsed_rows + len(chunk.malformed) != chunk.rows:
                 raise RuntimeError(f"{chunk.source}: rows lost between reading and validation")
@@ -254,9 +285,13 @@ def ingest_file(
     except BaseException:
         accepted_out.abort()
         rejected_out.abort()
+        if index_out is not None:
+            index_out.abort()
         raise
     accepted_path = accepted_out.close()
     rejected_path = rejected_out.close()
+    if index_out is not None:
+        index_out.close()
     validation, docs_path = validator.finish()
     annotators = agreement.report()
     if annotators is not None:
@@ -276,6 +311,17 @@ def ingest_file(
             f"{path}: wrote {accepted_out.rows} accepted and {rejected_out.rows} rejected rows, "
             f"validation counted {validation['accepted']} and {validation['rejected']}"
         )
+    if repeats.summary() is not None:
+        validation["repeats"] = repeats.summary()
+    if repeats.conflicts():
+        # the written rows are this ingest's own output, not the input: rewritten once, whole
+        merged, validation["repeats"] = repeats.aggregate(pq.read_table(accepted_path))
+        accepted_out.rows = _rewrite(accepted_path, merged)
+        validation["accepted"] = accepted_out.rows
+        if index_out is not None:  # the index follows the rows it describes
+            index = build_index(merged, quality_cfg.near_duplicates)
+            pq.write_table(index, index_out.tmp, compression="zstd")
+            index_out.tmp.replace(index_out.path)
     formats = sorted({f.detected_format for f in files})
     detected = formats[0] if len(formats) == 1 else ("mixed" if formats else ingest_cfg.format)
     report = {
@@ -287,6 +333,11 @@ def ingest_file(
         "columns": dict(ingest_cfg.columns),
         "non_text_parts": ingest_cfg.non_text_parts,
         "ranked_pairs": ingest_cfg.ranked_pairs,
+        **(
+            {"response_score": ingest_cfg.response_score}
+            if "per_response" in {f.detected_format for f in files}
+            else {}
+        ),
         "files": [
             {
                 "source": f.source,
@@ -367,6 +418,13 @@ def summary_lines(result: IngestResult) -> list[str]:
             f"{near['flagged']} flagged (policy prompt={near['policy']['prompt']}, "
             f"pair={near['policy']['pair']}); {near['earlier_rows']} rows of earlier versions "
             "compared"
+        )
+    repeated = report.get("repeats")
+    if repeated:
+        lines.append(
+            f"repeats     {repeated['groups']} pairs judged more than once "
+            f"({repeated['judgements']} judgements, {repeated['conflicting']} conflicting): "
+            f"{repeated['merged']} rows merged, labels {repeated['mode']}"
         )
     people = report.get("annotators")
     if people:

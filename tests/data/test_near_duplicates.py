@@ -119,6 +119,8 @@ def test_a_later_version_is_checked_against_earlier_versions(tmp_path):
     near = report["near_duplicates"]
     assert near["earlier_rows"] == 1
     assert near["groups"][0]["representative_in_earlier_version"] is True
+    # each version's signature index was kept beside it, and the next ingest read it
+    assert len(list((ws / "data-repo" / ".signatures" / "prefs").glob("*.parquet"))) == 2
     # switched off, the same batch is accepted whole
     off = ("quality.near_duplicates.across_versions=false", *keep_one)
     _, third, _ = _ingest(tmp_path, rows, ws, *off, name="v3.jsonl", version=False)

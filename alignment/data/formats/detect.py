@@ -27,6 +27,7 @@ FORMATS = (
     "openai_preference",
     "llamafactory_v1",
     "argilla",
+    "per_response",
 )
 # ingest.columns keys renamed onto a row's top level; "score" and "ranking" name keys that the
 # ranked and argilla parsers look up themselves
@@ -38,6 +39,7 @@ MAPPED_COLUMNS = (
     "score_rejected",
     "conversations",
     "responses",
+    "response",
 )
 COLUMN_KEYS = (*MAPPED_COLUMNS, "score", "ranking")
 # rows looked at to detect the format
@@ -58,6 +60,8 @@ def sniff_format(obj: Any) -> str | None:
         return "sharegpt"
     if "responses" in obj and "prompt" in obj:
         return "ranked"
+    if "prompt" in obj and "response" in obj and "chosen" not in obj and "rejected" not in obj:
+        return "per_response"  # one response a row (HelpSteer2): rows of a prompt make pairs
     # UltraFeedback's names; a pair row that carries a completions column stays a pair
     if "completions" in obj and ("prompt" in obj or "instruction" in obj) and "chosen" not in obj:
         return "ranked"
@@ -138,27 +142,33 @@ def _to_records(
 ) -> list[dict]:
     if not isinstance(obj, dict):
         raise _Malformed(f"not_an_object: row is a {type(obj).__name__}, not an object")
-    records = []
-    for prompt, chosen, rejected, rest in _PARSERS[fmt](obj, opts, counts):
-        rest = dict(rest)
-        score_c = _score(rest.pop("score_chosen", None))
-        score_r = _score(rest.pop("score_rejected", None))
-        meta = rest.pop("meta", None)
-        if rest:
-            meta = {"meta": meta, **rest} if meta is not None else rest
-        if meta is not None and not isinstance(meta, str):
-            meta = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
-        records.append(
-            {
-                "id": record_id(prompt, chosen, rejected),
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "source": source,
-                "row": row,
-                "score_chosen": score_c,
-                "score_rejected": score_r,
-                "meta": meta,
-            }
-        )
-    return records
+    return [
+        canonical_record(prompt, chosen, rejected, rest, source, row)
+        for prompt, chosen, rejected, rest in _PARSERS[fmt](obj, opts, counts)
+    ]
+
+
+def canonical_record(
+    prompt: list, chosen: list, rejected: list, rest: dict, source: str, row: int
+) -> dict:
+    """The canonical record of one parsed pair; ``rest`` (the row's other keys, scores among
+    them) becomes its scores and meta."""
+    rest = dict(rest)
+    score_c = _score(rest.pop("score_chosen", None))
+    score_r = _score(rest.pop("score_rejected", None))
+    meta = rest.pop("meta", None)
+    if rest:
+        meta = {"meta": meta, **rest} if meta is not None else rest
+    if meta is not None and not isinstance(meta, str):
+        meta = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
+    return {
+        "id": record_id(prompt, chosen, rejected),
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "source": source,
+        "row": row,
+        "score_chosen": score_c,
+        "score_rejected": score_r,
+        "meta": meta,
+    }

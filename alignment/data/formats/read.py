@@ -17,6 +17,7 @@ from alignment.data.formats.detect import (
     apply_columns,
 )
 from alignment.data.formats.files import MAX_ROW_BYTES, _iter_rows, _suffixes
+from alignment.data.formats.per_response import per_response_chunks
 from alignment.data.formats.records import (
     Chunk,
     FileInfo,
@@ -126,6 +127,9 @@ def _file_chunks(
             raise _no_format_error(file, parsed)
         rows = itertools.chain(head, rows)
     info.detected_format = fmt or "unknown"
+    if fmt == "per_response":
+        yield from per_response_chunks(rows, source, info, opts, chunk_rows)
+        return
     if (
         fmt in _FAST_FORMATS
         and _suffixes(file)[0] in (".jsonl", ".ndjson")

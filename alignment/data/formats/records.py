@@ -154,6 +154,9 @@ class Chunk:
     rows: int  # input rows this chunk covers
     source: str
     table: Any = None  # pa.Table | None
+    # input row -> ids of the pairs it went into, where a pair is made of several rows (one
+    # response a row); None where each record comes from one row (its ``row``)
+    pair_rows: dict[int, list[str]] | None = None
 
     def record_table(self) -> Any:
         """Every record of the chunk as one table (RECORDS_SCHEMA), in input order."""
@@ -195,3 +198,5 @@ class ReadOptions:
     columns: dict[str, str] = field(default_factory=dict)
     # a non-text content part (image, audio): "quarantine" its row or "drop" the part
     non_text_parts: str = "quarantine"
+    # one response a row: the attribute that ranks responses, or weights of a weighted sum
+    response_score: str | dict[str, float] = "helpfulness"

@@ -34,6 +34,7 @@ RULES = {
     "(quality.near_duplicates.pair_threshold); quarantined under keep_one",
 }
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_SIGN_ROWS = 16384  # texts shingled and signed at a time
 
 
 def _finalize(x: np.ndarray) -> np.ndarray:
@@ -89,12 +90,21 @@ def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np
     """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle)."""
     import rensa
 
-    hashes, offsets = shingle_hashes(text, cfg.shingle_words)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        hashes, offsets, cfg.num_perm, cfg.seed
-    )
-    sig = np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(text), cfg.num_perm)
-    return sig, np.diff(offsets) > 0
+    n = len(text)
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    has_text = np.empty(n, dtype=bool)
+    # a slice of texts at a time: shingling keeps several arrays of 8 bytes a word alive, and
+    # rensa hands its matrix back as Python lists (about 40 bytes a value); whole 200k-row
+    # groups of long pairs cost gigabytes that way
+    for start in range(0, n, _SIGN_ROWS):
+        stop = min(start + _SIGN_ROWS, n)
+        hashes, offsets = shingle_hashes(text.slice(start, stop - start), cfg.shingle_words)
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            hashes, offsets, cfg.num_perm, cfg.seed
+        )
+        sig[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
+        has_text[start:stop] = np.diff(offsets) > 0
+    return sig, has_text
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
@@ -106,6 +116,15 @@ def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
         if 1 - (1 - threshold**rows) ** bands >= 0.99:
             best = (bands, rows)
     return best
+
+
+@dataclass
+class Units:
+    """Texts as the check uses them: 8-bit MinHash values, LSH band hashes, whether any shingle."""
+
+    sig8: np.ndarray  # (n, num_perm) uint8
+    bands: np.ndarray  # (n, bands) uint64
+    has_text: np.ndarray  # (n,) bool
 
 
 @dataclass
@@ -129,6 +148,11 @@ class _Index:
                 x = _finalize(x * _MIX + sig[:, b * self.rows + j].astype(np.uint64))
             out[:, b] = x
         return out
+
+    def units(self, text: pa.Array, cfg: NearDuplicateConfig) -> Units:
+        """Sign texts: their 8-bit values and this index's band hashes."""
+        sig, has_text = signatures(text, cfg)
+        return Units((sig & 0xFF).astype(np.uint8), self.band_hashes(sig), has_text)
 
     def signature(self, key: int) -> np.ndarray:
         for first, values in self.sigs:
@@ -172,6 +196,30 @@ class _Index:
                 self.band_keys.append(keys_b[first])
 
 
+class _TableRows:
+    """Rows of a records table; their texts are signed when the check asks for them."""
+
+    def __init__(self, table: pa.Table, cfg: NearDuplicateConfig):
+        self.table, self.cfg = table, cfg
+        self.ids = table.column("id").to_pylist()
+        self.prompt_text = _joined(table.column("prompt"))
+        digests = sha256_digests(messages_json(table.column("prompt")))
+        exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+        self.exact, self.buckets = exact, digest_buckets(digests)
+
+    def prompt_units(self, index: _Index, rows: list[int]) -> Units:
+        return index.units(self.prompt_text.take(pa.array(rows, pa.int64())), self.cfg)
+
+    def pair_units(self, index: _Index, rows: list[int]) -> Units:
+        pair_text = pc.binary_join_element_wise(
+            self.prompt_text,
+            _joined(self.table.column("chosen")),
+            _joined(self.table.column("rejected")),
+            "\n",
+        )
+        return index.units(pair_text.take(pa.array(rows, pa.int64())), self.cfg)
+
+
 def _similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Jaccard estimate from 8-bit MinHash values, chance matches (1 in 256) taken out."""
     match = float(np.mean(a == b))
@@ -207,19 +255,29 @@ class NearDuplicates:
         self.groups: dict[tuple[str, str], list[dict]] = {}
         self.split_buckets: dict[str, float] = {}
         self.counts = {"quarantined": 0, "flagged": 0, "split_conflicts": 0, "earlier_rows": 0}
+        # the signatures of this input's rows, kept for its signature index (``keep_signatures``)
+        self.kept = None
 
     def add_earlier(self, table: pa.Table) -> None:
-        """Index the accepted rows of an earlier version (rows seen before are skipped)."""
+        """Index an earlier version: its accepted rows, or its signature index
+        (``signature_index``), which gives the same state without signing the texts again."""
         ids = table.column("id").to_pylist()
         fresh = np.array([i not in self.earlier_ids for i in ids], dtype=bool)
         self.earlier_ids.update(ids)
         if fresh.any():
-            self._run(table.filter(pa.array(fresh)), record=False)
+            table = table.filter(pa.array(fresh))
+            if "prompt_sig8" in table.column_names:
+                from alignment.data.quality.signature_index import SignedRows
+
+                rows = SignedRows(table, self.cfg, self.indexes)
+            else:
+                rows = _TableRows(table, self.cfg)
+            self._run(rows, record=False)
             self.counts["earlier_rows"] += int(fresh.sum())
 
     def check(self, table: pa.Table) -> dict[int, list[str]]:
         """Reasons to quarantine, by row position of ``table``; flagged rows are recorded."""
-        return self._run(table, record=True) if table.num_rows else {}
+        return self._run(_TableRows(table, self.cfg), record=True) if table.num_rows else {}
 
     def group_of(self, prompt: int) -> int:
         """The first prompt of the group a prompt belongs to."""
@@ -227,28 +285,20 @@ class NearDuplicates:
             prompt = parent
         return prompt
 
-    def _run(self, table: pa.Table, record: bool) -> dict[int, list[str]]:
-        ids = table.column("id").to_pylist()
-        prompt_text = _joined(table.column("prompt"))
-        digests = sha256_digests(messages_json(table.column("prompt")))
-        exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
-        prompts = self._prompts(ids, exact.tolist(), digest_buckets(digests), prompt_text, record)
+    def _run(self, source, record: bool) -> dict[int, list[str]]:
+        ids = source.ids
+        prompts = self._prompts(source, record)
         found: dict[int, tuple[str, str, float]] = {}  # row -> (kind, id it repeats, similarity)
         for i, p in enumerate(prompts):
             if (match := self.prompt_match.get(p)) is not None:
                 found[i] = ("prompt", self.prompt_row_id[match.key], match.similarity)
         dropped = np.array([p in self.prompt_dropped for p in prompts], dtype=bool)
         if "pair" in self.indexes:
-            pair_text = pc.binary_join_element_wise(
-                prompt_text,
-                _joined(table.column("chosen")),
-                _joined(table.column("rejected")),
-                "\n",
-            )
-            self._pairs(ids, prompts, pair_text, ~dropped, found, record)
+            self._pairs(source, prompts, ~dropped, found, record)
         if not record:
             return {}
         reasons: dict[int, list[str]] = {}
+        table = source.table
         rows, sources = table.column("row").to_pylist(), table.column("source").to_pylist()
         for i, (kind, of, sim) in sorted(found.items()):
             policy = self.cfg.prompt_policy if kind == "prompt" else self.cfg.pair_policy
@@ -274,11 +324,12 @@ class NearDuplicates:
             key = parent
         return key
 
-    def _prompts(self, ids, exact, buckets, prompt_text, record) -> list[int]:
+    def _prompts(self, source, record) -> list[int]:
         """The prompt key of each row; each new prompt is matched against every earlier one."""
+        ids, buckets = source.ids, source.buckets
         keys: list[int] = []
         new_rows: list[int] = []
-        for i, h in enumerate(exact):
+        for i, h in enumerate(source.exact.tolist()):
             p = self.prompt_of.get(h)
             if p is None:
                 p = self.prompt_of[h] = len(self.prompt_parent)
@@ -287,12 +338,17 @@ class NearDuplicates:
                 self.prompt_bucket.append(float(buckets[i]))
                 new_rows.append(i)
             keys.append(p)
+        if self.kept is not None and record:
+            self.kept.rows(ids, source.exact, buckets)
         index = self.indexes.get("prompt")
         if index is None or not new_rows:
             return keys
         drop = record and self.cfg.prompt_policy == "keep_one"
         new_keys = [keys[i] for i in new_rows]
-        matches = self._match(index, prompt_text.take(pa.array(new_rows)), None, drop)
+        units = source.prompt_units(index, new_rows)
+        if self.kept is not None and record:
+            self.kept.prompts(source.exact[new_rows], units)
+        matches = self._match(index, units, None, drop)
         for p, match in zip(new_keys, matches, strict=True):
             if match is not None:
                 self.prompt_match[p] = match
@@ -301,8 +357,9 @@ class NearDuplicates:
                     self.prompt_dropped.add(p)
         return keys
 
-    def _pairs(self, ids, prompts, pair_text, candidates, found, record) -> None:
+    def _pairs(self, source, prompts, candidates, found, record) -> None:
         """Match each pair (rows not already quarantined by prompt) against every earlier one."""
+        ids = source.ids
         index = self.indexes["pair"]
         rows = np.flatnonzero(candidates).tolist()
         first = len(self.pair_id)
@@ -313,7 +370,10 @@ class NearDuplicates:
             return
         drop = record and self.cfg.pair_policy == "keep_one"
         same = [ids[i] for i in rows]
-        matches = self._match(index, pair_text.take(pa.array(rows)), same, drop)
+        units = source.pair_units(index, rows)
+        if self.kept is not None and record:
+            self.kept.pairs(same, units)
+        matches = self._match(index, units, same, drop)
         for n, (i, match) in enumerate(zip(rows, matches, strict=True)):
             if match is None:
                 continue
@@ -329,21 +389,19 @@ class NearDuplicates:
             elif record:
                 self.counts["split_conflicts"] += 1
 
-    def _match(self, index: _Index, text: pa.Array, ids: list[str] | None, drop: bool):
+    def _match(self, index: _Index, units: Units, ids: list[str] | None, drop: bool):
         """For each new unit, in order, the earlier unit it repeats (or None); then index them.
 
         ``ids``: the record ids of pairs, so a row of an earlier version is not its own match.
         """
-        sig, has_text = signatures(text, self.cfg)
-        sig8 = (sig & 0xFF).astype(np.uint8)
-        bands = index.band_hashes(sig)
+        sig8, bands, has_text = units.sig8, units.bands, units.has_text
         earlier = index.earlier_candidates(bands)
         # new units that share a band with another new unit: settled one by one, in order
         suspect = np.array([bool(c) for c in earlier], dtype=bool)
         for b in range(index.bands):
             suspect |= pd.Series(bands[:, b]).duplicated(keep=False).to_numpy()
         base = index.size
-        matches: list[_Match | None] = [None] * len(sig)
+        matches: list[_Match | None] = [None] * len(sig8)
         indexed = has_text.copy()
         local: dict[tuple[int, int], int] = {}
         for i in np.flatnonzero(has_text & suspect).tolist():
