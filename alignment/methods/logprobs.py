@@ -7,6 +7,7 @@ the completion tokens (the answer being scored) and 0 on prompt and padding.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,10 @@ def add_full_vocab_lm_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)
     `add_fused_lm_head`, which it replaces. TRL tiles the LM head and recomputes the logits in
     its backward to save memory; on a CPU that tiling costs most of a DPO step. Here the head
     projects only the scored (completion) positions, once, and autograd keeps the
-    [completion tokens x vocab] log-softmax: more memory, a fraction of the time. `outputs`
-    names the extra metrics to fill (entropy, mean_logits, is_top1, log_sum_sq_probs); they are
-    computed without gradient from the same logits.
+    [completion tokens x vocab] softmax: more memory, a fraction of the time. `outputs` names the
+    extra metrics to fill (entropy, mean_logits, is_top1, log_sum_sq_probs); they are computed
+    without gradient from the same logits, the entropy from the softmax the backward keeps.
     """
-    import functools
     import types
 
     import torch
@@ -158,26 +158,26 @@ def add_full_vocab_lm_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)
         mask = targets != -100
         # The head as a module call, so ZeRO-3 gathers its weight and LoRA on it applies.
         logits = self.get_output_embeddings()(hidden[mask]).float()
-        token_logps = torch.log_softmax(logits, dim=-1)
-        picked = token_logps.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+        picked, entropy, log_sum_sq_probs = _selected_log_softmax().apply(
+            logits, targets[mask], "entropy" in outputs, "log_sum_sq_probs" in outputs
+        )
 
         def spread(values: torch.Tensor) -> torch.Tensor:
             # masked_scatter keeps the result attached to the graph even when nothing is scored.
             return values.new_zeros(mask.shape).masked_scatter(mask, values)
 
-        extra: dict[str, torch.Tensor | None] = dict.fromkeys(
-            ("entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
-        )
+        extra: dict[str, torch.Tensor | None] = {
+            "entropy": None if entropy is None else spread(entropy),
+            "log_sum_sq_probs": None if log_sum_sq_probs is None else spread(log_sum_sq_probs),
+            "mean_logits": None,
+            "is_top1": None,
+        }
         with torch.no_grad():
-            if "entropy" in outputs:
-                extra["entropy"] = spread(-(token_logps.exp() * token_logps).sum(-1))
             if "mean_logits" in outputs:
                 extra["mean_logits"] = spread(logits.mean(-1))
             if "is_top1" in outputs:
                 is_top1 = logits.argmax(-1) == targets[mask]
                 extra["is_top1"] = torch.zeros_like(mask).masked_scatter(mask, is_top1)
-            if "log_sum_sq_probs" in outputs:
-                extra["log_sum_sq_probs"] = spread(torch.logsumexp(2 * token_logps, dim=-1))
         log_probs = spread(picked)
         count = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
         return FusedCausalLMOutput(
@@ -185,6 +185,50 @@ def add_full_vocab_lm_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)
         )
 
     model.forward = types.MethodType(forward, model)
+
+
+@functools.cache
+def _selected_log_softmax() -> type:
+    """The autograd function behind the full-vocabulary head (built on first use: torch is lazy)."""
+    import torch
+
+    class SelectedLogSoftmax(torch.autograd.Function):
+        """log p(target) from [positions x vocab] logits by one log-softmax, and the entropy.
+
+        d log p_t / d z = onehot(t) - p. The backward keeps the softmax p; the entropy, -sum p log p,
+        needs the same p, so the two share one exponential pass. Autograd's own log-softmax
+        backward would exponentiate a second time, and the gather before it would allocate and
+        fill a [positions x vocab] gradient of zeros.
+        """
+
+        @staticmethod
+        def forward(ctx, logits, targets, with_entropy: bool, with_log_sum_sq: bool):
+            ctx.set_materialize_grads(False)
+            token_logps = torch.log_softmax(logits, dim=-1)
+            picked = token_logps.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            entropy = log_sum_sq = probs = None
+            if with_entropy or ctx.needs_input_grad[0]:
+                probs = token_logps.exp()
+            if with_entropy:
+                # one dot product per position; autocast would run it in half precision
+                with torch.autocast(logits.device.type, enabled=False):
+                    entropy = torch.bmm(probs.unsqueeze(1), token_logps.unsqueeze(2)).view(-1).neg()
+            if with_log_sum_sq:
+                log_sum_sq = torch.logsumexp(2 * token_logps, dim=-1)
+            ctx.mark_non_differentiable(*(x for x in (entropy, log_sum_sq) if x is not None))
+            ctx.save_for_backward(probs if ctx.needs_input_grad[0] else None, targets)
+            return picked, entropy, log_sum_sq
+
+        @staticmethod
+        def backward(ctx, grad_picked, *_):
+            probs, targets = ctx.saved_tensors
+            if grad_picked is None or probs is None:
+                return None, None, None, None
+            grad = probs * grad_picked.neg().unsqueeze(-1)
+            grad.scatter_add_(-1, targets.unsqueeze(-1), grad_picked.unsqueeze(-1))
+            return grad, None, None, None
+
+    return SelectedLogSoftmax
 
 
 def plain_head_supported(model: Any) -> bool:

@@ -131,6 +131,36 @@ def test_loss_and_gradient_equal_stock_trl_on_the_same_batch(
         assert our_m[key] == pytest.approx(stock_m[key], abs=1e-4), key
 
 
+def test_a_step_is_one_forward_over_both_answers_and_the_head_sees_only_their_tokens(
+    stock_and_platform,
+):
+    """No reference forward, no separate chosen and rejected passes, no padding or prompt
+    positions through the vocabulary projection: the work the floor does, counted."""
+    _, ours, _ = stock_and_platform
+    ours.loss_types, ours.label_smoothing = ["sigmoid"], 0.0
+    ours.model.train()
+    calls: dict[str, list] = {"backbone": [], "head": []}
+    hooks = [
+        ours.model.base_model.register_forward_hook(
+            lambda m, args, kwargs, out: calls["backbone"].append(kwargs["input_ids"].shape),
+            with_kwargs=True,
+        ),
+        ours.model.get_output_embeddings().register_forward_hook(
+            lambda m, args, out: calls["head"].append(args[0].shape)
+        ),
+    ]
+    try:
+        batch = _batch(ours)
+        ours.compute_loss(ours.model, batch).backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scored = int(batch["completion_mask"][:, 1:].sum())
+    assert calls["backbone"] == [batch["input_ids"].shape]  # 4 chosen + 4 rejected rows, once
+    assert batch["input_ids"].shape[0] == 8
+    assert calls["head"] == [(scored, ours.model.config.hidden_size)]
+
+
 def test_soft_labels_are_conservative_dpo_with_each_pairs_own_smoothing(stock_and_platform):
     import math
 
