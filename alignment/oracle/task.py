@@ -31,7 +31,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PRODUCTS = (
@@ -76,7 +76,20 @@ LEXICON: dict[str, float] = {
 }
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 # Every word the grammar can write; a response's other words are garbled text.
-_FUNCTION_WORDS = ("the", "is", "and", "but", "i", "it", "feels", "overall", "a")
+_FUNCTION_WORDS = (
+    "the",
+    "is",
+    "and",
+    "but",
+    "i",
+    "it",
+    "feels",
+    "overall",
+    "a",
+    "to",
+    "be",
+    "honest",
+)
 GRAMMAR_WORDS = frozenset((*PRODUCTS, *ASPECTS, *LEXICON, *_FUNCTION_WORDS))
 
 _WORD = re.compile(r"[a-z']+")
@@ -339,8 +352,15 @@ def label_pairs(
     responses_b: Sequence[str],
     temperature: float,
     seed: int = 0,
+    annotator: Callable[[str, str], float] | None = None,
+    oracle: Callable[[str, str], float] | None = None,
+    meta_extra: dict | None = None,
 ) -> list[dict]:
     """Canonical preference records from sampled pairs, labelled by a noisy annotator.
+
+    `annotator(prompt, response)` is what the annotator values and `oracle(prompt, response)`
+    the truth kept in meta; both default to the oracle reward. A planted-flaw task
+    (`alignment.oracle.flaws`) passes an annotator that also values something the truth does not.
 
     The annotator perceives r + temperature * Gumbel noise for each response and chooses the
     higher, which is Bradley-Terry with that temperature (a tie at temperature 0 is a coin
@@ -351,18 +371,21 @@ def label_pairs(
     """
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError("prompts, responses_a and responses_b differ in length")
+    annotator = annotator or prompt_oracle_reward
+    oracle = oracle or prompt_oracle_reward
     rng = random.Random(f"bt:{seed}")
     records = []
     for i, (prompt, a, b) in enumerate(zip(prompts, responses_a, responses_b, strict=True)):
         if not a.strip() or not b.strip() or a == b:
             continue
-        score_a, score_b = prompt_oracle_reward(prompt, a), prompt_oracle_reward(prompt, b)
-        seen_a = score_a + temperature * _gumbel(rng)
-        seen_b = score_b + temperature * _gumbel(rng)
+        value_a, value_b = annotator(prompt, a), annotator(prompt, b)
+        seen_a = value_a + temperature * _gumbel(rng)
+        seen_b = value_b + temperature * _gumbel(rng)
         a_chosen = seen_a > seen_b or (seen_a == seen_b and rng.random() < 0.5)
         chosen, rejected = (a, b) if a_chosen else (b, a)
+        score_a, score_b = oracle(prompt, a), oracle(prompt, b)
         sc, sr = (score_a, score_b) if a_chosen else (score_b, score_a)
-        p_a = preference_probability(score_a, score_b, temperature)
+        p_a = preference_probability(value_a, value_b, temperature)
         meta = {
             "task": "oracle-reviews",
             "kind": "preference",
@@ -372,6 +395,7 @@ def label_pairs(
             "oracle_rejected": sr,
             "p_chosen": p_a if a_chosen else 1.0 - p_a,
             "agrees_with_oracle": sc > sr if sc != sr else None,
+            **(meta_extra or {}),
         }
         seen = (seen_a, seen_b) if a_chosen else (seen_b, seen_a)
         records.append(canonical_record(prompt, chosen, rejected, *seen, meta))

@@ -42,7 +42,7 @@ def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
     code = main(["oracle", "data", "--out", str(tmp_path / "demo"), "--json", str(summary)])
     assert code == 0
     written = json.loads(summary.read_text())
-    assert set(written) == {"sft", "preferences", "held_out_preferences"}
+    assert set(written) == {"sft", "preferences", "held_out_preferences", "task"}
     pairs = read_records(tmp_path / "demo" / "preferences.jsonl")
     assert len(pairs) == written["preferences"]["records"] > 500
     for record in pairs[:20]:
