@@ -422,6 +422,8 @@ PATH_FIELDS = (
     ("evaluation", "prompts"),
     ("evaluation", "constitution"),
     ("train", "ppo", "guard", "held_out_reward_model"),
+    ("train", "rloo", "guard", "held_out_reward_model"),
+    ("train", "grpo", "guard", "held_out_reward_model"),
 )
 
 
