@@ -23,7 +23,8 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
     settings = ex.OracleSettings(seed=0, pairs_per_prompt=4, eval_samples_per_prompt=4)
 
     prepared = ex.prepare(root / "run", cfg, settings)
-    assert prepared.label_agreement > 0.9  # BT noise at temperature 0.1 flips few labels
+    # BT noise at temperature 0.1 flips some labels: the closest rewards differ by 1/6 (p = 0.84)
+    assert prepared.label_agreement > 0.8
     base = ex.baseline(prepared.sft_model, settings, "test")
     sft = ex.evaluate(prepared.sft_model, prepared.sft_model, base, settings)
     # the SFT policy writes reviews of every sentiment: near-neutral on average
