@@ -155,9 +155,9 @@ def figure(method: str, runs: dict, path: Path) -> Path:
     proxy_axis.axvline(
         metrics["guard/kept_step"], color="g", linestyle="-", label="kept checkpoint"
     )
-    fig.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"reward hacking, {method}: proxy vs oracle", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(loc="lower center", ncol=4, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     plt.close(fig)
