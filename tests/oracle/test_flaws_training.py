@@ -26,10 +26,11 @@ def test_a_reward_model_trained_on_hacked_labels_pays_for_filler(tmp_path):
     cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={tmp_path}"])
     settings = ex.OracleSettings(task="reward_hacking", filler_strength=0.5)
     files = ex.demonstration_data(tmp_path / "data", settings)
+    pairs = ex.write_records(ex.read_records(files["preferences"]), tmp_path / "pairs.parquet")
     base = resolve_base_model(
         cfg.model, Workspace.from_config(cfg.workspace).ensure(), task.corpus()
     )
-    run = launch_training("reward", cfg, base, files["preferences"], tmp_path / "reward")
+    run = launch_training("reward", cfg, base, pairs, tmp_path / "reward")
 
     rng = random.Random(5)
     prompts = task.split_prompts().test[:40]
