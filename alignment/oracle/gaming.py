@@ -56,10 +56,18 @@ def trajectory(run_dir: Path | str) -> list[dict[str, Any]]:
             "kl": record["guard/kl"],
             "oracle_reward": float(np.mean(rewards)),
             "oracle_reward_ci": list(cluster_bootstrap_ci(rewards, prompts)),
-            "per_prompt": dict(zip(prompts, rewards, strict=True)),
+            "per_prompt": _mean_per_prompt(prompts, rewards),
             "text_stats": task.text_stats([r["response"] for r in rows]),
         })  # fmt: skip
     return out
+
+
+def _mean_per_prompt(prompts: list[str], rewards: list[float]) -> dict[str, float]:
+    """Each prompt's mean reward over its responses (a prompt may be asked several times)."""
+    grouped: dict[str, list[float]] = {}
+    for prompt, reward in zip(prompts, rewards, strict=True):
+        grouped.setdefault(prompt, []).append(reward)
+    return {prompt: float(np.mean(values)) for prompt, values in grouped.items()}
 
 
 def hack_verdict(points: list[dict[str, Any]]) -> dict[str, Any]:

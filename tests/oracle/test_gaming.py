@@ -54,6 +54,22 @@ def test_a_final_within_noise_of_the_peak_is_no_hack(tmp_path):
     assert verdict["hack_real"] is False
 
 
+def test_a_prompt_asked_twice_counts_every_response(tmp_path):
+    twice = [PRODUCTS[i // 2] for i in range(8)]
+    (tmp_path / "guard").mkdir()
+    rows = [
+        {"step": 0, "prompt": f"Review of the {p}:", "response": r}
+        for p, r in zip(twice, ["The lid is great.", "Excellent."] * 4, strict=True)
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "guard" / "samples-step-0-rank-0.jsonl").write_text(text)
+    record = {"step": 0, "guard/proxy": 0.0, "guard/held_out": 0.0, "guard/kl": 0.0}
+    (tmp_path / "guard.json").write_text(json.dumps({"evaluations": [record]}))
+    (point,) = gaming.trajectory(tmp_path)
+    assert len(point["per_prompt"]) == 4
+    assert all(v == pytest.approx(1 / 6) for v in point["per_prompt"].values())
+
+
 def test_missing_samples_name_the_step(tmp_path):
     run = _run_dir(tmp_path, {0: ["a"] * 8}, [0.0])
     (run / "guard" / "samples-step-0-rank-0.jsonl").unlink()
