@@ -93,6 +93,17 @@ def honest_relabel(prepared, settings, out: Path) -> Path:
     return write_records(honest, out)
 
 
+def guard_prompts(prepared, out: Path) -> Path:
+    """One record per test prompt (the test pairs repeat each prompt): the guard's held-out
+    prompts, so its evaluations cover as many distinct prompts as there are."""
+    from alignment.oracle.experiment import read_records, write_records
+
+    seen: dict[str, dict] = {}
+    for record in read_records(prepared.test_pairs):
+        seen.setdefault(record["prompt"][-1]["content"], record)
+    return write_records(list(seen.values()), out)
+
+
 def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, seed: int) -> dict:
     """One unguarded and one guarded run of `method` against the flawed reward model; both
     trajectories scored by the oracle."""
@@ -107,7 +118,8 @@ def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, 
         })  # fmt: skip
         result = launch_training(
             method, run_cfg, prepared.sft_model, prepared.preferences,
-            prepared.workdir / f"{method}-{name}-seed{seed}", eval_path=prepared.test_pairs,
+            prepared.workdir / f"{method}-{name}-seed{seed}",
+            eval_path=guard_prompts(prepared, prepared.workdir / "guard_prompts.parquet"),
             on_progress=_quiet, reward_model_path=flawed_rm,
         )  # fmt: skip
         points = gaming.trajectory(result.output_dir.parent)

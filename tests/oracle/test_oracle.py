@@ -20,7 +20,9 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("oracle")
     cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={root}"])
-    settings = ex.OracleSettings(seed=0, pairs_per_prompt=4, eval_samples_per_prompt=4)
+    settings = ex.OracleSettings(seed=0, pairs_per_prompt=8, eval_samples_per_prompt=4)
+    # the topic oracle's finer steps need more of DPO than the lexicon mean did
+    dpo_cfg = ex.with_overrides(cfg, {"train.dpo.num_train_epochs": 4})
 
     prepared = ex.prepare(root / "run", cfg, settings)
     # BT noise at temperature 0.1 flips some labels: the closest rewards differ by 1/6 (p = 0.84)
@@ -34,7 +36,7 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
     # DPO and the reward model both start from the SFT policy: two jobs at once, so that one's
     # start-up (imports, building the trainer) overlaps the other's training
     with ThreadPoolExecutor(2) as pool:
-        dpo_job = pool.submit(ex.train, "dpo", prepared, cfg, "dpo")
+        dpo_job = pool.submit(ex.train, "dpo", prepared, dpo_cfg, "dpo")
         reward_job = pool.submit(ex.train, "reward", prepared, cfg, "reward")
         reward_run = reward_job.result()
         ppo_job = pool.submit(
@@ -48,8 +50,12 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
     assert rm["accuracy_vs_oracle"] > 0.6, rm
 
     for name, policy in (("dpo", dpo), ("ppo", ppo)):
-        assert policy["oracle_reward"] > sft["oracle_reward"] + 0.25, (name, policy, sft)
-        assert policy["win_rate_vs_sft"] > 0.65, (name, policy)
+        figures = ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "unique_response_rate",
+                   "distinct_2", "length_mean")  # fmt: skip
+        print(name, {k: round(policy[k], 3) for k in figures}, "rm", rm["accuracy_vs_oracle"])
+        # a third of the oracle's range is one more positive topic in every review
+        assert policy["oracle_reward"] > sft["oracle_reward"] + 0.15, (name, policy, sft)
+        assert policy["win_rate_vs_sft"] > 0.6, (name, policy)
         assert 0.0 < policy["kl_to_sft"] < 40.0, (name, policy)
         # the reward is not bought with degenerate text
         assert policy["empty_rate"] < 0.05, (name, policy)
