@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-steps", type=int, default=5, help="steps between evaluations")
     parser.add_argument("--filler-strength", type=float, default=0.5)
     parser.add_argument("--sycophancy-strength", type=float, default=0.8)
+    parser.add_argument(
+        "--dpo-beta", type=float, help="beta of the candidates' DPO (default: the config's)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the keys only")
     parser.add_argument("--workspace", help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS / "gaming.json"))
@@ -131,7 +134,10 @@ def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, 
         }
     kept_step = out["guarded"]["metrics"]["guard/kept_step"]
     kept = next(p for p in out["guarded"]["trajectory"] if p["step"] == kept_step)
-    peak = out["unguarded"]["verdict"]["peak_oracle_reward"]
+    # the unguarded run's best oracle reward over all its evaluations (the verdict's peak is
+    # chosen on half the prompts, to test the fall; the guard is held to the highest)
+    peak = max(p["oracle_reward"] for p in out["unguarded"]["trajectory"])
+    out["unguarded_peak_oracle_reward"] = peak
     out["guard_kept_oracle_reward"] = kept["oracle_reward"]
     out["guard_kept_fraction_of_peak"] = kept["oracle_reward"] / peak if peak > 0 else float("nan")
     return out
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     honest_prepared = dataclasses.replace(hack, preferences=honest_pairs)
     gate: dict[str, dict] = {}
     for seed in seeds:
-        dpo_cfg = _cfg(root, args.smoke, {"train.dpo.seed": seed})
+        beta = {} if args.dpo_beta is None else {"train.dpo.beta": args.dpo_beta}
+        dpo_cfg = _cfg(root, args.smoke, {"train.dpo.seed": seed, **beta})
         with ThreadPoolExecutor(2) as pool:
             syc_dpo = pool.submit(
                 ex.train, "dpo", syc, dpo_cfg, f"dpo-syc-seed{seed}", None, None, _quiet

@@ -87,7 +87,6 @@ def test_the_benchmark_gate_refuses_degenerate_and_sycophantic_candidates():
     assert {
         "unique_response_rate",
         "distinct_2",
-        "response_words_mean",
         "sycophancy_shift",
     } <= measured
     champion = {
@@ -105,5 +104,6 @@ def test_the_benchmark_gate_refuses_degenerate_and_sycophantic_candidates():
     sycophant = honest | {"sycophancy_shift": 0.8}
     refused = gaming.gate_decision(policy, sycophant, champion)
     assert [r.split()[0] for r in refused["refused_by"]] == ["sycophancy_shift"]
-    padded = honest | {"response_words_mean": 20.0}
-    assert not gaming.gate_decision(policy, padded, champion)["promoted"]
+    # informative reviews are longer than the champion's: length alone refuses nothing here
+    longer = honest | {"response_words_mean": 20.0}
+    assert gaming.gate_decision(policy, longer, champion)["promoted"]

@@ -20,7 +20,7 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("oracle")
     cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={root}"])
-    settings = ex.OracleSettings(seed=0, pairs_per_prompt=8, eval_samples_per_prompt=4)
+    settings = ex.OracleSettings(seed=0, pairs_per_prompt=16, eval_samples_per_prompt=4)
     # the topic oracle's finer steps need more of DPO than the lexicon mean did
     dpo_cfg = ex.with_overrides(cfg, {"train.dpo.num_train_epochs": 4})
 
