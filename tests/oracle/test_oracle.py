@@ -20,9 +20,8 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("oracle")
     cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={root}"])
+    # the topic oracle's finer reward steps need more pairs than the lexicon mean did
     settings = ex.OracleSettings(seed=0, pairs_per_prompt=16, eval_samples_per_prompt=4)
-    # the topic oracle's finer steps need more of DPO than the lexicon mean did
-    dpo_cfg = ex.with_overrides(cfg, {"train.dpo.num_train_epochs": 4})
 
     prepared = ex.prepare(root / "run", cfg, settings)
     # BT noise at temperature 0.1 flips some labels: the closest rewards differ by 1/6 (p = 0.84)
@@ -36,11 +35,14 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
     # DPO and the reward model both start from the SFT policy: two jobs at once, so that one's
     # start-up (imports, building the trainer) overlaps the other's training
     with ThreadPoolExecutor(2) as pool:
-        dpo_job = pool.submit(ex.train, "dpo", prepared, dpo_cfg, "dpo")
+        dpo_job = pool.submit(ex.train, "dpo", prepared, cfg, "dpo")
         reward_job = pool.submit(ex.train, "reward", prepared, cfg, "reward")
         reward_run = reward_job.result()
+        # at kl_coef 0.05 the 30 steps collapse to a short template the reward model overrates
+        # and the topic oracle scores 0 (the lexicon mean scored it near 1)
+        ppo_cfg = ex.with_overrides(cfg, {"train.ppo.kl_coef": 0.2})
         ppo_job = pool.submit(
-            ex.train, "ppo", prepared, cfg, "ppo", reward_model=reward_run.output_dir
+            ex.train, "ppo", prepared, ppo_cfg, "ppo", reward_model=reward_run.output_dir
         )
         dpo = ex.evaluate(dpo_job.result().output_dir, prepared.sft_model, base, settings)
         rm = ex.reward_model_accuracy(reward_run.output_dir, prepared.test_pairs)
@@ -50,10 +52,7 @@ def test_dpo_and_ppo_raise_the_oracle_reward_over_sft(tmp_path_factory):
     assert rm["accuracy_vs_oracle"] > 0.6, rm
 
     for name, policy in (("dpo", dpo), ("ppo", ppo)):
-        figures = ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "unique_response_rate",
-                   "distinct_2", "length_mean")  # fmt: skip
-        print(name, {k: round(policy[k], 3) for k in figures}, "rm", rm["accuracy_vs_oracle"])
-        # a third of the oracle's range is one more positive topic in every review
+        # half of one more positive topic (1/3 each) in every review, on average
         assert policy["oracle_reward"] > sft["oracle_reward"] + 0.15, (name, policy, sft)
         assert policy["win_rate_vs_sft"] > 0.6, (name, policy)
         assert 0.0 < policy["kl_to_sft"] < 40.0, (name, policy)
