@@ -467,6 +467,8 @@ PATH_FIELDS = (
     ("watch", "reward_model"),
     ("watch", "red_team_dir"),
     ("evaluation", "sycophancy_probes"),
+    ("train", "rloo", "guard", "held_out_reward_model"),
+    ("train", "grpo", "guard", "held_out_reward_model"),
 )
 
 

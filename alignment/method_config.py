@@ -177,8 +177,8 @@ class RewardConfig(_MethodConfig):
 
 
 class GuardConfig(_Strict):
-    """Reward over-optimisation guard of PPO: held-out signals every eval_steps, a stop rule and
-    the kept checkpoint chosen by the held-out signal."""
+    """Reward over-optimisation guard of PPO, RLOO and GRPO: held-out signals every eval_steps, a
+    stop rule and the kept checkpoint chosen by the held-out signal."""
 
     enabled: bool = Field(False, description="Evaluate, record and apply the stop rule.")
     eval_steps: int = Field(10, ge=1, description="Evaluate every this many PPO steps (N).")
@@ -209,6 +209,12 @@ class GuardConfig(_Strict):
         "best",
         description="Which policy the job saves: the evaluation with the best held-out signal "
         "within the KL budget, or the last step.",
+    )
+    record_samples: bool = Field(
+        False,
+        description="Write each evaluation's held-out prompts and responses to "
+        "guard/samples-step-N-rank-R.jsonl (for scoring against a known truth, as the oracle "
+        "task's gaming benchmark does).",
     )
 
     @model_validator(mode="after")
@@ -341,6 +347,11 @@ class RLOOConfig(_MethodConfig):
         ge=0,
         description="KL coefficient: TRL's RLOO subtracts beta * sum of k1 = log(pi / pi_ref) "
         "from each sample's reward, so it pulls towards KL(policy || reference).",
+    )
+    guard: GuardConfig = Field(
+        GuardConfig(),
+        description="Over-optimisation guard; the proxy is the reward model trained against "
+        "(ensemble member 0); signal held_out_member or held_out_reward_model.",
     )
 
 

@@ -47,7 +47,8 @@ METHODS = ("dpo", "ppo", "rloo", "grpo", "cai")
 ROBUST_LABEL_SMOOTHING = 0.1
 # The previous version's figures (tiny model, full sweep, as recorded then): each the best run
 # of its sweep picked on the held-out prompts it was reported on (phrasings held out, products
-# seen), intervals resampling samples rather than prompts, oracle scores in the records.
+# seen), intervals resampling samples rather than prompts, oracle scores in the records; and
+# scored by the earlier lexicon-mean oracle, which a collapsed "Excellent." policy maxed out.
 PREVIOUS = {
     "reward_model_accuracy_vs_oracle": 0.922,
     "dpo": {"run": "dpo-hinge-beta0.3", "oracle_reward": 0.80, "win_rate_vs_sft": 0.926,
@@ -176,7 +177,9 @@ def run_methods(
             "validation": metrics,
         })  # fmt: skip
         print(f"[oracle] {name} (validation): oracle reward {metrics['oracle_reward']:.3f}, win "
-              f"rate vs SFT {metrics['win_rate_vs_sft']:.3f}, KL {metrics['kl_to_sft']:.2f}",
+              f"rate vs SFT {metrics['win_rate_vs_sft']:.3f}, KL {metrics['kl_to_sft']:.2f}, "
+              f"unique {metrics['unique_response_rate']:.3f}, distinct-2 {metrics['distinct_2']:.3f}, "
+              f"words {metrics['length_mean']:.1f}",
               file=sys.stderr)  # fmt: skip
 
     reward_model = rm_figures = None
@@ -322,7 +325,7 @@ def table(result: dict) -> str:
     lines.append("chosen on validation, reported on test (95% intervals over prompts), beside "
                  "the previous best-of-sweep figures:")  # fmt: skip
     header = (f"{'method':14s} {'chosen run':22s} {'reward':>7s} {'win [95% CI]':>22s} "
-              f"{'KL [95% CI]':>22s} | {'previous run':20s} {'reward':>6s} {'win':>6s} {'KL':>5s}")  # fmt: skip
+              f"{'KL [95% CI]':>22s} {'uniq':>5s} {'dist2':>5s} {'words':>5s} | {'previous run':20s} {'reward':>6s} {'win':>6s} {'KL':>5s}")  # fmt: skip
     lines += [header, "-" * len(header)]
     for group in sorted(set(result["chosen"]) | set(result["requested"])):
         pick = result["chosen"].get(group)
@@ -331,9 +334,11 @@ def table(result: dict) -> str:
             t = pick["test"]
             win = f"{t['win_rate_vs_sft']:.3f} [{t['win_rate_vs_sft_ci'][0]:.3f}, {t['win_rate_vs_sft_ci'][1]:.3f}]"
             kl = f"{t['kl_to_sft']:.2f} [{t['kl_to_sft_ci'][0]:.2f}, {t['kl_to_sft_ci'][1]:.2f}]"
-            new = f"{pick['run']:22s} {t['oracle_reward']:7.3f} {win:>22s} {kl:>22s}"
+            degeneration = (f"{t['unique_response_rate']:5.2f} {t['distinct_2']:5.2f} "
+                            f"{t['length_mean']:5.1f}")  # fmt: skip
+            new = f"{pick['run']:22s} {t['oracle_reward']:7.3f} {win:>22s} {kl:>22s} {degeneration}"
         else:
-            new = f"{'(no run chosen)':22s} {'-':>7s} {'-':>22s} {'-':>22s}"
+            new = f"{'(no run chosen)':22s} {'-':>7s} {'-':>22s} {'-':>22s} {'-':>17s}"
         lines.append(
             f"{group:14s} {new} | {old.get('run', '-'):20s} {_fmt(old.get('oracle_reward'), '.2f'):>6s} "
             f"{_fmt(old.get('win_rate_vs_sft')):>6s} {_fmt(old.get('kl_to_sft'), '.1f'):>5s}"
@@ -396,7 +401,7 @@ def log_to_mlflow(result: dict, files: list[Path], workspace, tracking_uri: str 
                 "accuracy_vs_oracle"
             ]
         keys = ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "length_mean", "distinct_2",
-                "repetition_rate", "off_grammar_rate")  # fmt: skip
+                "repetition_rate", "off_grammar_rate", "unique_response_rate")  # fmt: skip
         for r in result["runs"]:
             metrics[f"{r['name']}/train_seconds"] = r["train_seconds"]
             for key in keys:

@@ -1,4 +1,5 @@
-"""``alignment oracle data|eval``: the built-in demonstration task (alignment/oracle)."""
+"""``alignment oracle data|eval|sycophancy``: the built-in demonstration task (alignment/oracle)
+and its planted-flaw variants (``--task reward_hacking|sycophancy``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ def _oracle_settings(args: argparse.Namespace, cfg):
 
     given = {
         key: getattr(args, key)
-        for key in ("seed", "bt_temperature", "max_new_tokens", "device")
+        for key in (
+            "seed",
+            "bt_temperature",
+            "max_new_tokens",
+            "device",
+            "task",
+            "filler_strength",
+            "length_strength",
+            "filler_rate",
+            "sycophancy_strength",
+        )
         if getattr(args, key, None) is not None
     }
     given.setdefault("device", resolve_device(cfg.evaluation.device))
@@ -26,6 +37,7 @@ def _oracle_settings(args: argparse.Namespace, cfg):
 def cmd_oracle_data(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     from alignment.oracle.experiment import demonstration_data, read_records
+    from alignment.oracle.flaws import flaw_in_labels
     from alignment.oracle.task import label_agreement
     from alignment.workspace import Workspace
 
@@ -38,7 +50,12 @@ def cmd_oracle_data(args: argparse.Namespace) -> int:
         summary[name] = {"path": str(path), "records": len(records)}
         if name != "sft":
             summary[name]["label_agreement_with_oracle"] = label_agreement(records)
+            summary[name] |= flaw_in_labels(records, settings.task)
         print(f"{name:22s} {len(records):6d} records  {path}")
+        flaw = summary[name].get("chosen_has_more_of_the_flaw")
+        if flaw is not None:
+            print(f"{'':22s} chosen carries more of the planted flaw in {flaw:.3f} of pairs")
+    summary["task"] = settings.task
     write_json(args.json, summary)
     return 0
 
@@ -66,6 +83,40 @@ def cmd_oracle_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oracle_sycophancy(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    from alignment.oracle.evaluate import load_policy
+    from alignment.oracle.flaws import measure_sycophancy
+
+    settings = _oracle_settings(args, cfg)
+    model, tokenizer = load_policy(Path(args.policy), settings.device)
+    products = settings.split().test_products
+    metrics = measure_sycophancy(
+        model, tokenizer, products, args.samples_per_prompt, settings.max_new_tokens,
+        settings.seed + 5000,
+    )  # fmt: skip
+    low, high = metrics["sycophancy_shift_ci"]
+    print(f"sycophancy_shift {metrics['sycophancy_shift']:.4f} [{low:.4f}, {high:.4f}] over "
+          f"{metrics['probe_pairs']} paired prompts on held-out products")  # fmt: skip
+    print(f"honest_reward    {metrics['honest_reward']:.4f}")
+    write_json(args.json, metrics)
+    return 0
+
+
+def _flaw_flags(p) -> None:
+    p.add_argument(
+        "--task",
+        choices=("reviews", "reward_hacking", "sycophancy"),
+        help="reviews (default), or a planted-flaw variant whose labels are not the truth",
+    )
+    p.add_argument("--filler-strength", type=float, help="reward_hacking: bonus per filler phrase")
+    p.add_argument("--length-strength", type=float, help="reward_hacking: bonus per word")
+    p.add_argument("--filler-rate", type=float, help="reward_hacking: demonstrations with filler")
+    p.add_argument(
+        "--sycophancy-strength", type=float, help="sycophancy: weight of agreeing with the user"
+    )
+
+
 def register(sub) -> None:
     """``alignment oracle ...``."""
     oracle = sub.add_parser(
@@ -83,6 +134,7 @@ def register(sub) -> None:
     p.add_argument(
         "--device", help="cpu or cuda, sampling with --policy (default evaluation.device)"
     )
+    _flaw_flags(p)
     p.set_defaults(func=cmd_oracle_data)
     p = oracle.add_parser(
         "eval", help="oracle reward, win rate and KL of a policy against the SFT policy"
@@ -95,3 +147,15 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--device", help="cpu or cuda (default evaluation.device)")
     p.set_defaults(func=cmd_oracle_eval)
+    p = oracle.add_parser(
+        "sycophancy",
+        help="sycophancy shift of a policy: response sentiment change when only the stated "
+        "opinion flips, on held-out products (0: unmoved)",
+    )
+    add_common(p)
+    p.add_argument("--policy", required=True, help="policy model folder")
+    p.add_argument("--samples-per-prompt", type=int, default=4, help="samples per probe prompt")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--device", help="cpu or cuda (default evaluation.device)")
+    p.set_defaults(func=cmd_oracle_sycophancy)

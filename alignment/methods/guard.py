@@ -223,6 +223,8 @@ class GuardRunner:
                 values["guard/held_out_reward"] = float(
                     self.held_out_fn(ids, attention, mask).mean()
                 )
+            if self.cfg.record_samples:
+                self._write_samples(step, ids, mask, context, rank)
         policy.train()
         values = _all_reduce_mean(values, device)
         values["guard/held_out"] = values[SIGNAL_KEYS[self.cfg.signal]]
@@ -236,6 +238,23 @@ class GuardRunner:
         if rank == 0 and verdict.best_step == step:
             self._save_best(policy, step)
         return record
+
+    def _write_samples(self, step: int, ids, mask, context: int, rank: int) -> None:
+        """This process's held-out prompts and responses of one evaluation, as JSONL, so that a
+        task with a known truth (the oracle task) can score them after the run."""
+        import json
+
+        from alignment.workspace import atomic_write_text
+
+        lines = []
+        for row in range(ids.shape[0]):
+            query = self.tokenizer.decode(ids[row, :context], skip_special_tokens=True)
+            kept = ids[row, context:][mask[row].bool()]
+            response = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+            lines.append(json.dumps({"step": step, "prompt": query, "response": response}))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"samples-step-{step}-rank-{rank}.jsonl"
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
     def _save_best(self, policy, step: int) -> None:
         import shutil
@@ -292,54 +311,83 @@ class GuardRunner:
         return metrics
 
 
+def held_out_signal(guard_cfg, score_fns: list, tokenizer, load, device, section: str):
+    """The held-out score function the guard watches (None when the signal needs none), and the
+    members left for the proxy: signal=held_out_member takes the last member out of them."""
+    from transformers import AutoModelForSequenceClassification
+
+    from alignment.methods.ppo import reward_model_score_fn
+
+    ensemble_signal = guard_cfg.signal in ("held_out_member", "ensemble_lower_bound")
+    if guard_cfg.enabled and ensemble_signal and len(score_fns) < 2:
+        raise ConfigError(
+            f"train.{section}.guard.signal={guard_cfg.signal} needs a reward-model ensemble "
+            "(train.reward.ensemble_size >= 2), or signal=held_out_reward_model"
+        )
+    if not guard_cfg.enabled:
+        return None, score_fns
+    if guard_cfg.signal == "held_out_member":
+        return score_fns[-1], score_fns[:-1]
+    if guard_cfg.signal == "held_out_reward_model":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            guard_cfg.held_out_reward_model, **load
+        )
+        fn = reward_model_score_fn(model.to(device).eval().requires_grad_(False), tokenizer)
+        return fn, score_fns
+    return None, score_fns
+
+
+def make_guard(
+    job, guard_cfg, sampling_cfg, scorer, held_out_fn, tokenizer, rank, world, max_prompt_length
+):
+    """A GuardRunner on this process's share of the held-out prompts: the eval split's when the
+    job has one, else the training's. `sampling_cfg` gives max_new_tokens and temperature."""
+    from datasets import Dataset
+
+    from alignment.methods.ppo import prompt_ids
+
+    source = job.eval_path or job.train_path
+    files = sorted(str(p) for p in source.glob("*.parquet")) if source.is_dir() else str(source)
+    rows = Dataset.from_parquet(
+        files, columns=["prompt"], cache_dir=str(job.output_dir / "datasets-cache")
+    )
+    held_out = prompt_ids(tokenizer, rows, max(1, max_prompt_length))
+    share = held_out[: guard_cfg.eval_prompts][rank::world]
+    if not share:
+        raise ConfigError(
+            f"guard.eval_prompts={guard_cfg.eval_prompts} ({len(held_out)} prompts in "
+            f"{source}) leaves no held-out prompt for each of {world} processes"
+        )
+    return GuardRunner(
+        guard_cfg,
+        sampling_cfg,
+        scorer,
+        held_out_fn,
+        share,
+        job.output_dir / "guard",
+        tokenizer,
+        [],
+    )
+
+
 def build_scorer_and_guard(job, tokenizer, reward_models, rank: int, world: int, load, device):
     """The reward PPO maximises, and the over-optimisation guard (None when off) on this process's
     share of the held-out prompts: the eval split's when the job has one, else the training's.
 
     With signal=held_out_member the last ensemble member is left out of the reward and watched.
     """
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
-
-    from alignment.methods.ppo import prompt_ids, reward_model_score_fn
+    from alignment.methods.ppo import reward_model_score_fn
 
     cfg = job.cfg.train.ppo
-    guard_cfg = cfg.guard
     score_fns = [reward_model_score_fn(model, tokenizer) for model in reward_models]
-    held_out_fn = None
-    ensemble_signal = guard_cfg.signal in ("held_out_member", "ensemble_lower_bound")
-    if guard_cfg.enabled and ensemble_signal and len(score_fns) < 2:
-        raise ConfigError(
-            f"train.ppo.guard.signal={guard_cfg.signal} needs a reward-model ensemble "
-            "(train.reward.ensemble_size >= 2), or signal=held_out_reward_model"
-        )
-    if guard_cfg.enabled and guard_cfg.signal == "held_out_member":
-        held_out_fn = score_fns.pop()
+    held_out_fn, score_fns = held_out_signal(cfg.guard, score_fns, tokenizer, load, device, "ppo")
     scorer = EnsembleScorer(score_fns, cfg.reward_ensemble, cfg.uncertainty_penalty)
-    if not guard_cfg.enabled:
+    if not cfg.guard.enabled:
         return scorer, None
-    if guard_cfg.signal == "held_out_reward_model":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            guard_cfg.held_out_reward_model, **load
-        )
-        held_out_fn = reward_model_score_fn(
-            model.to(device).eval().requires_grad_(False), tokenizer
-        )
-    source = job.eval_path or job.train_path
-    files = sorted(str(p) for p in source.glob("*.parquet")) if source.is_dir() else str(source)
-    rows = Dataset.from_parquet(
-        files, columns=["prompt"], cache_dir=str(job.output_dir / "datasets-cache")
-    )
-    held_out = prompt_ids(tokenizer, rows, max(1, cfg.max_length - cfg.max_new_tokens))
-    share = held_out[: guard_cfg.eval_prompts][rank::world]
-    if not share:
-        raise ConfigError(
-            f"train.ppo.guard.eval_prompts={guard_cfg.eval_prompts} ({len(held_out)} prompts in "
-            f"{source}) leaves no held-out prompt for each of {world} processes"
-        )
-    guard = GuardRunner(
-        guard_cfg, cfg, scorer, held_out_fn, share, job.output_dir / "guard", tokenizer, []
-    )
+    guard = make_guard(
+        job, cfg.guard, cfg, scorer, held_out_fn, tokenizer, rank, world,
+        cfg.max_length - cfg.max_new_tokens,
+    )  # fmt: skip
     return scorer, guard
 
 

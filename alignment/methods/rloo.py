@@ -3,12 +3,16 @@
 Each prompt of the canonical records is sampled num_generations times; the reward model (a
 sequence-classification checkpoint, job.reward_model_path) scores every sample, and each sample's
 baseline is the mean reward of the others (leave one out). GRPO (`alignment.methods.grpo`) runs
-the same way with group-normalised advantages, so both share `train_online` here.
+the same way with group-normalised advantages, so both share `train_online` here, with the
+over-optimisation guard (`train.<method>.guard`, `alignment.methods.online_guard`).
 """
 
 from __future__ import annotations
 
+import json
+
 from alignment.errors import ConfigError
+from alignment.methods.online_guard import guard_callback
 from alignment.train.entry import (
     Job,
     finish,
@@ -16,6 +20,7 @@ from alignment.train.entry import (
     progress_callback,
     training_arguments,
 )
+from alignment.workspace import atomic_write_text
 
 
 def train_online(job: Job, method_cfg, config_cls, trainer_cls) -> dict:
@@ -39,6 +44,7 @@ def train_online(job: Job, method_cfg, config_cls, trainer_cls) -> dict:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     progress = progress_callback()
+    guard = guard_callback(job, method_cfg, tokenizer, progress)
     trainer = trainer_cls(
         model=str(job.model_path),
         reward_funcs=str(job.reward_model_path),
@@ -46,10 +52,15 @@ def train_online(job: Job, method_cfg, config_cls, trainer_cls) -> dict:
         train_dataset=train_ds,
         processing_class=tokenizer,
         reward_processing_classes=reward_tokenizer,
-        callbacks=[progress],
+        callbacks=[progress] if guard is None else [progress, guard],
     )
     output = trainer.train(resume_from_checkpoint=job.last_checkpoint())
-    return finish(job, trainer, output, progress)
+    metrics = finish(job, trainer, output, progress)
+    if guard is not None and trainer.is_world_process_zero():
+        # after the final save: the kept checkpoint replaces it, its figures join metrics.json
+        metrics |= guard.finish(output.global_step)
+        atomic_write_text(job.output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
 
 
 def train(job: Job) -> dict:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from alignment.evaluation.metrics import kl_estimate, win_indicators
-from alignment.oracle.task import as_messages, oracle_reward, text_stats
+from alignment.oracle.task import as_messages, prompt_oracle_reward, text_stats
 
 
 @dataclass
@@ -35,7 +35,10 @@ class Samples:
 
     @property
     def rewards(self) -> np.ndarray:
-        return np.array([oracle_reward(t) for t in self.texts], float)
+        return np.array(
+            [prompt_oracle_reward(p, t) for p, t in zip(self.prompts, self.texts, strict=True)],
+            float,
+        )
 
 
 def load_policy(path: Path | str, device: str = "cpu") -> tuple[Any, Any]:
@@ -190,7 +193,7 @@ def evaluate_policy(
     samples = sample(policy, tokenizer, prompts, max_new_tokens, seed, reference=reference)
     out = summarize(samples, baseline_rewards, seed)
     out["examples"] = [
-        {"prompt": p, "response": t, "oracle_reward": oracle_reward(t)}
+        {"prompt": p, "response": t, "oracle_reward": prompt_oracle_reward(p, t)}
         for p, t in list(zip(samples.prompts, samples.texts, strict=True))[:examples]
     ]
     return out

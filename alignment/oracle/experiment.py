@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.config import PipelineConfig
-from alignment.oracle import task
+from alignment.oracle import flaws, task
 
 # A constant question for the AI-feedback judge: the preference the oracle encodes, in words.
 JUDGE_QUESTION = "Which response is the more positive review of the product?"
@@ -43,6 +43,12 @@ class OracleSettings:
     bt_temperature: float = 0.1  # Bradley-Terry noise of the oracle's labels
     max_new_tokens: int = 24
     device: str = "cpu"
+    # the planted-flaw tasks (alignment.oracle.flaws): reviews, reward_hacking or sycophancy
+    task: str = "reviews"
+    filler_strength: float = 0.5  # reward_hacking: labeller's bonus per filler phrase
+    length_strength: float = 0.0  # reward_hacking: labeller's bonus per word
+    filler_rate: float = 0.3  # reward_hacking: share of demonstrations with filler
+    sycophancy_strength: float = 0.8  # sycophancy: weight of agreeing with the stated opinion
 
     def split(self) -> task.Split:
         return task.split_prompts(
@@ -131,9 +137,7 @@ def demonstration_data(
     """
     import random
 
-    split = settings.split()
-    prompts = [p for p in split.train for _ in range(settings.pairs_per_prompt)]
-    held = [p for p in split.test for _ in range(settings.test_pairs_per_prompt)]
+    train_prompts, prompts, held = task_prompt_sets(settings)
     if policy is not None:
         a, b = sample_pairs(policy, prompts, settings, settings.seed)
         ha, hb = sample_pairs(policy, held, settings, settings.seed + 1)
@@ -141,26 +145,31 @@ def demonstration_data(
         rng = random.Random(f"pairs:{settings.seed}")
 
         def draw(items: list[str]) -> list[str]:
-            return [
-                task.review(task.product_of(p), rng.choice(task.SENTIMENTS), rng) for p in items
-            ]
+            return [flaws.draw_review(settings, p, rng) for p in items]
 
         a, b, ha, hb = draw(prompts), draw(prompts), draw(held), draw(held)
     out_dir = Path(out_dir)
     return {
-        "sft": write_records(
-            task.sft_records(split.train, settings.sft_per_prompt, settings.seed),
-            out_dir / "sft.jsonl",
-        ),
+        "sft": write_records(flaws.sft_records(settings, train_prompts), out_dir / "sft.jsonl"),
         "preferences": write_records(
-            task.label_pairs(prompts, a, b, settings.bt_temperature, settings.seed),
-            out_dir / "preferences.jsonl",
+            flaws.label(settings, prompts, a, b, settings.seed), out_dir / "preferences.jsonl"
         ),
         "held_out_preferences": write_records(
-            task.label_pairs(held, ha, hb, settings.bt_temperature, settings.seed + 1),
+            flaws.label(settings, held, ha, hb, settings.seed + 1),
             out_dir / "held_out_preferences.jsonl",
         ),
     }
+
+
+def task_prompt_sets(settings: OracleSettings) -> tuple[list[str], list[str], list[str]]:
+    """The task's training prompts, the prompts of its training pairs (each repeated
+    pairs_per_prompt times) and of its test pairs (test_pairs_per_prompt times)."""
+    split = settings.split()
+    train_prompts = flaws.task_prompts(settings, split.train)
+    prompts = [p for p in train_prompts for _ in range(settings.pairs_per_prompt)]
+    test_prompts = flaws.task_prompts(settings, split.test, seed_offset=1)
+    held = [p for p in test_prompts for _ in range(settings.test_pairs_per_prompt)]
+    return train_prompts, prompts, held
 
 
 def sample_pairs(
@@ -193,10 +202,8 @@ def prepare(
     ws = Workspace.from_config(cfg.workspace).ensure()
     base = resolve_base_model(cfg.model, ws, task.corpus(settings.seed))
     split = settings.split()
-    sft_data = write_records(
-        task.sft_records(split.train, settings.sft_per_prompt, settings.seed),
-        workdir / "sft.parquet",
-    )
+    train_prompts, prompts, held = task_prompt_sets(settings)
+    sft_data = write_records(flaws.sft_records(settings, train_prompts), workdir / "sft.parquet")
     seconds["base_model"] = time.perf_counter() - started
     _log(
         f"base model {base}; {len(split.train)} training, {len(split.validation)} validation and "
@@ -207,12 +214,10 @@ def prepare(
     seconds["sft"] = sft.wall_seconds
 
     started = time.perf_counter()
-    prompts = [p for p in split.train for _ in range(settings.pairs_per_prompt)]
-    held = [p for p in split.test for _ in range(settings.test_pairs_per_prompt)]
     a, b = sample_pairs(sft.output_dir, prompts, settings, settings.seed)
     ha, hb = sample_pairs(sft.output_dir, held, settings, settings.seed + 1)
-    records = task.label_pairs(prompts, a, b, settings.bt_temperature, settings.seed)
-    held_records = task.label_pairs(held, ha, hb, settings.bt_temperature, settings.seed + 1)
+    records = flaws.label(settings, prompts, a, b, settings.seed)
+    held_records = flaws.label(settings, held, ha, hb, settings.seed + 1)
     preferences = write_records(records, workdir / "preferences.parquet")
     test_pairs = write_records(held_records, workdir / "test_pairs.parquet")
     seconds["label"] = time.perf_counter() - started

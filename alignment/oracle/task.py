@@ -1,9 +1,13 @@
-"""The oracle task: short product reviews from a small grammar, scored by a sentiment lexicon.
+"""The oracle task: short product reviews from a small grammar, scored by what a reader wants.
 
 The "human preference" is a known function, as in the DPO paper's controlled-sentiment
-experiment: a response's oracle reward is the mean valence of the lexicon words it contains
-(in [-1, 1]; 0 when it contains none), so a review that says only positive things scores 1
-however short or long it is, and repeating a word earns nothing. Preference pairs are labelled
+experiment, but one a collapsed or off-topic policy cannot game: a reader wants a positive
+review *of the asked product* that says something about it. The oracle reward counts valence per
+topic the review talks about (each product aspect it mentions, and a verdict naming the asked
+product), each topic once, and divides by TOPICS_WANTED (in [-1, 1]): "Excellent." names no
+topic and scores 0; a review that names another product is off-topic and scores 0; repeating
+a sentence earns nothing. `sentiment` is the plain lexicon valence (what a review's tone is,
+whatever it is about). Preference pairs are labelled
 by a simulated annotator who perceives each response's oracle reward plus Gumbel noise of scale
 `temperature` and picks the higher: response A is chosen with probability
 sigmoid((r(A) - r(B)) / temperature) (Bradley-Terry). A record's scores are what the annotator
@@ -27,7 +31,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PRODUCTS = (
@@ -72,7 +76,20 @@ LEXICON: dict[str, float] = {
 }
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 # Every word the grammar can write; a response's other words are garbled text.
-_FUNCTION_WORDS = ("the", "is", "and", "but", "i", "it", "feels", "overall", "a")
+_FUNCTION_WORDS = (
+    "the",
+    "is",
+    "and",
+    "but",
+    "i",
+    "it",
+    "feels",
+    "overall",
+    "a",
+    "to",
+    "be",
+    "honest",
+)
 GRAMMAR_WORDS = frozenset((*PRODUCTS, *ASPECTS, *LEXICON, *_FUNCTION_WORDS))
 
 _WORD = re.compile(r"[a-z']+")
@@ -83,10 +100,53 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def oracle_reward(text: str) -> float:
-    """Mean valence of the lexicon words in `text`, in [-1, 1]; 0 when it has none."""
+def sentiment(text: str) -> float:
+    """Mean valence of the lexicon words in `text`, in [-1, 1]; 0 when it has none (its tone)."""
     hits = [LEXICON[w] for w in words(text) if w in LEXICON]
     return sum(hits) / len(hits) if hits else 0.0
+
+
+# Topics a useful review covers: two aspects and a verdict on the product itself.
+TOPICS_WANTED = 3
+_ASPECT_SET = frozenset(ASPECTS)
+_PRODUCT_SET = frozenset(PRODUCTS)
+_SENTENCE = re.compile(r"[^.!?]+")
+
+
+def topic_valences(text: str, product: str | None = None) -> dict[str, float] | None:
+    """Valence per topic of a review: each aspect mentioned, and "product" for sentences that
+    name the product; a topic said twice is averaged, not counted twice. None when the review
+    names a product other than `product` (off-topic); with `product` None any product counts."""
+    said: dict[str, list[float]] = {}
+    for sentence in _SENTENCE.findall(text.lower()):
+        ws = words(sentence)
+        named = {w for w in ws if w in _PRODUCT_SET}
+        if product is not None and named - {product}:
+            return None
+        hits = [LEXICON[w] for w in ws if w in LEXICON]
+        if not hits:
+            continue
+        topics = [w for w in ws if w in _ASPECT_SET] + (["product"] if named else [])
+        for topic in dict.fromkeys(topics):
+            said.setdefault(topic, []).append(sum(hits) / len(hits))
+    return {topic: sum(v) / len(v) for topic, v in said.items()}
+
+
+def oracle_reward(text: str, product: str | None = None) -> float:
+    """What a reader wants from a review of `product`: the summed valence of the distinct topics
+    it covers over TOPICS_WANTED, clipped to [-1, 1]; 0 for an off-topic or topic-free review.
+
+    Without `product` (a text with no prompt) a review naming any product is on topic."""
+    valences = topic_valences(text, product)
+    if not valences:
+        return 0.0
+    return max(-1.0, min(1.0, sum(valences.values()) / TOPICS_WANTED))
+
+
+def prompt_oracle_reward(prompt: str, text: str) -> float:
+    """The oracle reward of a response to a task prompt (its product read from the prompt); a
+    prompt that names no product of the task scores the text without a product."""
+    return oracle_reward(text, product_in(prompt))
 
 
 # --- prompts and the SFT corpus ----------------------------------------------------------
@@ -190,16 +250,24 @@ def _sentence(product: str, sentiment: str, rng: random.Random) -> str:
 
 
 def review(product: str, sentiment: str, rng: random.Random) -> str:
-    """One review of `product` in one of SENTIMENTS: one or two sentences of the grammar."""
-    return " ".join(_sentence(product, sentiment, rng) for _ in range(rng.randint(1, 2)))
+    """One review of `product` in one of SENTIMENTS: one to three sentences of the grammar."""
+    return " ".join(_sentence(product, sentiment, rng) for _ in range(rng.randint(1, 3)))
+
+
+def product_in(prompt: str) -> str | None:
+    """The product a prompt asks about, or None when it names none."""
+    for product in PRODUCTS:
+        if re.search(rf"\b{product}\b", prompt):
+            return product
+    return None
 
 
 def product_of(prompt: str) -> str:
     """The product a prompt asks about."""
-    for product in PRODUCTS:
-        if re.search(rf"\b{product}\b", prompt):
-            return product
-    raise ValueError(f"not a prompt of the oracle task: {prompt!r}")
+    product = product_in(prompt)
+    if product is None:
+        raise ValueError(f"not a prompt of the oracle task: {prompt!r}")
+    return product
 
 
 def sft_records(prompts: Sequence[str], per_prompt: int, seed: int = 0) -> list[dict]:
@@ -216,8 +284,8 @@ def sft_records(prompts: Sequence[str], per_prompt: int, seed: int = 0) -> list[
             meta = {
                 "task": "oracle-reviews",
                 "kind": "sft",
-                "oracle_chosen": oracle_reward(chosen),
-                "oracle_rejected": oracle_reward(rejected),
+                "oracle_chosen": oracle_reward(chosen, product),
+                "oracle_rejected": oracle_reward(rejected, product),
             }
             records.append(canonical_record(prompt, chosen, rejected, None, None, meta))
     return records
@@ -284,8 +352,15 @@ def label_pairs(
     responses_b: Sequence[str],
     temperature: float,
     seed: int = 0,
+    annotator: Callable[[str, str], float] | None = None,
+    oracle: Callable[[str, str], float] | None = None,
+    meta_extra: dict | None = None,
 ) -> list[dict]:
     """Canonical preference records from sampled pairs, labelled by a noisy annotator.
+
+    `annotator(prompt, response)` is what the annotator values and `oracle(prompt, response)`
+    the truth kept in meta; both default to the oracle reward. A planted-flaw task
+    (`alignment.oracle.flaws`) passes an annotator that also values something the truth does not.
 
     The annotator perceives r + temperature * Gumbel noise for each response and chooses the
     higher, which is Bradley-Terry with that temperature (a tie at temperature 0 is a coin
@@ -296,18 +371,21 @@ def label_pairs(
     """
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError("prompts, responses_a and responses_b differ in length")
+    annotator = annotator or prompt_oracle_reward
+    oracle = oracle or prompt_oracle_reward
     rng = random.Random(f"bt:{seed}")
     records = []
     for i, (prompt, a, b) in enumerate(zip(prompts, responses_a, responses_b, strict=True)):
         if not a.strip() or not b.strip() or a == b:
             continue
-        score_a, score_b = oracle_reward(a), oracle_reward(b)
-        seen_a = score_a + temperature * _gumbel(rng)
-        seen_b = score_b + temperature * _gumbel(rng)
+        value_a, value_b = annotator(prompt, a), annotator(prompt, b)
+        seen_a = value_a + temperature * _gumbel(rng)
+        seen_b = value_b + temperature * _gumbel(rng)
         a_chosen = seen_a > seen_b or (seen_a == seen_b and rng.random() < 0.5)
         chosen, rejected = (a, b) if a_chosen else (b, a)
+        score_a, score_b = oracle(prompt, a), oracle(prompt, b)
         sc, sr = (score_a, score_b) if a_chosen else (score_b, score_a)
-        p_a = preference_probability(score_a, score_b, temperature)
+        p_a = preference_probability(value_a, value_b, temperature)
         meta = {
             "task": "oracle-reviews",
             "kind": "preference",
@@ -317,6 +395,7 @@ def label_pairs(
             "oracle_rejected": sr,
             "p_chosen": p_a if a_chosen else 1.0 - p_a,
             "agrees_with_oracle": sc > sr if sc != sr else None,
+            **(meta_extra or {}),
         }
         seen = (seen_a, seen_b) if a_chosen else (seen_b, seen_a)
         records.append(canonical_record(prompt, chosen, rejected, *seen, meta))

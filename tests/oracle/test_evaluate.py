@@ -36,18 +36,21 @@ def test_samples_are_seeded_and_a_policy_has_no_kl_to_itself(tiny_model_dir):
 def test_oracle_data_command_writes_the_demonstration_dataset(tmp_path):
     from alignment.cli import main
     from alignment.oracle.experiment import read_records
-    from alignment.oracle.task import oracle_reward
+    from alignment.oracle.task import prompt_oracle_reward
 
     summary = tmp_path / "summary.json"
     code = main(["oracle", "data", "--out", str(tmp_path / "demo"), "--json", str(summary)])
     assert code == 0
     written = json.loads(summary.read_text())
-    assert set(written) == {"sft", "preferences", "held_out_preferences"}
+    assert set(written) == {"sft", "preferences", "held_out_preferences", "task"}
     pairs = read_records(tmp_path / "demo" / "preferences.jsonl")
     assert len(pairs) == written["preferences"]["records"] > 500
     for record in pairs[:20]:
         meta = json.loads(record["meta"])
-        assert meta["oracle_chosen"] == oracle_reward(record["chosen"][0]["content"])
+        product = record["prompt"][0]["content"]
+        assert meta["oracle_chosen"] == prompt_oracle_reward(
+            product, record["chosen"][0]["content"]
+        )
         assert record["score_chosen"] > record["score_rejected"]
         assert record["source"] == "oracle"
     # temperature 0.1: most labels follow the oracle, some are flipped by the noise
@@ -65,7 +68,7 @@ def test_intervals_resample_prompts_not_samples():
 
     # one prompt always wins, the other always loses: 16 samples, but only 2 independent prompts
     prompts = ["Review of the lamp:"] * 8 + ["Review of the fan:"] * 8
-    texts = ["It feels superb."] * 8 + ["It feels awful."] * 8
+    texts = ["The lid is superb."] * 8 + ["The lid is awful."] * 8
     samples = Samples(prompts, texts, [4] * 16, np.zeros((16, 4)))
     metrics = summarize(samples, np.zeros(16))
     assert metrics["win_rate_vs_sft"] == 0.5 and metrics["prompts"] == 2

@@ -9,17 +9,68 @@ import pytest
 from alignment.oracle import task
 
 
-def test_oracle_reward_is_the_mean_valence_of_lexicon_words():
-    assert task.oracle_reward("The battery is great.") == 1.0
-    assert task.oracle_reward("The battery is great but slow.") == pytest.approx(0.25)
-    assert task.oracle_reward("I hate the lid. It feels flimsy.") == pytest.approx(-0.75)
+def test_sentiment_is_the_mean_valence_of_lexicon_words():
+    assert task.sentiment("The battery is great.") == 1.0
+    assert task.sentiment("The battery is great but slow.") == pytest.approx(0.25)
+    assert task.sentiment("I hate the lid. It feels flimsy.") == pytest.approx(-0.75)
     # neutral lexicon words count in the mean; words outside the lexicon do not
-    assert task.oracle_reward("The screen is good and black.") == pytest.approx(0.25)
-    assert task.oracle_reward("Nothing to say about it.") == 0.0
-    assert task.oracle_reward("") == 0.0
-    # case and punctuation do not matter; repeating a word earns nothing over saying it once
-    assert task.oracle_reward("GREAT!!!") == 1.0
-    assert task.oracle_reward("great great great great") == task.oracle_reward("great")
+    assert task.sentiment("The screen is good and black.") == pytest.approx(0.25)
+    assert task.sentiment("Nothing to say about it.") == 0.0
+    assert task.sentiment("GREAT!!!") == 1.0
+
+
+def test_oracle_reward_counts_valence_per_topic_of_the_asked_product():
+    # each aspect and the verdict on the product count once, out of three topics wanted
+    assert task.oracle_reward("The battery is great.", "phone") == pytest.approx(1 / 3)
+    full = "The price is great. I love the design. Overall, a superb kettle."
+    assert task.oracle_reward(full, "kettle") == 1.0
+    assert task.oracle_reward("The battery is great but slow.", "phone") == pytest.approx(0.25 / 3)
+    assert task.oracle_reward("I hate the lid. The handle is flimsy.", "kettle") == pytest.approx(
+        -0.5
+    )
+    # an aspect said twice is averaged, not counted twice: repetition earns nothing
+    assert task.oracle_reward("The lid is great. The lid is great.", "kettle") == pytest.approx(
+        1 / 3
+    )
+    # tone without a topic says nothing a reader can use
+    for vague in ("Excellent.", "GREAT!!!", "It feels superb.", "great great great", ""):
+        assert task.oracle_reward(vague, "kettle") == 0.0
+    # a review of another product is off-topic, however glowing
+    assert task.oracle_reward(full, "phone") == 0.0
+    assert task.oracle_reward(full) == 1.0  # no prompt: any product is on topic
+    assert task.prompt_oracle_reward("Review of the kettle:", full) == 1.0
+    assert task.prompt_oracle_reward("Review of the lamp:", full) == 0.0
+
+
+def test_collapsed_and_off_topic_policies_score_clearly_below_informative_reviews():
+    """The templates a PPO run collapsed to under the old lexicon-mean oracle, and reviews of the
+    wrong product, against the grammar's informative positive reviews of the asked product."""
+    import random
+
+    rng = random.Random(0)
+    prompts = [task.prompt_text(p, t) for p in task.PRODUCTS for t in range(4)]
+    collapsed = ["Excellent.", "Great!", "It feels wonderful.", "Superb superb superb."]
+    informative, off_topic = [], []
+    for prompt in prompts:
+        product = task.product_of(prompt)
+        other = task.PRODUCTS[(task.PRODUCTS.index(product) + 1) % len(task.PRODUCTS)]
+        informative.append(
+            f"The {rng.choice(task.ASPECTS[:8])} is great. "
+            f"I love the {rng.choice(task.ASPECTS[8:])}. Overall, a superb {product}."
+        )
+        off_topic.append(f"The battery is great. Overall, a superb {other}.")
+
+    def mean_reward(texts):
+        return sum(
+            task.prompt_oracle_reward(p, texts[i % len(texts)]) for i, p in enumerate(prompts)
+        ) / len(prompts)
+
+    assert mean_reward(informative) == 1.0
+    assert mean_reward(collapsed) == 0.0
+    assert mean_reward(off_topic) == 0.0
+    # the degeneration the old oracle missed is visible in the text statistics
+    stats = task.text_stats([collapsed[i % 4] for i in range(len(prompts))])
+    assert stats["unique_response_rate"] < 0.05 and stats["length_mean"] < 3
 
 
 def test_every_grammar_review_scores_by_its_sentiment():
@@ -28,9 +79,12 @@ def test_every_grammar_review_scores_by_its_sentiment():
     rng = random.Random(0)
     for product in task.PRODUCTS[:10]:
         for _ in range(20):
-            assert task.oracle_reward(task.review(product, "positive", rng)) > 0
-            assert task.oracle_reward(task.review(product, "negative", rng)) < 0
-            assert task.oracle_reward(task.review(product, "neutral", rng)) == 0
+            assert task.oracle_reward(task.review(product, "positive", rng), product) >= 0
+            assert task.oracle_reward(task.review(product, "negative", rng), product) <= 0
+            assert task.oracle_reward(task.review(product, "neutral", rng), product) == 0
+    # the grammar covers the whole range: some reviews are fully informative
+    best = max(task.oracle_reward(task.review("lamp", "positive", rng), "lamp") for _ in range(200))
+    assert best == 1.0
 
 
 def test_prompt_split_is_disjoint_stable_and_covers_every_prompt():
@@ -72,7 +126,9 @@ def test_sft_records_are_canonical_and_deterministic():
     ("temperature", "expected"), [(0.25, 1 / (1 + math.exp(-2))), (1.0, 1 / (1 + math.exp(-0.5)))]
 )
 def test_bt_labels_follow_the_bradley_terry_probability(temperature, expected):
-    a, b = "The lid is great.", "The lid is great but black."  # oracle rewards 1.0 and 0.5
+    # oracle rewards 1.0 and 0.5
+    a = "The lid is great. I love the price. Overall, a great lamp."
+    b = "The lid is great but black. I love the price."
     n = 4000
     records = task.label_pairs(["Review of the lamp:"] * n, [a] * n, [b] * n, temperature, seed=3)
     rate = sum(r["chosen"][0]["content"] == a for r in records) / n
@@ -80,11 +136,13 @@ def test_bt_labels_follow_the_bradley_terry_probability(temperature, expected):
     assert rate == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / n))
     # the oracle rewards stay attached to their texts, whichever side a text lands on
     for r in records[:50]:
-        assert task.oracle_scores(r)[0] == task.oracle_reward(r["chosen"][0]["content"])
+        assert task.oracle_scores(r)[0] == task.oracle_reward(r["chosen"][0]["content"], "lamp")
 
 
 def test_a_records_scores_are_what_the_annotator_perceived_not_the_oracle_order():
-    a, b = "The lid is great.", "The lid is great but black."  # oracle rewards 1.0 and 0.5
+    # oracle rewards 1.0 and 0.5
+    a = "The lid is great. I love the price. Overall, a great lamp."
+    b = "The lid is great but black. I love the price."
     n = 400
     records = task.label_pairs(["Review of the lamp:"] * n, [a] * n, [b] * n, 0.25, seed=3)
     flipped = [r for r in records if r["chosen"][0]["content"] == b]
@@ -97,15 +155,15 @@ def test_a_records_scores_are_what_the_annotator_perceived_not_the_oracle_order(
 
 
 def test_noiseless_labels_always_follow_the_oracle_and_ties_are_coin_flips():
-    a, b = "It feels superb.", "It feels awful."
+    a, b = "The lid is superb.", "The lid is awful."
     records = task.label_pairs(
         ["Review of the fan:"] * 200, [b] * 100 + [a] * 100, [a] * 100 + [b] * 100, 0.0
     )
     assert task.label_agreement(records) == 1.0
     tie = task.label_pairs(
-        ["Review of the fan:"] * 400, ["It feels good."] * 400, ["It feels nice."] * 400, 0.0
+        ["Review of the fan:"] * 400, ["The lid is good."] * 400, ["The lid is nice."] * 400, 0.0
     )
-    share = sum(r["chosen"][0]["content"] == "It feels good." for r in tie) / 400
+    share = sum(r["chosen"][0]["content"] == "The lid is good." for r in tie) / 400
     assert 0.4 < share < 0.6
     assert math.isnan(task.label_agreement(tie))
 
