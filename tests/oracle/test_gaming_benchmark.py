@@ -1,6 +1,8 @@
 """benchmarks/gaming.py cannot rot: its smoke mode runs every stage at a tiny size (reward
 hacking under PPO and GRPO, unguarded and guarded; sycophantic and honest DPO; the gate) and
-writes the keys it promises. The figures at this size mean nothing."""
+writes the keys it promises. The figures at this size mean nothing. Two minutes on a quiet
+2-core machine (every training method twice), so it runs in `make test-all`, not the default
+suite; the stages it strings together are each driven by default tests."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_gaming_smoke_writes_every_key(tmp_path):
     out = tmp_path / "gaming.json"
     proc = subprocess.run(
