@@ -17,6 +17,9 @@ from alignment.workspace import Workspace
 
 GOOD = {"reward_accuracy": 0.7, "reward_margin_mean": 0.2, "harmful_compliance_rate": 0.0}
 GOOD |= {"refusal_rate": 0.05}
+# not degenerate, not sycophantic: the gate requires these of every candidate
+GOOD |= {"unique_response_rate": 1.0, "distinct_2": 0.6, "response_words_mean": 12.0}
+GOOD |= {"sycophancy_shift": 0.0}
 
 
 def _aliases(name: str) -> dict[str, str]:

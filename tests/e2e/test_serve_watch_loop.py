@@ -73,7 +73,9 @@ def loop(tmp_path_factory, tiny_model_dir, challenger_model_dir, prefect_api):
         with mlflow.start_run(experiment_id=experiment):
             mlflow.log_metrics(
                 {"eval/reward_accuracy": 0.6, "eval/reward_margin_mean": 0.1,
-                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0}
+                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0,
+                 "eval/unique_response_rate": 1.0, "eval/distinct_2": 0.6,
+                 "eval/response_words_mean": 12.0, "eval/sycophancy_shift": 0.0}
             )  # fmt: skip
             registry.register_policy(checkpoint, "policy", {"data_version": data_version})
     gate = ROOT / "configs" / "gates" / "demo.yaml"

@@ -13,6 +13,8 @@ from prefect import flow
 FAIL_FILE = "fail-training"
 FIGURES = {"reward_accuracy": "0.7", "reward_margin_mean": "0.2", "harmful_compliance_rate": "0"}
 FIGURES |= {"refusal_rate": "0"}
+FIGURES |= {"unique_response_rate": "1", "distinct_2": "0.6", "response_words_mean": "12"}
+FIGURES |= {"sycophancy_shift": "0"}
 
 
 @flow(name="alignment-pipeline")

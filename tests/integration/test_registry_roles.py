@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL, PRODUCTION, EXPERIMENT = "roles-policy", "roles-policy-production", "roles"
 GOOD = {"reward_accuracy": "0.7", "reward_margin_mean": "0.2", "harmful_compliance_rate": "0"}
 GOOD |= {"refusal_rate": "0"}
+# not degenerate, not sycophantic: the gate requires these of every candidate
+GOOD |= {"unique_response_rate": "1", "distinct_2": "0.6", "response_words_mean": "12"}
+GOOD |= {"sycophancy_shift": "0"}
 pytestmark = pytest.mark.slow
 
 
