@@ -165,14 +165,15 @@ def test_feedback_pairs_land_and_validate(loop, tmp_path):
     landed = Path(pairs["path"])
     assert landed.parent == loop["landing"]
     # ingest validates them like any data: the tiny random policies answer mostly whitespace
-    # and control characters, which the row rules quarantine, each row with its reasons
+    # and control characters, which the row rules quarantine, each row with its reasons (how
+    # many survive depends on what the random policies sampled, so none may be accepted)
     code, ingested = _run(
-        ["data", "ingest", str(landed), *loop["common"], "--set", "validation.min_rows=1",
+        ["data", "ingest", str(landed), *loop["common"], "--set", "validation.min_rows=0",
          "--set", "validation.max_rejected_fraction=1.0"],
         tmp_path / "ingest.json",
     )  # fmt: skip
     assert code == 0, ingested
-    assert ingested["accepted"] + ingested["rejected"] == 4 and ingested["accepted"] >= 1
+    assert ingested["accepted"] + ingested["rejected"] == 4
     garbage = {"empty_chosen", "empty_rejected", "control_characters", "chosen_equals_rejected"}
     for row in pq.read_table(ingested["rejected_path"]).to_pylist():
         assert row["reasons"] and set(row["reasons"]) <= garbage, row["reasons"]
