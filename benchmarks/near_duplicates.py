@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import own_peak_rss_mb
 from preference_pairs import MAX_CHARS, NEAR_DUPLICATE_AT, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def child(variant: str, src: str, out: str) -> None:
         result = run_floor(Path(src))
     else:
         result = run_ingest(Path(src), Path(out), variant == "ingest_near_duplicates")
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = own_peak_rss_mb()
     print("RESULT " + json.dumps(result))
 
 

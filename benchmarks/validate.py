@@ -22,7 +22,8 @@ with 1 line in 10 \\u-escaped. Of every 200 lines:
   Arabic and Hebrew (with a right-to-left mark), or letters written with combining marks;
 - scores are numbers on 80% of rows, absent on 10%, null on 10%.
 
-Each measured variant runs in its own child process, so peak memory (ru_maxrss) is its own.
+Each measured variant runs in its own child process, and its peak memory is that process's
+own (``VmHWM``: see memory.py; ``ru_maxrss`` would carry the parent's peak over the exec).
 The floor does the same row checks as Arrow column kernels over the same file: lines Arrow
 cannot read (broken, wrong types, non-numeric scores) are found by halving blocks and read one
 by one, as ingest does, and non-ASCII prompts are normalised by Python's regex, the only
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import own_peak_rss_mb
 from preference_pairs import (
     BAD_AT,
     BAD_KINDS,
@@ -334,7 +335,7 @@ def child(variant: str, src: str, out: str) -> None:
         )
     else:
         result = run_floor(Path(src), Path(out))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = own_peak_rss_mb()
     print("RESULT " + json.dumps(result))
 
 
