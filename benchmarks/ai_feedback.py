@@ -1,7 +1,8 @@
 """Pairs labelled per second: the one-forward-pass (A)/(B) judge against its floor and two
 generating LLM judges, on the same pairs, both orders each, in one run.
 
-Variants (each warmed up on a few pairs first, then timed over all pairs):
+Variants (each warmed up on a few pairs first, then timed over all pairs, the four interleaved
+for --rounds rounds; each figure is the median of its rounds):
   one_pass     the platform's judge (alignment.cai.feedback.judge_pairs_detailed): templating,
                tokenization, one forward pass per context, P("(A)") read at the last position
   floor        the least work that reads the same verdicts: one batched forward pass over both
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="the reasoning judge's")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "ai_feedback.json")
     )
@@ -147,13 +150,21 @@ def main(argv: list[str] | None = None) -> dict:
     _generating_judge(model, tokenizer, direct[:4], bs, 4)
     _generating_judge(model, tokenizer, reasoned[:4], bs, args.max_new_tokens)
 
-    start = time.perf_counter()
-    judgement = judge_pairs_detailed(model, tokenizer, prompts, a, b, principles, batch_size=bs)
-    one_pass = time.perf_counter() - start
-    floor = _floor(model, tokenizer, plain, bs)
-    direct_s, direct_fail = _generating_judge(model, tokenizer, direct, bs, 4)
-    reasoning_s, reasoning_fail = _generating_judge(
-        model, tokenizer, reasoned, bs, args.max_new_tokens
+    # the four variants interleaved, round after round; each figure is the median of its rounds
+    timed: dict[str, list[float]] = {"one_pass": [], "floor": [], "direct": [], "reasoning": []}
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        judgement = judge_pairs_detailed(model, tokenizer, prompts, a, b, principles, batch_size=bs)
+        timed["one_pass"].append(time.perf_counter() - start)
+        timed["floor"].append(_floor(model, tokenizer, plain, bs))
+        seconds, direct_fail = _generating_judge(model, tokenizer, direct, bs, 4)
+        timed["direct"].append(seconds)
+        seconds, reasoning_fail = _generating_judge(
+            model, tokenizer, reasoned, bs, args.max_new_tokens
+        )
+        timed["reasoning"].append(seconds)
+    one_pass, floor, direct_s, reasoning_s = (
+        statistics.median(timed[k]) for k in ("one_pass", "floor", "direct", "reasoning")
     )
     n = args.pairs
     one_pass_fail = sum(not 0.0 <= p <= 1.0 for p in judgement.p_a) / n
@@ -166,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": bs,
         "max_new_tokens_reasoning_judge": args.max_new_tokens,
         "max_new_tokens_direct_judge": 4,
+        "rounds": args.rounds,
+        "seconds_per_round": timed,
         "seconds": {
             "one_pass": one_pass,
             "floor": floor,

@@ -49,9 +49,10 @@ def test_dpo_step_measures_every_variant_against_the_floor_and_trl(tmp_path):
 def test_ai_feedback_compares_the_judge_with_its_floor_and_two_generating_judges(tmp_path):
     out = tmp_path / "ai_feedback.json"
     _run("ai_feedback.py", "--pairs", "4", "--batch-size", "4", "--max-new-tokens", "8",
-         "--out", str(out))  # fmt: skip
+         "--rounds", "2", "--out", str(out))  # fmt: skip
     report = json.loads(out.read_text())
     assert set(report["seconds"]) == {"one_pass", "floor", "direct", "reasoning"}
+    assert all(len(report["seconds_per_round"][k]) == 2 for k in report["seconds"])
     for key in ("ratio_vs_floor", "speedup_vs_direct_judge", "speedup_vs_reasoning_judge"):
         assert report[key] > 0
     assert set(report["parse_failure_rate"]) == {"one_pass", "direct", "reasoning"}
