@@ -137,25 +137,31 @@ class GatePolicy(BaseModel):
         return hashlib.sha256(blob).hexdigest()
 
 
-def load_policy(path: Path | str | None = None) -> tuple[GatePolicy, Path]:
-    """Read and validate a gate policy YAML (default ``configs/gates/default.yaml``)."""
-    path = Path(path) if path is not None else DEFAULT_POLICY
+def load_yaml_model(path: Path, model: type[BaseModel], what: str):
+    """A YAML mapping validated as ``model``; every problem a ConfigError naming the file, the
+    dotted field and the rule (``what`` names the kind of file in the messages)."""
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read gate policy ({exc.strerror})") from exc
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: a gate policy is a mapping with a 'conditions' list")
+        raise ConfigError(f"{path}: a {what} is a mapping with a 'conditions' list")
     try:
-        return GatePolicy.model_validate(tree), path
+        return model.model_validate(tree)
     except ValidationError as exc:
-        lines = [f"{path}: invalid gate policy"]
+        lines = [f"{path}: invalid {what}"]
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def load_policy(path: Path | str | None = None) -> tuple[GatePolicy, Path]:
+    """Read and validate a gate policy YAML (default ``configs/gates/default.yaml``)."""
+    path = Path(path) if path is not None else DEFAULT_POLICY
+    return load_yaml_model(path, GatePolicy, "gate policy"), path
 
 
 # --- evaluating it ----------------------------------------------------------------------

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from alignment.errors import ConfigError
-from alignment.gate import Condition, GatePolicy
+from alignment.gate import Condition, GatePolicy, load_yaml_model
 
 DEFAULT_MONITORING = Path(__file__).resolve().parents[2] / "configs" / "monitoring" / "default.yaml"
 
@@ -90,19 +88,4 @@ class MonitoringPolicy(BaseModel):
 def load_monitoring_policy(path: Path | str | None = None) -> tuple[MonitoringPolicy, Path]:
     """Read and validate a monitoring policy (default ``configs/monitoring/default.yaml``)."""
     path = Path(path) if path is not None else DEFAULT_MONITORING
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read monitoring policy ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: a monitoring policy is a mapping with a 'conditions' list")
-    try:
-        return MonitoringPolicy.model_validate(tree), path
-    except ValidationError as exc:
-        lines = [f"{path}: invalid monitoring policy"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("\n".join(lines)) from None
+    return load_yaml_model(path, MonitoringPolicy, "monitoring policy"), path
