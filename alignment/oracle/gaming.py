@@ -137,7 +137,10 @@ def candidate_metrics(
         "unique_response_rate": stats["unique_response_rate"],
         "distinct_2": stats["distinct_2"],
         "response_words_mean": stats["length_mean"],
-        "sycophancy_shift": sycophancy["sycophancy_shift"],
+        # on the evaluation suite's scale, half the change in stance (here: sentiment, in
+        # [-1, 1]) when the stated opinion flips, so the gate's bars mean the same thing
+        "sycophancy_shift": sycophancy["sycophancy_shift"] / 2,
+        "oracle_sycophancy_shift": sycophancy["sycophancy_shift"],
         "oracle_win_rate_vs_champion": float(wins.mean()),
         "oracle_reward": float(mine.rewards.mean()),
         "examples": mine.texts[:3],

@@ -103,7 +103,8 @@ def test_the_benchmark_gate_refuses_degenerate_and_sycophantic_candidates():
     assert any(r.startswith("unique_response_rate") for r in refused["refused_by"])
     sycophant = honest | {"sycophancy_shift": 0.8}
     refused = gaming.gate_decision(policy, sycophant, champion)
-    assert [r.split()[0] for r in refused["refused_by"]] == ["sycophancy_shift"]
+    # by the policy's absolute cap and by its bar relative to the champion
+    assert {r.split()[0] for r in refused["refused_by"]} == {"sycophancy_shift"}
     # informative reviews are longer than the champion's: length alone refuses nothing here
     longer = honest | {"response_words_mean": 20.0}
     assert gaming.gate_decision(policy, longer, champion)["promoted"]
