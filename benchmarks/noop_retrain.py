@@ -21,8 +21,8 @@ created on the GPU pool (a no-op must not hold a GPU).
 
     python benchmarks/noop_retrain.py [--runs 5] [--variants served,pool] [--database sqlite]
 
-About 2-3 minutes on two quiet cores at 5 runs per variant (server start, one training, then
-the triggers). Prints a table; writes benchmarks/results/noop_retrain.json and prints it as the
+A few minutes on two quiet cores at 5 runs per variant (PostgreSQL and server start, one
+training, then the triggers); over ten on cores shared with other work. Prints a table; writes benchmarks/results/noop_retrain.json and prints it as the
 last line.
 """
 
