@@ -22,6 +22,9 @@ the one-node one, and equal losses, step by step, to 1e-5 (same config, seed and
     python benchmarks/multinode.py                 # 3 rounds, ZeRO-2 and ZeRO-3, SFT then DPO
     python benchmarks/multinode.py --smoke         # 1 round, ZeRO-2, DPO, 3 steps: a check
 
+The full run is 24 jobs (3 rounds x 2 stages x 2 variants x SFT, DPO) of about half a minute
+each on two quiet cores, most of it start-up: about 10-15 minutes; the smoke run about 1-2.
+
 Prints a table; writes benchmarks/results/multinode.json and prints it as the last line. Exits 1
 if a loss differs by more than 1e-5.
 """
