@@ -18,8 +18,7 @@ Like with like: both sides run the same greedy generation with the same max_new_
 the report gives the completion tokens per request of each (every answer re-tokenised by the
 policy's tokenizer, the same way on both sides); both run torch with the same thread count and
 OpenMP wait policy (--threads, --omp-wait-policy: the server's own, read from its /health, must
-match this process's, or the run stops). The endpoint takes feedback in turn with generation:
-its latency is reported beside, not in the ratio.
+match this process's, or the run stops). Feedback latency is reported beside, not in the ratio.
 
     python benchmarks/serve_load.py [--seconds 60] [--clients 20] [--rounds 3] [--model DIR]
                                     [--smoke] [--threads N] [--omp-wait-policy PASSIVE|ACTIVE]

@@ -4,15 +4,15 @@ A thin stdlib HTTP server over the registered pyfunc model rather than ``mlflow 
 MLflow's scoring server has no route for feedback and no shadow model, and its process owns the
 model, so tracing and feedback would need a second service anyway.
 
-Threads serve requests, but the work itself runs one piece at a time under the endpoint's work
-lock: a generation, then the writes and read-back of its trace, then the next request's (or a
-feedback's, or a shadow answer's). Torch on CPU gains nothing from two generations at once, and
-letting the store's writes run beside a generation cost far more than the writes themselves:
-under 20 clients, request threads writing traces and feedback at once waited on SQLite's lock
-for many times their CPU time, and took the GIL and a core from the generation in between (whose
-wall time grew to a multiple of its CPU time, where the bare pyfunc predict's matches it). In
-turn, each request's tracing adds only its own CPU time, and a request still returns only after
-its trace is stored and read back.
+Threads serve requests, but answers run one at a time under the endpoint's work lock: a
+generation, then the writes and read-back of its trace, then the next request's (or a shadow
+answer's). Torch on CPU gains nothing from two generations at once, and letting trace writes run
+beside a generation cost far more than the writes themselves: under 20 clients, request threads
+writing at once waited on SQLite's lock for many times their CPU time, and took the GIL and a
+core from the generation in between. In turn, each request's tracing adds only its own CPU time,
+and a request still returns only after its trace is stored and read back. Feedback (a read and
+a small write) takes its own lock, one at a time, so a thumbs-up does not wait for generations
+and the store has at most two writers. See also ``quiet_omp_workers``.
 
 Routes: ``GET /health``, ``POST /respond`` and ``POST /feedback`` (JSON in, JSON out). With
 ``ALIGNMENT_SERVE_TOKEN`` set, the POST routes need ``Authorization: Bearer <token>``.
@@ -120,7 +120,8 @@ class Endpoint:
             "unrecorded": 0,
         }
         self._lock = threading.Lock()  # counts and the shadow credit
-        self._work = threading.Lock()  # generation and the store's reads and writes, in turn
+        self._work = threading.Lock()  # an answer: its generation, then its trace's writes
+        self._feedback = threading.Lock()  # feedback's read and write, one at a time
         self._shadow_credit = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.shadow_queue)
         self._worker: threading.Thread | None = None
@@ -288,7 +289,7 @@ class Endpoint:
             name, value = RATING, rating == "up"
         else:
             name, value = CHOICE, choice
-        with self._work:
+        with self._feedback:
             trace = mlflow.get_trace(trace_id, silent=True)
             if trace is None or trace.info.tags.get(ROLE) != "request":
                 raise UnknownTrace(f"no answer of this endpoint has trace id {trace_id!r}")
