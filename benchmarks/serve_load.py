@@ -110,6 +110,8 @@ def _post(base: str, route: str, body: dict) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {}
+    except OSError:  # timed out or refused: a failed call, counted (the server may still trace it)
+        return 0, {}
 
 
 class _FifoLock:
@@ -324,7 +326,8 @@ def main() -> int:
         "traces_stored": stored_traces,
         "feedback_stored": stored_feedback,
         "server_counts": server_counts,
-        "traces_lost": sent["responses"] - stored_traces,
+        # what the server answered (a client may time out on an answer that was traced)
+        "traces_lost": server_counts.get("requests", sent["responses"]) - stored_traces,
         "feedback_lost": sent["feedback"] - stored_feedback,
     }
     report["p50_ratio_vs_bare_pyfunc"] = report["endpoint_p50_ms"] / report["bare_pyfunc_p50_ms"]

@@ -387,9 +387,8 @@ def quiet_omp_workers() -> None:
     at every barrier while a process owns at most as many OpenMP threads as cores, which is the
     endpoint's case: one generation at a time. Then anything else runnable (the store's writes,
     HTTP, the clients, other processes) takes a core from a spinning team, and each barrier
-    waits out a scheduler slice. A process with many threads that each generated (as 20 clients
-    calling predict in one process) has more OpenMP threads than cores, and there GNU OpenMP
-    already throttles the spinning: with the same setting, the two compare like with like.
+    waits out a scheduler slice. (GNU OpenMP throttles the spinning only in a process with more
+    OpenMP threads than cores, as one where many threads each generated.)
     """
     import os
     import sys
