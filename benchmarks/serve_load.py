@@ -14,8 +14,14 @@ feedback add at most 10% at p50). Both sides queue in arrival order, so their p5
 like with like; `ms_per_request_ratio_vs_bare_pyfunc` (wall time per completed request at
 saturation, whatever the queue's order) says the same from throughput.
 
+Like with like: both sides run the same greedy generation with the same max_new_tokens, and
+the report gives the completion tokens per request of each (every answer re-tokenised by the
+policy's tokenizer, the same way on both sides); both run torch with the same thread count and
+OpenMP wait policy (--threads, --omp-wait-policy: the server's own, read from its /health, must
+match this process's, or the run stops). Feedback latency is reported beside, not in the ratio.
+
     python benchmarks/serve_load.py [--seconds 60] [--clients 20] [--rounds 3] [--model DIR]
-                                    [--smoke]
+                                    [--smoke] [--threads N] [--omp-wait-policy PASSIVE|ACTIVE]
 
 With the tiny policy a generation takes milliseconds, so the ratio measures the store's writes
 per request against almost nothing; `--model` serves a real checkpoint (e.g. the SmolLM2 one
@@ -91,6 +97,11 @@ def _start_server(root: Path, max_new_tokens: int) -> tuple[subprocess.Popen, st
     raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
 
 
+def _get(base: str, route: str) -> dict:
+    with urllib.request.urlopen(base + route, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
 def _post(base: str, route: str, body: dict) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     request = urllib.request.Request(base + route, json.dumps(body).encode(), headers)
@@ -99,6 +110,8 @@ def _post(base: str, route: str, body: dict) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {}
+    except OSError:  # timed out or refused: a failed call, counted (the server may still trace it)
+        return 0, {}
 
 
 class _FifoLock:
@@ -180,6 +193,14 @@ def main() -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="a few seconds: checks it runs")
     parser.add_argument(
+        "--threads", type=int, help="torch threads on both sides (default: torch's, the cores)"
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        help="OMP_WAIT_POLICY on both sides (the endpoint's default is PASSIVE)",
+    )
+    parser.add_argument(
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json"
     )
     args = parser.parse_args()
@@ -187,37 +208,49 @@ def main() -> int:
         args.seconds, args.rounds, args.max_new_tokens = 4.0, 2, 4
     for key, value in {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
         os.environ.setdefault(key, value)
+    # before torch is imported; the server inherits both
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     import mlflow
+    import torch
 
     root = Path(tempfile.mkdtemp(prefix="serve-load-"))
     _setup(root, args.model)
     bare_model = mlflow.pyfunc.load_model("models:/policy/1")
     generation = _FifoLock()  # as the endpoint: one generation at a time, in arrival order
-    params = {"max_new_tokens": args.max_new_tokens}
+    params = {"max_new_tokens": args.max_new_tokens}  # greedy, as the endpoint without A/B
+    texts: dict[str, list[str]] = {"endpoint": [], "bare": []}
+    feedback_ms: list[float] = []
 
     def bare(i: int, n: int) -> float:
         start = time.perf_counter()
         with generation:
-            bare_model.predict([PROMPTS[(i * 7 + n) % len(PROMPTS)]], params=params)
-        return (time.perf_counter() - start) * 1000
+            out = bare_model.predict([PROMPTS[(i * 7 + n) % len(PROMPTS)]], params=params)
+        elapsed = (time.perf_counter() - start) * 1000
+        texts["bare"].append(out["response"][0])
+        return elapsed
 
     proc, base, log = _start_server(root, args.max_new_tokens)
     sent = {"responses": 0, "feedback": 0, "failed": 0}
     count_lock = threading.Lock()
 
     def endpoint(i: int, n: int) -> float:
-        """The answer's latency; the feedback that follows it is sent, counted, not timed."""
+        """The answer's latency; the feedback that follows it is sent, counted, timed apart."""
         start = time.perf_counter()
         status, reply = _post(base, "/respond", {"prompt": PROMPTS[(i * 7 + n) % len(PROMPTS)]})
         elapsed = (time.perf_counter() - start) * 1000
         ok = status == 200
         if ok:
+            texts["endpoint"].append(reply["response"])
             rating = "up" if n % 2 else "down"
+            began = time.perf_counter()
             ok = (
                 _post(base, "/feedback", {"trace_id": reply["trace_id"], "rating": rating})[0]
                 == 200
             )
+            feedback_ms.append((time.perf_counter() - began) * 1000)
         with count_lock:
             sent["responses"] += status == 200
             sent["feedback"] += ok
@@ -227,8 +260,18 @@ def main() -> int:
     share = args.seconds / args.rounds
     rounds = []
     try:
+        served_runtime = _get(base, "/health")["runtime"]
+        bare_runtime = {
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        }
+        if served_runtime != bare_runtime:
+            raise RuntimeError(f"unlike sides: endpoint {served_runtime}, bare {bare_runtime}")
         _phase(2, 1.0, endpoint)  # warm both sides before measuring
         _phase(2, 1.0, bare)
+        for side in texts.values():
+            side.clear()
+        feedback_ms.clear()
         for r in range(args.rounds):
             served, served_s = _phase(args.clients, share, endpoint)
             plain, plain_s = _phase(args.clients, share, bare)
@@ -257,12 +300,22 @@ def main() -> int:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
 
+    tokenizer = bare_model.unwrap_python_model().tokenizer
+
+    def tokens_per_request(side: str) -> float:
+        counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts[side]]
+        return statistics.fmean(counts) if counts else float("nan")
+
     report = {
         "clients": args.clients,
         "seconds": args.seconds,
         "rounds": rounds,
         "max_new_tokens": args.max_new_tokens,
         "model": str(args.model) if args.model else "tiny",
+        "runtime": bare_runtime,  # the same on both sides, checked
+        "tokens_per_request_endpoint": tokens_per_request("endpoint"),
+        "tokens_per_request_bare_pyfunc": tokens_per_request("bare"),
+        "feedback_p50_ms": _percentile(feedback_ms, 0.5),
         "endpoint_p50_ms": median("endpoint_p50_ms"),
         "endpoint_p95_ms": median("endpoint_p95_ms"),
         "bare_pyfunc_p50_ms": median("bare_p50_ms"),
@@ -273,7 +326,8 @@ def main() -> int:
         "traces_stored": stored_traces,
         "feedback_stored": stored_feedback,
         "server_counts": server_counts,
-        "traces_lost": sent["responses"] - stored_traces,
+        # what the server answered (a client may time out on an answer that was traced)
+        "traces_lost": server_counts.get("requests", sent["responses"]) - stored_traces,
         "feedback_lost": sent["feedback"] - stored_feedback,
     }
     report["p50_ratio_vs_bare_pyfunc"] = report["endpoint_p50_ms"] / report["bare_pyfunc_p50_ms"]
@@ -304,6 +358,11 @@ def main() -> int:
         f"p50 ratio vs bare pyfunc {report['p50_ratio_vs_bare_pyfunc']:.3f} (target <= 1.10), "
         f"per request {report['ms_per_request_ratio_vs_bare_pyfunc']:.3f}; "
         f"traces {stored_traces}/{sent['responses']}, feedback {stored_feedback}/{sent['feedback']}"
+    )
+    print(
+        f"tokens per request: endpoint {report['tokens_per_request_endpoint']:.1f}, "
+        f"bare {report['tokens_per_request_bare_pyfunc']:.1f}; {bare_runtime}; "
+        f"feedback p50 {report['feedback_p50_ms']:.1f} ms"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

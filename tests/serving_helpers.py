@@ -48,6 +48,10 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def get(self, route: str) -> dict:
+        with urllib.request.urlopen(self.base + route, timeout=60) as resp:
+            return json.loads(resp.read())
+
     def oversized(self) -> int:
         """Announce a body over the limit, send none: the answer must come before it is read."""
         import http.client

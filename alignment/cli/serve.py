@@ -13,8 +13,16 @@ from alignment.errors import ConfigError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from alignment.serve.server import (
+        TOKEN_ENV,
+        check_exposure,
+        make_server,
+        open_endpoint,
+        quiet_omp_workers,
+    )
+
+    quiet_omp_workers()  # before anything imports torch
     cfg = config_from(args)
-    from alignment.serve.server import TOKEN_ENV, check_exposure, make_server, open_endpoint
     from alignment.workspace import Workspace
 
     serve_cfg = cfg.serve

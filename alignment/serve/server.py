@@ -2,8 +2,17 @@
 
 A thin stdlib HTTP server over the registered pyfunc model rather than ``mlflow models serve``:
 MLflow's scoring server has no route for feedback and no shadow model, and its process owns the
-model, so tracing and feedback would need a second service anyway. Threads serve requests; one
-lock per model serialises generation (torch on CPU gains nothing from two at once).
+model, so tracing and feedback would need a second service anyway.
+
+Threads serve requests, but answers run one at a time under the endpoint's work lock: a
+generation, then the writes and read-back of its trace, then the next request's (or a shadow
+answer's). Torch on CPU gains nothing from two generations at once, and letting trace writes run
+beside a generation cost far more than the writes themselves: under 20 clients, request threads
+writing at once waited on SQLite's lock for many times their CPU time, and took the GIL and a
+core from the generation in between. In turn, each request's tracing adds only its own CPU time,
+and a request still returns only after its trace is stored and read back. Feedback (a read and
+a small write) takes its own lock, one at a time, so a thumbs-up does not wait for generations
+and the store has at most two writers. See also ``quiet_omp_workers``.
 
 Routes: ``GET /health``, ``POST /respond`` and ``POST /feedback`` (JSON in, JSON out). With
 ``ALIGNMENT_SERVE_TOKEN`` set, the POST routes need ``Authorization: Bearer <token>``.
@@ -28,6 +37,7 @@ from alignment.serve.config import ServeConfig
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ALIGNMENT_SERVE_TOKEN"
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 MAX_BODY_BYTES = 1 << 20  # a request body is read into memory whole
 
 # trace tags (searchable, e.g. "tags.`alignment.role` = 'request'")
@@ -109,7 +119,9 @@ class Endpoint:
             "shadow_skipped": 0,
             "unrecorded": 0,
         }
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # counts and the shadow credit
+        self._work = threading.Lock()  # an answer: its generation, then its trace's writes
+        self._feedback = threading.Lock()  # feedback's read and write, one at a time
         self._shadow_credit = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.shadow_queue)
         self._worker: threading.Thread | None = None
@@ -189,23 +201,25 @@ class Endpoint:
         params = {"max_new_tokens": min(limit, self.cfg.max_new_tokens)}
         if ab:
             params["temperature"] = self.cfg.ab_temperature
-        with mlflow.start_span("respond", "CHAIN") as root:
-            root.set_inputs({"prompt": self._kept(prompt, consent)})
-            answers = [
-                self._generate(self.policy, prompt, params, consent) for _ in range(2 if ab else 1)
-            ]
-            texts = [a.text for a in answers]
-            kept = [self._kept(t, consent) for t in texts]
-            root.set_outputs({"responses": kept} if ab else {"response": kept[0]})
-            root.set_attributes(
-                {
-                    "prompt_tokens": answers[0].prompt_tokens,
-                    "completion_tokens": sum(a.completion_tokens for a in answers),
-                }
-            )
-            mlflow.update_current_trace(tags=self._tags(self.policy, "request", consent, ab))
-            trace_id = root.trace_id
-        self._check_stored(trace_id, "request", 1 + len(answers))
+        with self._work:
+            with mlflow.start_span("respond", "CHAIN") as root:
+                root.set_inputs({"prompt": self._kept(prompt, consent)})
+                answers = [
+                    self._generate(self.policy, prompt, params, consent)
+                    for _ in range(2 if ab else 1)
+                ]
+                texts = [a.text for a in answers]
+                kept = [self._kept(t, consent) for t in texts]
+                root.set_outputs({"responses": kept} if ab else {"response": kept[0]})
+                root.set_attributes(
+                    {
+                        "prompt_tokens": answers[0].prompt_tokens,
+                        "completion_tokens": sum(a.completion_tokens for a in answers),
+                    }
+                )
+                mlflow.update_current_trace(tags=self._tags(self.policy, "request", consent, ab))
+                trace_id = root.trace_id
+            self._check_stored(trace_id, "request", 1 + len(answers))
         with self._lock:
             self.counts["requests"] += 1
         self._maybe_shadow(trace_id, prompt, params, consent, ab)
@@ -243,15 +257,16 @@ class Endpoint:
         import mlflow
 
         assert self.shadow is not None
-        with mlflow.start_span("shadow", "CHAIN") as root:
-            root.set_inputs({"prompt": self._kept(prompt, consent)})
-            answer = self._generate(self.shadow, prompt, params, consent)
-            root.set_outputs({"response": self._kept(answer.text, consent)})
-            tags = self._tags(self.shadow, "shadow", consent, False)
-            mlflow.update_current_trace(tags={**tags, SHADOW_OF: trace_id})
-            shadow_id = root.trace_id
-        self._check_stored(shadow_id, "shadow", 2)
-        mlflow.set_trace_tag(trace_id, SHADOW_TRACE, shadow_id)
+        with self._work:
+            with mlflow.start_span("shadow", "CHAIN") as root:
+                root.set_inputs({"prompt": self._kept(prompt, consent)})
+                answer = self._generate(self.shadow, prompt, params, consent)
+                root.set_outputs({"response": self._kept(answer.text, consent)})
+                tags = self._tags(self.shadow, "shadow", consent, False)
+                mlflow.update_current_trace(tags={**tags, SHADOW_OF: trace_id})
+                shadow_id = root.trace_id
+            self._check_stored(shadow_id, "shadow", 2)
+            mlflow.set_trace_tag(trace_id, SHADOW_TRACE, shadow_id)
         with self._lock:
             self.counts["shadowed"] += 1
 
@@ -269,19 +284,20 @@ class Endpoint:
             raise BadRequest(f"'rating' must be 'up' or 'down', not {rating!r}")
         if choice is not None and choice not in ("a", "b"):
             raise BadRequest(f"'choice' must be 'a' or 'b', not {choice!r}")
-        trace = mlflow.get_trace(trace_id, silent=True)
-        if trace is None or trace.info.tags.get(ROLE) != "request":
-            raise UnknownTrace(f"no answer of this endpoint has trace id {trace_id!r}")
-        if choice is not None and trace.info.tags.get(AB) != "true":
-            raise BadRequest(f"'choice' needs an A/B answer; trace {trace_id} has one response")
         source = AssessmentSource(source_type="HUMAN", source_id="user")
         if rating is not None:
             name, value = RATING, rating == "up"
         else:
             name, value = CHOICE, choice
-        made = mlflow.log_feedback(
-            trace_id=trace_id, name=name, value=value, source=source, rationale=comment
-        )
+        with self._feedback:
+            trace = mlflow.get_trace(trace_id, silent=True)
+            if trace is None or trace.info.tags.get(ROLE) != "request":
+                raise UnknownTrace(f"no answer of this endpoint has trace id {trace_id!r}")
+            if choice is not None and trace.info.tags.get(AB) != "true":
+                raise BadRequest(f"'choice' needs an A/B answer; trace {trace_id} has one response")
+            made = mlflow.log_feedback(
+                trace_id=trace_id, name=name, value=value, source=source, rationale=comment
+            )
         with self._lock:
             self.counts["feedback"] += 1
         return {"trace_id": trace_id, "assessment_id": made.assessment_id}
@@ -324,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "alias": policy.alias,
                 "shadow": f"{shadow.name}/{shadow.version}" if shadow else None,
                 "counts": dict(self.endpoint.counts),
+                "runtime": runtime(),
             },
         )
 
@@ -361,6 +378,36 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             log.exception("%s failed", self.path)
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}"})
+
+
+def quiet_omp_workers() -> None:
+    """Make torch's OpenMP workers sleep at once when they wait, unless ``OMP_WAIT_POLICY`` is set.
+
+    Call before torch is imported (OpenMP reads it once). GNU OpenMP's workers otherwise spin
+    at every barrier while a process owns at most as many OpenMP threads as cores, which is the
+    endpoint's case: one generation at a time. Then anything else runnable (the store's writes,
+    HTTP, the clients, other processes) takes a core from a spinning team, and each barrier
+    waits out a scheduler slice. (GNU OpenMP throttles the spinning only in a process with more
+    OpenMP threads than cores, as one where many threads each generated.)
+    """
+    import os
+    import sys
+
+    if "torch" in sys.modules and WAIT_POLICY_ENV not in os.environ:
+        log.warning("torch is already imported: %s=PASSIVE comes too late", WAIT_POLICY_ENV)
+    os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
+
+
+def runtime() -> dict[str, Any]:
+    """The CPU settings generation runs under, for ``/health`` (and a benchmark's like-with-like)."""
+    import os
+
+    import torch
+
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get(WAIT_POLICY_ENV),
+    }
 
 
 def trace_to(ws, experiment: str) -> str:

@@ -123,3 +123,8 @@ def test_serve_load_counts_every_trace_and_feedback_and_compares_with_the_bare_p
     assert report["responses"] > 0 and report["traces_lost"] == 0 and report["feedback_lost"] == 0
     assert report["meets"]["no_trace_lost"] and report["meets"]["no_feedback_lost"]
     assert report["server_counts"]["requests"] == report["responses"]
+    # like with like: the same torch settings (checked against the server's /health) and the
+    # same generation, its size given for both sides
+    assert report["runtime"]["omp_wait_policy"] and report["runtime"]["torch_threads"] >= 1
+    assert 1 <= report["tokens_per_request_endpoint"] <= 8
+    assert 1 <= report["tokens_per_request_bare_pyfunc"] <= 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_serve_traces_answers_shadows_and_takes_feedback_then_pairs_land(store, 
         "--set", "serve.max_new_tokens=8",
     )  # fmt: skip
     try:
+        # torch's OpenMP workers sleep when they wait, unless the operator chose otherwise: a
+        # team that spins loses its core to the store's writes and the clients (see the module)
+        runtime = server.get("/health")["runtime"]
+        assert runtime["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+        assert runtime["torch_threads"] >= 1
         assert server.post("/respond", {"prompt": "hi"}, token="wrong")[0] == 401
         status, err = server.post("/respond", {"prompt": ""})
         assert status == 400 and "'prompt'" in err["error"]
