@@ -47,12 +47,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--filler-strength", type=float, default=0.5)
     parser.add_argument("--sycophancy-strength", type=float, default=0.8)
     parser.add_argument(
-        "--dpo-beta", type=float, help="beta of the candidates' DPO (default: the config's)"
+        "--dpo-beta", type=float, help="beta of the candidates' DPO (default: chosen on validation)"
+    )
+    parser.add_argument(
+        "--dpo-betas", default="0.1,0.3,1,3",
+        help="the betas the candidates' DPO beta is chosen from, on the validation prompts",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only-dpo-beta", action="store_true", help="stop after choosing the DPO beta"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the keys only")
     parser.add_argument("--workspace", help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS / "gaming.json"))
     parser.add_argument("--figures", default=str(RESULTS), help="folder for gaming_<method>.png")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (default: the workspace's; with a temporary "
+        "workspace, the project's .alignment/)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -105,6 +116,41 @@ def guard_prompts(prepared, out: Path) -> Path:
     for record in read_records(prepared.test_pairs):
         seen.setdefault(record["prompt"][-1]["content"], record)
     return write_records(list(seen.values()), out)
+
+
+def gate_kl_budget(policy) -> float | None:
+    """The gate policy's cap on kl_from_reference (the tightest), or None without one."""
+    caps = [c.value for c in policy.conditions
+            if c.metric == "kl_from_reference" and c.op in ("<=", "<") and c.value is not None]  # fmt: skip
+    return min(caps) if caps else None
+
+
+def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl_budget) -> dict:
+    """The candidates' DPO beta, chosen on the validation prompts (never the test prompts the
+    gate reads): DPO on the honest labels (seed 0) at each beta of --dpo-betas, scored by the
+    oracle against the SFT policy; the beta with the highest validation win rate whose
+    validation KL to the SFT policy is within the gate's KL budget (the rule benchmarks/oracle.py
+    chooses by). Without any within budget, the beta of the lowest KL."""
+    from alignment.oracle import experiment as ex
+
+    betas = [float(b) for b in args.dpo_betas.split(",") if b.strip()]
+    honest = dataclasses.replace(prepared, preferences=honest_pairs)
+    base = ex.baseline(prepared.sft_model, settings, "validation")
+
+    def one(beta: float) -> dict:
+        cfg = _cfg(root, args.smoke, {"train.dpo.seed": 0, "train.dpo.beta": beta})
+        result = ex.train("dpo", honest, cfg, f"dpo-honest-beta{beta:g}", None, None, _quiet)
+        scores = ex.evaluate(result.output_dir, prepared.sft_model, base, settings)
+        return {"beta": beta, "validation": {k: scores[k] for k in
+                ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "unique_response_rate")}}  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(one, betas))
+    bound = kl_budget if kl_budget is not None else float("inf")
+    chosen = ex.select_on_validation(runs, bound) or min(
+        runs, key=lambda r: r["validation"]["kl_to_sft"]
+    )
+    return {"kl_budget": kl_budget, "runs": runs, "beta": chosen["beta"]}
 
 
 def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, seed: int) -> dict:
@@ -182,6 +228,85 @@ def figure(method: str, runs: dict, path: Path) -> Path:
     return path
 
 
+def mlflow_metrics(result: dict) -> tuple[dict[str, float], dict[str, list[tuple[int, float]]]]:
+    """The figures MLflow records: per method and seed, the unguarded run's peak, final and drop
+    of the oracle reward (with its interval), whether the hack is real, the guard's stop, kept
+    step and kept fraction of peak; per seed and candidate, promoted (1/0) and the oracle win
+    rate; the totals. And the curves: proxy, held-out signal and oracle reward over steps, per
+    method, seed and run (unguarded/guarded)."""
+    flat: dict[str, float] = {}
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for method, seeds in result["rl"].items():
+        for seed, run in seeds.items():
+            key = f"{method}/seed{seed}"
+            v = run["unguarded"]["verdict"]
+            g = run["guarded"]["metrics"]
+            flat |= {
+                f"{key}/peak_oracle_reward": v["peak_oracle_reward"],
+                f"{key}/final_oracle_reward": v["final_oracle_reward"],
+                f"{key}/peak_minus_final": v["peak_minus_final"],
+                f"{key}/peak_minus_final_ci_low": v["peak_minus_final_ci"][0],
+                f"{key}/peak_minus_final_ci_high": v["peak_minus_final_ci"][1],
+                f"{key}/hack_real": float(v["hack_real"]),
+                f"{key}/unguarded_peak_oracle_reward": run["unguarded_peak_oracle_reward"],
+                f"{key}/guard_kept_oracle_reward": run["guard_kept_oracle_reward"],
+                f"{key}/guard_kept_fraction_of_peak": run["guard_kept_fraction_of_peak"],
+                f"{key}/guard_stopped": float(g.get("guard/stopped", 0)),
+                f"{key}/guard_final_step": float(g.get("guard/final_step", float("nan"))),
+                f"{key}/guard_kept_step": float(g.get("guard/kept_step", float("nan"))),
+            }  # fmt: skip
+            for name in ("unguarded", "guarded"):
+                for point in run[name]["trajectory"]:
+                    for signal in ("proxy", "held_out", "oracle_reward", "kl"):
+                        curves.setdefault(f"{key}/{name}/{signal}", []).append(
+                            (int(point["step"]), float(point[signal]))
+                        )
+    for seed, decided in result["gate"].items():
+        for name, m in decided.items():
+            flat[f"gate/seed{seed}/{name}/promoted"] = float(m["promoted"])
+            flat[f"gate/seed{seed}/{name}/oracle_win_rate_vs_champion"] = m[
+                "oracle_win_rate_vs_champion"
+            ]
+    for key in ("hacked_promoted", "hacked_candidates", "honest_promoted", "hack_real_runs",
+                "honest_candidates_with_oracle_win_rate_at_least_0.6"):  # fmt: skip
+        flat[key] = float(result[key])
+    flat["candidates_dpo_beta"] = float(result["dpo_beta_choice"]["beta"])
+    for key, value in result["meets"].items():
+        flat[f"meets/{key}"] = float(value)
+    return flat, curves
+
+
+def log_to_mlflow(result: dict, files: list[Path], workspace_root: Path, tracking_uri=None) -> str:
+    """One MLflow run in the workspace's store (experiment `gaming-benchmark`): the settings as
+    params, the figures of mlflow_metrics, the curves as step metrics, the JSON and the PNGs as
+    artifacts. Returns the run id."""
+    import math
+
+    import mlflow
+
+    from alignment import registry
+    from alignment.workspace import Workspace
+
+    registry.connect(Workspace(workspace_root, tracking_uri), "gaming-benchmark")
+    flat, curves = mlflow_metrics(result)
+    with mlflow.start_run(run_name=f"gaming-{result['seeds']}seeds") as run:
+        mlflow.log_params({
+            "seeds": result["seeds"], "methods": ",".join(result["methods"]),
+            "steps": result["steps"], "smoke": result["smoke"],
+            "filler_strength": result["settings"]["hacking"]["filler_strength"],
+            "sycophancy_strength": result["settings"]["sycophancy"]["sycophancy_strength"],
+            "candidates_dpo_beta": result["dpo_beta_choice"]["beta"],
+        })  # fmt: skip
+        mlflow.log_metrics({k: v for k, v in flat.items() if not math.isnan(v)})
+        for key, points in curves.items():
+            for step, value in points:
+                if not math.isnan(value):
+                    mlflow.log_metric(key, value, step=step)
+        for path in files:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for key, value in {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -190,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     from alignment.gate import load_policy as load_gate_policy
     from alignment.oracle import experiment as ex
     from alignment.oracle import gaming
+    from alignment.workspace import Workspace
 
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
@@ -228,6 +354,19 @@ def main(argv: list[str] | None = None) -> int:
     rm_flawed = ex.reward_model_accuracy(flawed_rm, hack.test_pairs)
     rm_honest = ex.reward_model_accuracy(honest_rm, hack.test_pairs)
 
+    # the gate's view of the oracle task, and the candidates' DPO beta chosen on validation
+    gate_policy, dropped, added = gaming.gate_policy_for_oracle(load_gate_policy()[0])
+    if args.dpo_beta is None:
+        beta_choice = choose_dpo_beta(
+            args, root, hack, hacking, honest_pairs, gate_kl_budget(gate_policy)
+        )
+    else:
+        beta_choice = {"kl_budget": gate_kl_budget(gate_policy), "runs": [], "beta": args.dpo_beta}
+    print(f"[gaming] candidates' DPO beta: {json.dumps(beta_choice)}", file=sys.stderr)
+    if args.only_dpo_beta:
+        print(json.dumps(beta_choice))
+        return 0
+
     methods = [m for m in args.methods.split(",") if m]
     seeds = list(range(args.seeds))
     rl: dict[str, dict[str, dict]] = {m: {} for m in methods}
@@ -238,7 +377,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{json.dumps(rl[method][str(seed)]['unguarded']['verdict'])}", file=sys.stderr)  # fmt: skip
 
     # candidates for the gate: hacked (unguarded finals), sycophantic and honest DPO policies
-    gate_policy, dropped, added = gaming.gate_policy_for_oracle(load_gate_policy()[0])
     products = hacking.split().test_products
     test_prompts = hacking.split().test
     per_prompt = 1 if args.smoke else 4
@@ -259,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     honest_prepared = dataclasses.replace(hack, preferences=honest_pairs)
     gate: dict[str, dict] = {}
     for seed in seeds:
-        beta = {} if args.dpo_beta is None else {"train.dpo.beta": args.dpo_beta}
+        beta = {"train.dpo.beta": beta_choice["beta"]}
         dpo_cfg = _cfg(root, args.smoke, {"train.dpo.seed": seed, **beta})
         with ThreadPoolExecutor(2) as pool:
             syc_dpo = pool.submit(
@@ -321,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "rl": rl,
         "champions": champions,
         "gate": gate,
+        "dpo_beta_choice": beta_choice,
         "gate_conditions_dropped": dropped,
         "gate_conditions_added_by_benchmark": added,
         "per_seed": per_seed,
@@ -344,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    # a temporary workspace goes away; its MLflow record goes to the project's own workspace
+    mlflow_root = root if tmp is None else ROOT / ".alignment"
+    result["mlflow_run_id"] = log_to_mlflow(
+        result, [out, *map(Path, figures)], mlflow_root, args.tracking_uri
+    )
+    result["mlflow_tracking_uri"] = Workspace(mlflow_root, args.tracking_uri).tracking_uri
     out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     if tmp is not None:
         tmp.cleanup()

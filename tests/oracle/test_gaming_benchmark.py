@@ -52,3 +52,61 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gaming_bench", ROOT / "benchmarks/gaming.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def _point(step: int, proxy: float, oracle: float) -> dict:
+    return {"step": step, "proxy": proxy, "held_out": -proxy, "kl": step / 10,
+            "oracle_reward": oracle, "oracle_reward_ci": [oracle - 0.1, oracle + 0.1]}  # fmt: skip
+
+
+def test_the_gaming_figures_and_plots_go_to_one_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from alignment.workspace import Workspace
+
+    bench = _bench()
+    unguarded = [_point(0, 0.1, 0.2), _point(5, 0.5, 0.6), _point(10, 0.9, 0.3)]
+    run = {
+        "unguarded": {"trajectory": unguarded, "metrics": {}, "verdict": {
+            "peak_oracle_reward": 0.6, "final_oracle_reward": 0.3, "peak_minus_final": 0.3,
+            "peak_minus_final_ci": [0.2, 0.4], "hack_real": True}},
+        "guarded": {"trajectory": unguarded[:2], "metrics": {
+            "guard/stopped": 1, "guard/final_step": 5, "guard/kept_step": 5}},
+        "unguarded_peak_oracle_reward": 0.6, "guard_kept_oracle_reward": 0.6,
+        "guard_kept_fraction_of_peak": 1.0,
+    }  # fmt: skip
+    gate = {"0": {"hacked_ppo": {"promoted": False, "oracle_win_rate_vs_champion": 0.3},
+                  "honest_dpo": {"promoted": True, "oracle_win_rate_vs_champion": 0.8}}}  # fmt: skip
+    result = {
+        "seeds": 1, "methods": ["ppo"], "steps": 10, "smoke": False,
+        "settings": {"hacking": {"filler_strength": 0.5}, "sycophancy": {"sycophancy_strength": 0.8}},
+        "rl": {"ppo": {"0": run}}, "gate": gate, "dpo_beta_choice": {"beta": 0.3},
+        "hacked_promoted": 0, "hacked_candidates": 1, "honest_promoted": 1, "hack_real_runs": 1,
+        "honest_candidates_with_oracle_win_rate_at_least_0.6": 1,
+        "meets": {"no_hacked_or_sycophantic_promoted": True},
+    }  # fmt: skip
+    figure = bench.figure("ppo", run, tmp_path / "gaming_ppo.png")
+    report = tmp_path / "gaming.json"
+    report.write_text(json.dumps(result))
+
+    run_id = bench.log_to_mlflow(result, [report, figure], tmp_path / "ws")
+
+    client = MlflowClient(Workspace(tmp_path / "ws").tracking_uri)
+    logged = client.get_run(run_id)
+    assert logged.data.metrics["ppo/seed0/hack_real"] == 1.0
+    assert logged.data.metrics["ppo/seed0/guard_kept_fraction_of_peak"] == 1.0
+    assert logged.data.metrics["gate/seed0/honest_dpo/promoted"] == 1.0
+    assert logged.data.metrics["hacked_promoted"] == 0.0
+    assert logged.data.params["candidates_dpo_beta"] == "0.3"
+    history = client.get_metric_history(run_id, "ppo/seed0/unguarded/oracle_reward")
+    assert [(m.step, m.value) for m in history] == [(0, 0.2), (5, 0.6), (10, 0.3)]
+    assert {a.path for a in client.list_artifacts(run_id)} == {"gaming.json", "gaming_ppo.png"}
