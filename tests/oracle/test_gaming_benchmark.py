@@ -52,6 +52,19 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
+    # the candidates' beta was chosen on validation prompts, within the gate's KL budget
+    choice = report["dpo_beta_choice"]
+    assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
+    # and every figure went to one MLflow run in the workspace's store, the plots with it
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(report["mlflow_tracking_uri"])
+    artifacts = {a.path for a in client.list_artifacts(report["mlflow_run_id"])}
+    assert artifacts == {"gaming.json", "gaming_ppo.png", "gaming_grpo.png"}
+    assert (
+        "ppo/seed0/guard_kept_fraction_of_peak"
+        in client.get_run(report["mlflow_run_id"]).data.metrics
+    )
 
 
 def _bench():
