@@ -41,6 +41,15 @@ TARGET_HONEST_PROMOTED = 0.9
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="RL/DPO seeds (>= 5 for the figures)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="seeds first-seed .. first-seed + seeds - 1 (to split the seeds over processes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--merge", nargs="+",
+        help="combine the JSON of runs over other seeds of the same settings (figures, table, "
+        "MLflow) instead of running",
+    )  # fmt: skip
     parser.add_argument("--methods", default="ppo,grpo", help="RL methods against the flawed RM")
     parser.add_argument("--steps", type=int, default=60, help="RL steps of each run")
     parser.add_argument("--eval-steps", type=int, default=5, help="steps between evaluations")
@@ -173,7 +182,7 @@ def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, 
         result = launch_training(
             method, run_cfg, prepared.sft_model, prepared.preferences,
             prepared.workdir / f"{method}-{name}-seed{seed}",
-            eval_path=guard_prompts(prepared, prepared.workdir / "guard_prompts.parquet"),
+            eval_path=guard_prompts(prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet"),
             on_progress=_quiet, reward_model_path=flawed_rm,
         )  # fmt: skip
         points = gaming.trajectory(result.output_dir.parent)
@@ -320,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     from alignment.gate import load_policy as load_gate_policy
     from alignment.oracle import experiment as ex
     from alignment.oracle import gaming
-    from alignment.workspace import Workspace
 
+    if args.merge:
+        return merge(args)
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
     started = time.perf_counter()
@@ -420,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in methods:
             rl[method][str(seed)] = rl_runs(args, cfg, hack, flawed_rm, honest_rm, method, seed)
             print(f"[gaming] {method} seed {seed}: "
@@ -449,19 +459,49 @@ def main(argv: list[str] | None = None) -> int:
                 **gaming.gate_decision(gate_policy, found, champions[champion_task]),
             }
         gate[str(seed)] = decided
-        result = summarise(common, rl, gate, methods, partial=seed + 1 < args.seeds)
+        result = summarise(
+            common, rl, gate, methods, partial=seed + 1 < args.first_seed + args.seeds
+        )
         result["seconds"] = time.perf_counter() - started
+        result["first_seed"] = args.first_seed
         out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"[gaming] seed {seed} done: {json.dumps(result['per_seed'][str(seed)])}",
               file=sys.stderr)  # fmt: skip
 
+    return finish(args, result, root, tmp)
+
+
+def merge(args) -> int:
+    """The runs of --merge (each over some seeds, the same settings) as one result."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
+    common = {k: v for k, v in parts[0].items() if k not in ("rl", "gate", "per_seed")}
+    methods = parts[0]["methods"]
+    rl = {m: {s: r for p in parts for s, r in p["rl"][m].items()} for m in methods}
+    gate = {s: d for p in parts for s, d in p["gate"].items()}
+    keep = ("smoke", "methods", "steps", "settings", "label_agreement", "reward_model_flawed",
+            "reward_model_honest", "champions", "dpo_beta_choice", "gate_conditions_dropped",
+            "gate_conditions_added_by_benchmark")  # fmt: skip
+    result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
+    result["merged_from"] = list(args.merge)
+    root = Path(args.workspace).resolve() if args.workspace else None
+    return finish(args, result, root, None)
+
+
+def finish(args, result: dict, root: Path | None, tmp) -> int:
+    """Figures (the first seed's runs), the table, the JSON and the MLflow run."""
+    from alignment.workspace import Workspace
+
+    first = min(result["gate"], key=int)
     result["figures"] = [
-        str(figure(m, rl[m]["0"], Path(args.figures) / f"gaming_{m}.png")) for m in methods
+        str(figure(m, result["rl"][m][first], Path(args.figures) / f"gaming_{m}.png"))
+        for m in result["methods"]
     ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(table(result))
     out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     # a temporary workspace goes away; its MLflow record goes to the project's own workspace
-    mlflow_root = root if tmp is None else ROOT / ".alignment"
+    mlflow_root = root if (tmp is None and root is not None) else ROOT / ".alignment"
     result["mlflow_run_id"] = log_to_mlflow(
         result, [out, *map(Path, result["figures"])], mlflow_root, args.tracking_uri
     )
