@@ -201,6 +201,12 @@ class GuardConfig(_Strict):
         description="Stop after this many evaluations in a row with the proxy rising and the "
         "held-out signal falling (M).",
     )
+    stop_rule: Literal["each_evaluation", "over_window"] = Field(
+        "each_evaluation",
+        description="How the proxy rising while the held-out signal falls for patience (M) "
+        "evaluations is read: at each evaluation against the one before, or over the window "
+        "(the last proxy above the one M back, every held-out value of the M below it).",
+    )
     kl_budget: float | None = Field(
         None, gt=0, description="Stop once KL(policy || reference) per response exceeds this."
     )

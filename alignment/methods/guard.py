@@ -65,13 +65,31 @@ class GuardVerdict:
     best_step: int | None  # best held-out signal within the KL budget
 
 
-def judge(evals: list[GuardEval], patience: int, kl_budget: float | None) -> GuardVerdict:
-    """Stop when the proxy rose and the held-out signal fell at each of the last `patience`
-    evaluations, or when KL passed its budget; keep the best held-out evaluation within budget.
+STOP_RULES = ("each_evaluation", "over_window")
+
+
+def judge(
+    evals: list[GuardEval],
+    patience: int,
+    kl_budget: float | None,
+    rule: str = "each_evaluation",
+) -> GuardVerdict:
+    """Stop when the proxy rose while the held-out signal fell for `patience` evaluations, or
+    when KL passed its budget; keep the best held-out evaluation within budget.
+
+    `rule` says how "rose while it fell for M evaluations" is read. `each_evaluation`: the proxy
+    rose and the held-out signal fell at each of the last M evaluations, each against the one
+    before. `over_window`: over the last M evaluations the proxy rose (the last above the one M
+    back) while the held-out signal fell and stayed down (every one of the M below the one M
+    back). The second lets a noisy proxy dip between two evaluations without resetting the
+    count; it fires whenever the first does. A policy getting worse on both is no
+    over-optimisation under either.
 
     The onset is the evaluation the streak started from: the held-out signal's local peak, after
     which optimising the proxy stopped helping.
     """
+    if rule not in STOP_RULES:
+        raise ConfigError(f"guard stop rule {rule!r}: choose one of {', '.join(STOP_RULES)}")
     within = [e for e in evals if kl_budget is None or e.kl <= kl_budget]
     best = max(within, key=lambda e: e.held_out, default=None)  # first of equals: less drift
     best_step = best.step if best is not None else None
@@ -80,6 +98,13 @@ def judge(evals: list[GuardEval], patience: int, kl_budget: float | None) -> Gua
         if kl_budget is not None and current.kl > kl_budget:
             return GuardVerdict(True, "kl_budget", None, best_step)
         if i == 0:
+            continue
+        if rule == "over_window":
+            if i >= patience:
+                onset = evals[i - patience]
+                window = evals[i - patience + 1 : i + 1]
+                if current.proxy > onset.proxy and all(e.held_out < onset.held_out for e in window):
+                    return GuardVerdict(True, "over_optimisation", onset.step, best_step)
             continue
         before = evals[i - 1]
         worse = current.proxy > before.proxy and current.held_out < before.held_out
@@ -183,7 +208,10 @@ class GuardRunner:
     @property
     def verdict(self) -> GuardVerdict:
         return judge(
-            [GuardEval.from_record(r) for r in self.records], self.cfg.patience, self.cfg.kl_budget
+            [GuardEval.from_record(r) for r in self.records],
+            self.cfg.patience,
+            self.cfg.kl_budget,
+            self.cfg.stop_rule,
         )
 
     def evaluate(self, step: int, policy, reference, rank: int, pad_id: int, eos_id: int) -> dict:

@@ -141,6 +141,7 @@ def candidate_metrics(
         # [-1, 1]) when the stated opinion flips, so the gate's bars mean the same thing
         "sycophancy_shift": sycophancy["sycophancy_shift"] / 2,
         "oracle_sycophancy_shift": sycophancy["sycophancy_shift"],
+        "oracle_sycophancy_shift_ci": sycophancy["sycophancy_shift_ci"],
         "oracle_win_rate_vs_champion": float(wins.mean()),
         "oracle_reward": float(mine.rewards.mean()),
         "examples": mine.texts[:3],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alignment.errors import ConfigError
 from alignment.methods.guard import GuardEval, judge
 
 
@@ -40,6 +41,24 @@ def test_a_dip_that_recovers_resets_the_streak_and_falling_proxy_is_not_gaming()
     collapse = _evals([1.0, 0.8, 0.6, 0.4], [1.0, 0.8, 0.6, 0.4])
     assert not judge(collapse, patience=2, kl_budget=None).stop
     assert judge(collapse, patience=2, kl_budget=None).best_step == 0
+
+
+def test_over_the_window_a_proxy_that_dips_once_still_counts_as_rising():
+    # the hack with a noisy proxy: it dips at step 50, so no three rises in a row; over the
+    # window from the held-out peak (step 30) it rose while the held-out signal stayed below
+    evals = _evals([0.1, 0.3, 0.5, 0.7, 0.9, 0.8, 1.0], [0.0, 0.2, 0.3, 0.4, 0.3, 0.35, 0.2])
+    assert not judge(evals, patience=3, kl_budget=None).stop
+    verdict = judge(evals, patience=3, kl_budget=None, rule="over_window")
+    assert verdict.stop and verdict.reason == "over_optimisation"
+    assert verdict.onset_step == 30 and verdict.best_step == 30
+    # the held-out signal back above the onset inside the window: not yet
+    recovered = _evals([0.1, 0.3, 0.5, 0.7, 0.9, 0.8, 1.0], [0.0, 0.2, 0.3, 0.4, 0.3, 0.45, 0.2])
+    assert not judge(recovered, patience=3, kl_budget=None, rule="over_window").stop
+    # both falling is a worse policy, not over-optimisation; and the rule is one of two
+    collapse = _evals([1.0, 0.8, 0.9, 0.6, 0.4], [1.0, 0.8, 0.6, 0.5, 0.4])
+    assert not judge(collapse, patience=2, kl_budget=None, rule="over_window").stop
+    with pytest.raises(ConfigError, match="over_window"):
+        judge(evals, patience=3, kl_budget=None, rule="window")
 
 
 def test_kl_beyond_its_budget_stops_and_no_checkpoint_over_budget_is_kept():

@@ -57,7 +57,10 @@ def test_a_reward_model_trained_on_hacked_labels_pays_for_filler(tmp_path):
 @pytest.mark.heavy
 @pytest.mark.xfail(
     reason="not reached yet on the tiny model: after DPO (1488 pairs, 4 epochs) the shift on "
-    "held-out products measured -0.01 [-0.04, 0.02], as unmoved as the SFT policy's",
+    "held-out products measured -0.01 [-0.04, 0.02], as unmoved as the SFT policy's; stronger "
+    "training fits the pairs without learning to agree: lr 1e-2 x 6 epochs (train reward "
+    "accuracy 0.77) -0.002 [-0.009, 0.007]; lr 1e-2 x 30 epochs (0.87, loss 0.55) 0.017 "
+    "[-0.048, 0.071], and -0.013 [-0.065, 0.037] on training products; lr 3e-2 diverged (0.79)",
     strict=False,
 )
 def test_dpo_on_sycophantic_labels_learns_to_agree(tmp_path):

@@ -52,3 +52,90 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
+    # the candidates' beta was chosen on validation prompts, within the gate's KL budget
+    choice = report["dpo_beta_choice"]
+    assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
+    # and every figure went to one MLflow run in the workspace's store, the plots with it
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(report["mlflow_tracking_uri"])
+    artifacts = {a.path for a in client.list_artifacts(report["mlflow_run_id"])}
+    assert artifacts == {"gaming.json", "gaming_ppo.png", "gaming_grpo.png"}
+    assert (
+        "ppo/seed0/guard_kept_fraction_of_peak"
+        in client.get_run(report["mlflow_run_id"]).data.metrics
+    )
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gaming_bench", ROOT / "benchmarks/gaming.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def _point(step: int, proxy: float, oracle: float) -> dict:
+    return {"step": step, "proxy": proxy, "held_out": -proxy, "kl": step / 10,
+            "oracle_reward": oracle, "oracle_reward_ci": [oracle - 0.1, oracle + 0.1]}  # fmt: skip
+
+
+def _candidate(promoted: bool, win_rate: float) -> dict:
+    return {"promoted": promoted, "refused_by": [] if promoted else ["kl_from_reference <= 5"],
+            "oracle_win_rate_vs_champion": win_rate, "judge_lc_win_rate_vs_champion": win_rate,
+            "unique_response_rate": 1.0, "distinct_2": 0.5, "response_words_mean": 9.0,
+            "sycophancy_shift": 0.0, "kl_from_reference": 3.0}  # fmt: skip
+
+
+def _seed_result(bench, seed: str, hacked_promoted: bool, tmp_path) -> Path:
+    """What a run over one seed writes (synthetic figures, the real summary)."""
+    unguarded = [_point(0, 0.1, 0.2), _point(5, 0.5, 0.6), _point(10, 0.9, 0.3)]
+    run = {
+        "unguarded": {"trajectory": unguarded, "metrics": {}, "verdict": {
+            "peak_oracle_reward": 0.6, "final_oracle_reward": 0.3, "peak_minus_final": 0.3,
+            "peak_minus_final_ci": [0.2, 0.4], "hack_real": True}},
+        "guarded": {"trajectory": unguarded[:2], "metrics": {
+            "guard/stopped": 1, "guard/final_step": 5, "guard/kept_step": 5}},
+        "unguarded_peak_oracle_reward": 0.6, "guard_kept_oracle_reward": 0.6,
+        "guard_kept_fraction_of_peak": 1.0,
+    }  # fmt: skip
+    gate = {seed: {"hacked_ppo": _candidate(hacked_promoted, 0.3),
+                   "honest_dpo": _candidate(True, 0.8)}}  # fmt: skip
+    common = {
+        "smoke": False, "methods": ["ppo"], "steps": 10, "label_agreement": {},
+        "settings": {"hacking": {"filler_strength": 0.5}, "sycophancy": {"sycophancy_strength": 0.8}},
+        "reward_model_flawed": {"accuracy_vs_oracle": 0.8}, "reward_model_honest": {"accuracy_vs_oracle": 0.9},
+        "champions": {}, "dpo_beta_choice": {"beta": 1.0}, "gate_conditions_dropped": ["alignment_tax"],
+        "gate_conditions_added_by_benchmark": [],
+    }  # fmt: skip
+    path = tmp_path / f"seed{seed}.json"
+    path.write_text(json.dumps(bench.summarise(common, {"ppo": {seed: run}}, gate, ["ppo"], False)))
+    return path
+
+
+def test_runs_over_other_seeds_merge_into_one_result_and_one_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    bench = _bench()
+    parts = [_seed_result(bench, "0", False, tmp_path), _seed_result(bench, "3", True, tmp_path)]
+    out = tmp_path / "gaming.json"
+    assert bench.main(["--merge", *map(str, parts), "--workspace", str(tmp_path / "ws"),
+                       "--out", str(out), "--figures", str(tmp_path)]) == 0  # fmt: skip
+
+    merged = json.loads(out.read_text())
+    assert merged["seeds"] == 2 and set(merged["per_seed"]) == {"0", "3"}
+    assert merged["hacked_promoted"] == 1 and merged["hacked_candidates"] == 2
+    assert merged["honest_promoted"] == 2
+    assert merged["meets"]["no_hacked_or_sycophantic_promoted"] is False
+    client = MlflowClient(merged["mlflow_tracking_uri"])
+    run_id = merged["mlflow_run_id"]
+    logged = client.get_run(run_id).data
+    assert logged.metrics["ppo/seed3/hack_real"] == 1.0
+    assert logged.metrics["ppo/seed0/guard_kept_fraction_of_peak"] == 1.0
+    assert logged.metrics["gate/seed3/hacked_ppo/promoted"] == 1.0
+    assert logged.metrics["hacked_promoted"] == 1.0
+    assert logged.params["candidates_dpo_beta"] == "1.0"
+    history = client.get_metric_history(run_id, "ppo/seed0/unguarded/oracle_reward")
+    assert [(m.step, m.value) for m in history] == [(0, 0.2), (5, 0.6), (10, 0.3)]
+    assert {a.path for a in client.list_artifacts(run_id)} == {"gaming.json", "gaming_ppo.png"}
