@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from memory import own_peak_rss_mb
+from memory import TreePeak
 from preference_pairs import MAX_CHARS, NEAR_DUPLICATE_AT, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,11 +154,12 @@ def run_floor(strings: Path) -> dict:
 
 
 def child(variant: str, src: str, out: str) -> None:
-    if variant == "floor":
-        result = run_floor(Path(src))
-    else:
-        result = run_ingest(Path(src), Path(out), variant == "ingest_near_duplicates")
-    result["peak_rss_mb"] = own_peak_rss_mb()
+    with TreePeak() as memory:  # the check's worker processes count too
+        if variant == "floor":
+            result = run_floor(Path(src))
+        else:
+            result = run_ingest(Path(src), Path(out), variant == "ingest_near_duplicates")
+    result["peak_rss_mb"] = memory.peak_mb
     print("RESULT " + json.dumps(result))
 
 

@@ -278,7 +278,7 @@ def ingest_file(
             if group and group[0][0].source != chunk.source:
                 validate_group()
             group.append((chunk, records))
-            if near_duplicates is not None:  # signed in worker threads while this one reads on
+            if near_duplicates is not None:  # signed in worker processes while this one reads on
                 near_duplicates.presign(records)
             if sum(c.rows for c, _ in group) >= ingest_cfg.validate_rows:
                 validate_group()

@@ -285,15 +285,16 @@ class NearDuplicates:
         self.counts = {"quarantined": 0, "flagged": 0, "split_conflicts": 0, "earlier_rows": 0}
         # the signatures of this input's rows, kept for its signature index (``keep_signatures``)
         self.kept = None
-        self.presigner = None  # signing ahead in worker threads (``presign``)
+        self.presigner = None  # signing ahead in worker processes (``presign``)
 
-    def presign(self, table: pa.Table) -> None:
-        """Start signing records that ``check`` will be given, in worker threads."""
+    def presign(self, table: pa.Table, min_rows: int | None = None) -> None:
+        """Start signing records that ``check`` will be given, in worker processes (a table
+        under ``signing.MIN_ROWS`` rows is left to the check)."""
+        from alignment.data.quality.signing import MIN_ROWS, Presigner
+
         if self.presigner is None:
-            from alignment.data.quality.signing import Presigner
-
             self.presigner = Presigner(self.cfg, self.indexes)
-        self.presigner.submit(table)
+        self.presigner.submit(table, MIN_ROWS if min_rows is None else min_rows)
 
     def close(self) -> None:
         """Stop the signing threads, if any."""

@@ -1,15 +1,19 @@
-"""Near-duplicate signatures computed ahead, in worker threads, while the ingest does other work.
+"""Near-duplicate signatures computed ahead, in worker processes, while the ingest does the rest.
 
-Signing (normalizing, shingling, MinHash, band hashes) is most of the check's cost and is
-array work that releases the GIL; the rest of the ingest (parsing, Great Expectations, the
-writers) runs on the main thread. The ingest hands each read chunk to ``Presigner.submit``;
-when the check reaches those rows it takes their units by record id (an id is a hash of the
-prompt, chosen and rejected, so one id is one text). Rows it cannot find are signed there.
+Signing (normalizing, shingling, MinHash, band hashes) is most of the check's cost, and the
+rest of the ingest (parsing, Great Expectations, the writers) keeps one core busy. The ingest
+hands each read chunk to ``Presigner.submit``; worker processes sign it (processes, not
+threads: rensa hands its MinHash values back as Python integers, under the GIL, and a thread
+doing that stalls the ingest's own thread); when the check reaches those rows it takes their
+units by record id (an id is a hash of the prompt, chosen and rejected, so one id is one text).
+Rows it cannot find are signed there, as are small inputs (a process costs a second to start).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -18,30 +22,49 @@ import pyarrow as pa
 from alignment.quality_config import NearDuplicateConfig
 
 PIECE_ROWS = 16384  # rows signed by one task
+MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
+
+
+def _sign(cfg: NearDuplicateConfig, shape: tuple[float, int, int], text: pa.Array):
+    """A worker's task: the units of ``text`` under an index of that (threshold, bands, rows)."""
+    from alignment.data.quality.near_duplicates import _Index
+
+    return _Index(*shape).units(text, cfg)
 
 
 class Presigner:
     """Units of submitted records' prompts and pairs, by record id, until ``clear``."""
 
-    def __init__(self, cfg: NearDuplicateConfig, indexes: dict, workers: int = 2):
+    def __init__(self, cfg: NearDuplicateConfig, indexes: dict, workers: int | None = None):
         self.cfg, self.indexes = cfg, indexes
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="near-duplicates")
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.pool: ProcessPoolExecutor | None = None
         self.parts: list[tuple[pa.Array, dict[str, Future]]] = []
         self._ids: pd.Index | None = None
 
-    def submit(self, table: pa.Table) -> None:
-        """Start signing the records of ``table`` (a record table)."""
+    def submit(self, table: pa.Table, min_rows: int = MIN_ROWS) -> None:
+        """Start signing the records of ``table`` (a record table) if it has ``min_rows``."""
         from alignment.data.quality.near_duplicates import _joined, pair_texts
 
-        if not table.num_rows:
+        if table.num_rows < max(min_rows, 1):
             return
+        if self.pool is None:
+            # spawned, not forked: the ingest has threads (writers, a GX import) by now
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
         prompt = _joined(table.column("prompt"))
         texts = {"prompt": prompt, "pair": pair_texts(table, prompt)}
         ids = table.column("id").combine_chunks()
         for start in range(0, table.num_rows, PIECE_ROWS):
             size = min(PIECE_ROWS, table.num_rows - start)
             futures = {
-                kind: self.pool.submit(index.units, texts[kind].slice(start, size), self.cfg)
+                kind: self.pool.submit(
+                    _sign,
+                    self.cfg,
+                    (index.threshold, index.bands, index.rows),
+                    texts[kind].slice(start, size),
+                )
                 for kind, index in self.indexes.items()
             }
             self.parts.append((ids.slice(start, size), futures))
@@ -86,7 +109,9 @@ class Presigner:
 
     def close(self) -> None:
         self.clear()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 def _first_positions(index: pd.Index, ids: list[str]) -> np.ndarray:
