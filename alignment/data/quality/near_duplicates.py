@@ -15,6 +15,7 @@ matches), which keeps memory near ``num_perm`` bytes per row.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,10 +222,13 @@ class _TableRows:
     def __init__(self, table: pa.Table, cfg: NearDuplicateConfig, presigned=None):
         self.table, self.cfg, self.presigned = table, cfg, presigned
         self.ids = table.column("id").to_pylist()
-        self.prompt_text = _joined(table.column("prompt"))
         digests = sha256_digests(messages_json(table.column("prompt")))
         exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
         self.exact, self.buckets = exact, digest_buckets(digests)
+
+    @functools.cached_property
+    def prompt_text(self) -> pa.Array:
+        return _joined(self.table.column("prompt"))
 
     def _units(self, kind: str, index: _Index, rows: list[int], text) -> Units:
         if self.presigned is not None:
@@ -270,7 +274,9 @@ class NearDuplicates:
             if threshold is not None:
                 bands, rows = lsh_bands(cfg.num_perm, threshold)
                 self.indexes[kind] = _Index(threshold, bands, rows)
-        self.prompt_of: dict[int, int] = {}  # exact prompt hash -> prompt key
+        # exact prompt hashes seen (sorted) and their prompt keys
+        self._prompt_hashes = np.zeros(0, dtype=np.uint64)
+        self._prompt_keys = np.zeros(0, dtype=np.int64)
         self.prompt_parent: list[int] = []  # prompt key -> the prompt whose group it joined
         self.prompt_row_id: list[str] = []  # prompt key -> id of the first row with it
         self.prompt_bucket: list[float] = []
@@ -377,17 +383,27 @@ class NearDuplicates:
     def _prompts(self, source, record) -> list[int]:
         """The prompt key of each row; each new prompt is matched against every earlier one."""
         ids, buckets = source.ids, source.buckets
-        keys: list[int] = []
-        new_rows: list[int] = []
-        for i, h in enumerate(source.exact.tolist()):
-            p = self.prompt_of.get(h)
-            if p is None:
-                p = self.prompt_of[h] = len(self.prompt_parent)
-                self.prompt_parent.append(p)
-                self.prompt_row_id.append(ids[i])
-                self.prompt_bucket.append(float(buckets[i]))
-                new_rows.append(i)
-            keys.append(p)
+        # each exact prompt's key; one not seen before gets the next key, in order of first row
+        codes, uniques = pd.factorize(source.exact)
+        first_row = np.unique(codes, return_index=True)[1] if len(codes) else codes
+        known, at = self._prompt_hashes, np.zeros(len(uniques), dtype=np.int64)
+        if len(known):
+            at = np.minimum(np.searchsorted(known, uniques), len(known) - 1)
+        seen = (known[at] == uniques) if len(known) else np.zeros(len(uniques), bool)
+        key_of = np.empty(len(uniques), dtype=np.int64)
+        key_of[seen] = self._prompt_keys[at[seen]]
+        fresh = np.flatnonzero(~seen)
+        base = len(self.prompt_parent)
+        key_of[fresh] = np.arange(base, base + len(fresh))
+        new_rows = first_row[fresh].tolist()
+        self.prompt_parent.extend(range(base, base + len(fresh)))
+        self.prompt_row_id.extend(ids[i] for i in new_rows)
+        self.prompt_bucket.extend(buckets[new_rows].astype(np.float64).tolist())
+        hashes = np.concatenate([known, uniques[fresh].astype(np.uint64)])
+        order = np.argsort(hashes, kind="stable")
+        self._prompt_hashes = hashes[order]
+        self._prompt_keys = np.concatenate([self._prompt_keys, key_of[fresh]])[order]
+        keys: list[int] = key_of[codes].tolist()
         if self.kept is not None and record:
             self.kept.rows(ids, source.exact, buckets)
         index = self.indexes.get("prompt")
