@@ -25,11 +25,14 @@ PIECE_ROWS = 16384  # rows signed by one task
 MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 
 
-def _sign(cfg: NearDuplicateConfig, shape: tuple[float, int, int], text: pa.Array):
-    """A worker's task: the units of ``text`` under an index of that (threshold, bands, rows)."""
-    from alignment.data.quality.near_duplicates import _Index
+def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], table: pa.Table):
+    """A worker's task: the units of the records' prompts and pairs, by kind, under indexes of
+    these (threshold, bands, rows)."""
+    from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts
 
-    return _Index(*shape).units(text, cfg)
+    prompt = _joined(table.column("prompt"))
+    texts = {"prompt": prompt, "pair": pair_texts(table, prompt) if "pair" in shapes else None}
+    return {kind: _Index(*shape).units(texts[kind], cfg) for kind, shape in shapes.items()}
 
 
 class Presigner:
@@ -39,35 +42,27 @@ class Presigner:
         self.cfg, self.indexes = cfg, indexes
         self.workers = workers or min(2, os.cpu_count() or 1)
         self.pool: ProcessPoolExecutor | None = None
-        self.parts: list[tuple[pa.Array, dict[str, Future]]] = []
+        self.parts: list[tuple[pa.Array, Future]] = []  # (ids, units by kind)
         self._ids: pd.Index | None = None
 
     def submit(self, table: pa.Table, min_rows: int = MIN_ROWS) -> None:
         """Start signing the records of ``table`` (a record table) if it has ``min_rows``."""
-        from alignment.data.quality.near_duplicates import _joined, pair_texts
-
-        if table.num_rows < max(min_rows, 1):
+        if table.num_rows < max(min_rows, 1) or not self.indexes:
             return
         if self.pool is None:
             # spawned, not forked: the ingest has threads (writers, a GX import) by now
             self.pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn")
             )
-        prompt = _joined(table.column("prompt"))
-        texts = {"prompt": prompt, "pair": pair_texts(table, prompt)}
+        shapes = {kind: (i.threshold, i.bands, i.rows) for kind, i in self.indexes.items()}
+        # the workers join the texts too: only the message columns travel
+        messages = table.select(["prompt", "chosen", "rejected"])
         ids = table.column("id").combine_chunks()
         for start in range(0, table.num_rows, PIECE_ROWS):
             size = min(PIECE_ROWS, table.num_rows - start)
-            futures = {
-                kind: self.pool.submit(
-                    _sign,
-                    self.cfg,
-                    (index.threshold, index.bands, index.rows),
-                    texts[kind].slice(start, size),
-                )
-                for kind, index in self.indexes.items()
-            }
-            self.parts.append((ids.slice(start, size), futures))
+            piece = messages.slice(start, size).combine_chunks()
+            future = self.pool.submit(_sign, self.cfg, shapes, piece)
+            self.parts.append((ids.slice(start, size), future))
         self._ids = None
 
     def units(self, kind: str, ids: list[str]):
@@ -82,7 +77,7 @@ class Presigner:
             return None
         from alignment.data.quality.near_duplicates import Units
 
-        done = [p[1][kind].result() for p in self.parts]
+        done = [p[1].result()[kind] for p in self.parts]
         # only the rows asked for are gathered, a part at a time (no copy of all parts)
         bounds = np.cumsum([0] + [len(u.has_text) for u in done])
         part = np.searchsorted(bounds, at, side="right") - 1
