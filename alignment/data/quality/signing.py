@@ -3,10 +3,11 @@
 Signing (normalizing, shingling, MinHash, band hashes) is most of the check's cost, and the
 rest of the ingest (parsing, Great Expectations, the writers) keeps one core busy. The ingest
 hands each read chunk to ``Presigner.submit``; worker processes sign it (processes, not
-threads: rensa hands its MinHash values back as Python integers, under the GIL, and a thread
-doing that stalls the ingest's own thread); when the check reaches those rows it takes their
-units by record id (an id is a hash of the prompt, chosen and rejected, so one id is one text).
-Rows it cannot find are signed there, as are small inputs (a process costs a second to start).
+threads: rensa hands its MinHash values back as Python integers, under the GIL, so threads
+would take turns with the ingest's own thread there). When the check reaches those rows it
+takes their units by record id (an id is a hash of the prompt, chosen and rejected, so one id
+is one text). Rows it cannot find are signed there, as are small inputs (a process costs a
+second to start).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,8 @@ class Presigner:
         """Start signing the records of ``table`` (a record table) if it has ``min_rows``."""
         if table.num_rows < max(min_rows, 1) or not self.indexes:
             return
+        if multiprocessing.current_process().daemon:
+            return  # a daemonic process may not start workers: the check signs
         if self.pool is None:
             # spawned, not forked: the ingest has threads (writers, a GX import) by now
             self.pool = ProcessPoolExecutor(
@@ -77,7 +81,10 @@ class Presigner:
             return None
         from alignment.data.quality.near_duplicates import Units
 
-        done = [p[1].result()[kind] for p in self.parts]
+        try:
+            done = [p[1].result()[kind] for p in self.parts]
+        except BrokenProcessPool:  # a worker was killed (memory?): the check signs
+            return None
         # only the rows asked for are gathered, a part at a time (no copy of all parts)
         bounds = np.cumsum([0] + [len(u.has_text) for u in done])
         part = np.searchsorted(bounds, at, side="right") - 1
