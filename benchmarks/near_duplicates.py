@@ -5,7 +5,8 @@
 
 The input is ``preference_pairs.generate`` (the mix ``validate.py`` describes: 0.5% of rows
 repeat an earlier prompt with changed case, spacing or punctuation). Variants, each in its own
-child process (its own peak memory), interleaved round by round, medians reported:
+child process (its peak memory with any worker processes it starts), interleaved round by
+round, medians reported:
 
 - ``ingest``: the whole ingest with the near-duplicate check off (the baseline);
 - ``ingest_near_duplicates``: the same with it on (MinHash over prompts and pairs, LSH, flag

@@ -10,7 +10,8 @@ the id of the row it repeats. A kept member's rows take the split side of the re
 prompt (``split_buckets``), so a whole group lands on one side of train/eval.
 
 The similarity check keeps 8 bits of each MinHash value (b-bit MinHash, corrected for chance
-matches), which keeps memory near ``num_perm`` bytes per row.
+matches), which keeps memory near ``num_perm`` bytes per row. An ingest has large inputs signed
+ahead by worker processes (``signing``); the check takes those signatures by record id.
 """
 
 from __future__ import annotations
