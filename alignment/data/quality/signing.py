@@ -48,8 +48,12 @@ class Presigner:
         self._ids: pd.Index | None = None
 
     def submit(self, table: pa.Table, min_rows: int = MIN_ROWS) -> None:
-        """Start signing the records of ``table`` (a record table) if it has ``min_rows``."""
-        if table.num_rows < max(min_rows, 1) or not self.indexes:
+        """Start signing the records of ``table`` (a record table). The workers start with a
+        table of ``min_rows``; once started they take every table (a group's short last chunk
+        too, or the check would sign the whole group itself)."""
+        if not table.num_rows or not self.indexes:
+            return
+        if self.pool is None and table.num_rows < min_rows:
             return
         if multiprocessing.current_process().daemon:
             return  # a daemonic process may not start workers: the check signs
