@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from alignment.quality_config import NearDuplicateConfig
 
-PIECE_ROWS = 16384  # rows signed by one task
+PIECE_ROWS = 8192  # rows signed by one task: a worker's memory grows with it
 MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 
 
