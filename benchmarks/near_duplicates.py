@@ -5,7 +5,8 @@
 
 The input is ``preference_pairs.generate`` (the mix ``validate.py`` describes: 0.5% of rows
 repeat an earlier prompt with changed case, spacing or punctuation). Variants, each in its own
-child process (its own peak memory), interleaved round by round, medians reported:
+child process (its peak memory with any worker processes it starts), interleaved round by
+round, medians reported:
 
 - ``ingest``: the whole ingest with the near-duplicate check off (the baseline);
 - ``ingest_near_duplicates``: the same with it on (MinHash over prompts and pairs, LSH, flag
@@ -34,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from memory import own_peak_rss_mb
+from memory import TreePeak
 from preference_pairs import MAX_CHARS, NEAR_DUPLICATE_AT, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,11 +155,12 @@ def run_floor(strings: Path) -> dict:
 
 
 def child(variant: str, src: str, out: str) -> None:
-    if variant == "floor":
-        result = run_floor(Path(src))
-    else:
-        result = run_ingest(Path(src), Path(out), variant == "ingest_near_duplicates")
-    result["peak_rss_mb"] = own_peak_rss_mb()
+    with TreePeak() as memory:  # the check's worker processes count too
+        if variant == "floor":
+            result = run_floor(Path(src))
+        else:
+            result = run_ingest(Path(src), Path(out), variant == "ingest_near_duplicates")
+    result["peak_rss_mb"] = memory.peak_mb
     print("RESULT " + json.dumps(result))
 
 

@@ -278,6 +278,8 @@ def ingest_file(
             if group and group[0][0].source != chunk.source:
                 validate_group()
             group.append((chunk, records))
+            if near_duplicates is not None:  # signed in worker processes while this one reads on
+                near_duplicates.presign(records)
             if sum(c.rows for c, _ in group) >= ingest_cfg.validate_rows:
                 validate_group()
         if group:
@@ -288,6 +290,9 @@ def ingest_file(
         if index_out is not None:
             index_out.abort()
         raise
+    finally:
+        if near_duplicates is not None:
+            near_duplicates.close()
     accepted_path = accepted_out.close()
     rejected_path = rejected_out.close()
     if index_out is not None:

@@ -1,7 +1,7 @@
 """Row keys as column kernels: 64-bit hashes of strings and record ids, and normalized prompts.
 
-``splits.normalized_prompt`` is the reference; the byte kernels here give the same text for
-ASCII rows at Arrow speed and fall back to it for the rest.
+``splits.normalized_prompt`` is the reference; the kernels here give the same text at Arrow
+speed (bytes for ASCII rows, Arrow's Unicode kernels for the rest).
 """
 
 from __future__ import annotations
@@ -72,13 +72,68 @@ def ascii_normalized(text: pa.Array) -> pa.Array:
     return pc.utf8_rtrim(collapsed, " ")
 
 
+# Code points that Arrow's kernels (utf8_lower, RE2's \\p{L} and \\p{N}) treat otherwise than
+# ``splits.normalized_prompt`` (Python's str.lower and re's \\w), the reference: letters of a
+# newer Unicode version than this Python's, capital sigma (Python lowercases it by its place in
+# the word) and dotted capital I (two code points in lower case). A text with one goes through
+# Python; tests/data/test_keys.py sweeps every code point so that the list stays whole.
+_PYTHON_ONLY = (
+    r"[\x{130}\x{3a3}\x{a7cb}\x{a7d2}\x{a7d4}\x{a7dc}\x{1123f}-\x{11240}\x{11f02}"
+    r"\x{11f04}-\x{11f10}\x{11f12}-\x{11f33}\x{11f50}-\x{11f59}\x{1342f}\x{13441}-\x{13446}"
+    r"\x{1b132}\x{1b155}\x{1d2c0}-\x{1d2d3}\x{1df25}-\x{1df2a}\x{1e030}-\x{1e06d}"
+    r"\x{1e4d0}-\x{1e4eb}\x{1e4f0}-\x{1e4f9}\x{2b739}\x{2ebf0}-\x{2ee5d}\x{31350}-\x{323af}]"
+)
+
+
+def unicode_normalized(text: pa.Array) -> pa.Array:
+    """``splits.normalized_prompt`` of any text by Arrow's Unicode kernels (see ``_PYTHON_ONLY``
+    for the code points where they would differ: those texts go through Python)."""
+    lowered = pc.utf8_lower(text)
+    out = pc.utf8_trim(pc.replace_substring_regex(lowered, r"[^\p{L}\p{N}]+", " "), " ")
+    python = pc.fill_null(pc.match_substring_regex(text, _PYTHON_ONLY), False)
+    if pc.any(python).as_py():
+        rows = text.filter(python).to_pylist()
+        out = pc.replace_with_mask(
+            out, python, pa.array([normalized_prompt(t) for t in rows], out.type)
+        )
+    return out
+
+
+def normalized_texts(text: pa.Array) -> pa.Array:
+    """``splits.normalized_prompt`` of each text (large strings): byte kernels for ASCII text,
+    Arrow's Unicode kernels for the rest."""
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    out = ascii_normalized(text)
+    other = pc.fill_null(pc.invert(pc.string_is_ascii(text)), False)
+    if pc.any(other).as_py():
+        fixed = unicode_normalized(text.filter(other).cast(pa.large_string()))
+        out = pc.replace_with_mask(out, other, fixed)
+    return out
+
+
+def word_texts(text: pa.Array) -> pa.Array:
+    """Texts whose non-empty space-separated parts are the words of ``normalized_texts`` (runs
+    of spaces left in: cheaper, for a caller that splits them)."""
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    text = text.cast(pa.large_string())
+    n = len(text)
+    validity, offsets_buf, data_buf = text.buffers()
+    if not n or data_buf is None:
+        return normalized_texts(text)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[text.offset : text.offset + n + 1]
+    data = _WORD_BYTES[np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]]
+    out = pa.Array.from_buffers(
+        pa.large_string(),
+        n,
+        [validity, pa.py_buffer(offsets - offsets[0]), pa.py_buffer(data)],
+        offset=0,
+    )
+    other = pc.fill_null(pc.invert(pc.string_is_ascii(text)), False)
+    if pc.any(other).as_py():
+        out = pc.replace_with_mask(out, other, unicode_normalized(text.filter(other)))
+    return out
+
+
 def normalized_prompt_keys(prompt_text: pa.Array) -> np.ndarray:
-    """Hash of ``splits.normalized_prompt`` of each text: byte kernels for ASCII text,
-    Python's own regex for the rest."""
-    ascii_rows = pc.string_is_ascii(prompt_text).to_numpy(zero_copy_only=False)
-    keys = string_hashes(ascii_normalized(prompt_text))
-    if not ascii_rows.all():
-        other = np.flatnonzero(~ascii_rows)
-        slow = [normalized_prompt(t) for t in prompt_text.take(pa.array(other)).to_pylist()]
-        keys[other] = string_hashes(pa.array(slow, pa.string()))
-    return keys
+    """Hash of ``splits.normalized_prompt`` of each text (``normalized_texts``)."""
+    return string_hashes(normalized_texts(prompt_text))

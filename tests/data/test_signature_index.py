@@ -131,3 +131,31 @@ def _git_status(repo: Path) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
     ).stdout
+
+
+def test_signing_ahead_in_worker_processes_gives_the_same_answers(tmp_path, monkeypatch):
+    """What the ingest does with a large input: the records are signed by worker processes as
+    they are read, and the check takes their units instead of signing."""
+    from alignment.data.quality import near_duplicates
+
+    v1, v2, new = (_table(rows, tmp_path, f"{i}.jsonl") for i, rows in enumerate(_versions()))
+    records = pa.concat_tables([v2, new])
+    cfg = NearDuplicateConfig(pair_threshold=0.7)
+    plain = _outcome([v1], records, cfg)
+    nd = NearDuplicates(cfg)
+    nd.add_earlier(v1)
+    try:
+        nd.presign(v2, min_rows=1)  # two read chunks
+        nd.presign(new, min_rows=1)
+        for part in nd.presigner.parts:  # signed in the workers before the check asks
+            assert set(part[1].result()) == {"prompt", "pair"}
+
+        def no_signing(*_):
+            raise AssertionError("the check signed rows the workers had signed")
+
+        monkeypatch.setattr(near_duplicates._Index, "units", no_signing)
+        ahead = (nd.check(records), nd.report(), nd.prompt_parent, nd.pair_parent)
+    finally:
+        nd.close()
+    assert ahead == plain
+    assert plain[1]["flagged"] >= 2  # the planted groups were there to find

@@ -10,11 +10,13 @@ the id of the row it repeats. A kept member's rows take the split side of the re
 prompt (``split_buckets``), so a whole group lands on one side of train/eval.
 
 The similarity check keeps 8 bits of each MinHash value (b-bit MinHash, corrected for chance
-matches), which keeps memory near ``num_perm`` bytes per row.
+matches), which keeps memory near ``num_perm`` bytes per row. An ingest has large inputs signed
+ahead by worker processes (``signing``); the check takes those signatures by record id.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alignment.data.formats import messages_json, sha256_digests
-from alignment.data.keys import ascii_normalized, string_hashes
-from alignment.data.splits import digest_buckets, normalized_prompt
+from alignment.data.keys import string_hashes, word_texts
+from alignment.data.splits import digest_buckets
 from alignment.quality_config import NearDuplicateConfig
 
 RULES = {
@@ -46,14 +48,14 @@ def _finalize(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def normalized_texts(text: pa.Array) -> pa.Array:
-    """``splits.normalized_prompt`` of each text: byte kernels for ASCII, Python for the rest."""
-    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    out = ascii_normalized(text).cast(pa.string()).to_pylist()
-    ascii_rows = pc.string_is_ascii(text).to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(~ascii_rows):
-        out[i] = normalized_prompt(text[int(i)].as_py())
-    return pa.array(out, pa.string())
+def _finalize_in_place(x: np.ndarray, tmp: np.ndarray) -> None:
+    """``_finalize`` without new arrays (``tmp``: scratch of the same shape)."""
+    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(x, np.uint64(shift), out=tmp)
+        np.bitwise_xor(x, tmp, out=x)
+        np.multiply(x, np.uint64(factor), out=x)
+    np.right_shift(x, np.uint64(31), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
 
 
 def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,29 +63,42 @@ def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
 
     A text shorter than ``words`` words is one shingle; an empty text has none.
     """
-    split = pc.split_pattern(normalized_texts(text), " ")
+    split = pc.split_pattern(word_texts(text), " ")
     flat = pc.list_flatten(split)
-    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
-    parent = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)[nonempty]
+    nonempty = pc.not_equal(flat, "")
+    parent = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
+    if not pc.all(nonempty).as_py():  # runs of spaces, and an empty text
+        parent = parent[nonempty.to_numpy(zero_copy_only=False)]
+        flat = flat.filter(nonempty)
     counts = np.bincount(parent, minlength=len(text)).astype(np.int64)
-    encoded = pc.dictionary_encode(flat.filter(pa.array(nonempty)))
+    encoded = pc.dictionary_encode(flat)
     # each distinct word hashed once
     hashes = string_hashes(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
     total = len(hashes)
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
     # a shingle starts at each word up to ``words`` before the end, and once in a short text
-    pos = np.arange(total) - starts[:-1][parent]
-    keep = (pos <= counts[parent] - words) | (pos == 0)
-    end = starts[1:][parent]
-    shingle = np.zeros(total, dtype=np.uint64)
-    for k in range(words):
-        at = np.arange(total) + k
-        term = np.where(at < end, hashes[np.minimum(at, max(total - 1, 0))], np.uint64(0))
-        shingle = _finalize(shingle * _MIX + term + np.uint64(k + 1))
+    kept = np.maximum(counts - words + 1, np.minimum(counts, 1))
     offsets = np.zeros(len(counts) + 1, dtype=np.uint64)
-    np.cumsum(np.bincount(parent[keep], minlength=len(counts)), out=offsets[1:])
-    return shingle[keep], offsets
+    np.cumsum(kept, out=offsets[1:])
+    at = np.arange(int(offsets[-1]), dtype=np.int64)
+    at += np.repeat(starts[:-1] - offsets[:-1].astype(np.int64), kept)  # each shingle's first word
+    padded = np.zeros(total + words, dtype=np.uint64)
+    padded[:total] = hashes
+    short = np.flatnonzero(counts < words)
+    short = short[counts[short] > 0]
+    shingle = np.zeros(len(at), dtype=np.uint64)
+    tmp = np.empty_like(shingle)
+    for k in range(words):
+        np.multiply(shingle, _MIX, out=shingle)
+        term = padded[at + k] if k else padded[at]
+        if k and len(short):  # past a short text's end: no word
+            first = offsets[:-1][short].astype(np.int64)
+            term[first[counts[short] <= k]] = 0
+        np.add(shingle, term, out=shingle)
+        np.add(shingle, np.uint64(k + 1), out=shingle)
+        _finalize_in_place(shingle, tmp)
+    return shingle, offsets
 
 
 def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -160,70 +175,88 @@ class _Index:
                 return values[key - first]
         raise KeyError(key)
 
-    def earlier_candidates(self, bands: np.ndarray) -> list[set[int]]:
-        """For each row, the indexed keys that share one of its bands."""
-        found: list[set[int]] = [set() for _ in range(len(bands))]
+    def earlier_candidates(self, bands: np.ndarray) -> dict[int, set[int]]:
+        """For each row that has any, the indexed keys that share one of its bands."""
+        found: dict[int, set[int]] = {}
         for b, (values, keys) in enumerate(zip(self.band_values, self.band_keys, strict=True)):
             if not len(values):
                 continue
             at = np.minimum(np.searchsorted(values, bands[:, b]), len(values) - 1)
-            for i in np.flatnonzero(values[at] == bands[:, b]):
-                found[i].add(int(keys[at[i]]))
+            hit = np.flatnonzero(values[at] == bands[:, b])
+            for i, key in zip(hit.tolist(), keys[at[hit]].tolist(), strict=True):
+                found.setdefault(i, set()).add(key)
         return found
 
     def add(self, sig8: np.ndarray, bands: np.ndarray, indexed: np.ndarray) -> None:
         """Give the new units the next keys; put the ``indexed`` ones in the bands (the
         earliest key stays the one found for a band value)."""
-        keys = np.arange(self.size, self.size + len(sig8), dtype=np.int64)
+        keys = np.arange(self.size, self.size + len(sig8), dtype=np.int64)[indexed]
         self.sigs.append((self.size, sig8))
         self.size += len(sig8)
         for b in range(self.bands):
-            old = b < len(self.band_values)
-            values = (
-                np.concatenate([self.band_values[b], bands[indexed, b]])
-                if old
-                else bands[indexed, b]
-            )
-            keys_b = np.concatenate([self.band_keys[b], keys[indexed]]) if old else keys[indexed]
-            order = np.argsort(values, kind="stable")
-            values, keys_b = values[order], keys_b[order]
+            # the new values sorted, each value's first key only
+            order = np.argsort(bands[indexed, b], kind="stable")
+            values, keys_b = bands[indexed, b][order], keys[order]
             first = np.ones(len(values), dtype=bool)
             first[1:] = values[1:] != values[:-1]
-            if old:
-                self.band_values[b], self.band_keys[b] = values[first], keys_b[first]
-            else:
-                self.band_values.append(values[first])
-                self.band_keys.append(keys_b[first])
+            values, keys_b = values[first], keys_b[first]
+            if b == len(self.band_values):
+                self.band_values.append(values)
+                self.band_keys.append(keys_b)
+                continue
+            old_values = self.band_values[b]
+            if len(old_values):  # a value already indexed keeps its earlier key
+                at = np.minimum(np.searchsorted(old_values, values), len(old_values) - 1)
+                fresh = old_values[at] != values
+                values, keys_b = values[fresh], keys_b[fresh]
+            # two sorted runs: a stable sort merges them in one pass
+            merged = np.concatenate([old_values, values])
+            order = np.argsort(merged, kind="stable")
+            self.band_values[b] = merged[order]
+            self.band_keys[b] = np.concatenate([self.band_keys[b], keys_b])[order]
 
 
 class _TableRows:
-    """Rows of a records table; their texts are signed when the check asks for them."""
+    """Rows of a records table; their texts are signed when the check asks for them (or taken
+    from ``presigned``, signed ahead)."""
 
-    def __init__(self, table: pa.Table, cfg: NearDuplicateConfig):
-        self.table, self.cfg = table, cfg
+    def __init__(self, table: pa.Table, cfg: NearDuplicateConfig, presigned=None):
+        self.table, self.cfg, self.presigned = table, cfg, presigned
         self.ids = table.column("id").to_pylist()
-        self.prompt_text = _joined(table.column("prompt"))
         digests = sha256_digests(messages_json(table.column("prompt")))
         exact = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
         self.exact, self.buckets = exact, digest_buckets(digests)
 
+    @functools.cached_property
+    def prompt_text(self) -> pa.Array:
+        return _joined(self.table.column("prompt"))
+
+    def _units(self, kind: str, index: _Index, rows: list[int], text) -> Units:
+        if self.presigned is not None:
+            found = self.presigned.units(kind, [self.ids[i] for i in rows])
+            if found is not None:
+                return found
+        return index.units(text().take(pa.array(rows, pa.int64())), self.cfg)
+
     def prompt_units(self, index: _Index, rows: list[int]) -> Units:
-        return index.units(self.prompt_text.take(pa.array(rows, pa.int64())), self.cfg)
+        return self._units("prompt", index, rows, lambda: self.prompt_text)
 
     def pair_units(self, index: _Index, rows: list[int]) -> Units:
-        pair_text = pc.binary_join_element_wise(
-            self.prompt_text,
-            _joined(self.table.column("chosen")),
-            _joined(self.table.column("rejected")),
-            "\n",
-        )
-        return index.units(pair_text.take(pa.array(rows, pa.int64())), self.cfg)
+        return self._units("pair", index, rows, lambda: pair_texts(self.table, self.prompt_text))
 
 
-def _similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard estimate from 8-bit MinHash values, chance matches (1 in 256) taken out."""
-    match = float(np.mean(a == b))
-    return max(0.0, (match - 1 / 256) / (1 - 1 / 256))
+def pair_texts(table: pa.Table, prompt_text: pa.Array) -> pa.Array:
+    """What the pair check signs: prompt, chosen and rejected, joined by newlines."""
+    return pc.binary_join_element_wise(
+        prompt_text, _joined(table.column("chosen")), _joined(table.column("rejected")), "\n"
+    )
+
+
+def _similarities(a: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Jaccard estimates of ``a`` and each row of ``others`` from 8-bit MinHash values, chance
+    matches (1 in 256) taken out."""
+    match = np.count_nonzero(others == a, axis=1) / a.shape[-1]
+    return np.maximum(0.0, (match - 1 / 256) / (1 - 1 / 256))
 
 
 @dataclass
@@ -242,7 +275,9 @@ class NearDuplicates:
             if threshold is not None:
                 bands, rows = lsh_bands(cfg.num_perm, threshold)
                 self.indexes[kind] = _Index(threshold, bands, rows)
-        self.prompt_of: dict[int, int] = {}  # exact prompt hash -> prompt key
+        # exact prompt hashes seen (sorted) and their prompt keys
+        self._prompt_hashes = np.zeros(0, dtype=np.uint64)
+        self._prompt_keys = np.zeros(0, dtype=np.int64)
         self.prompt_parent: list[int] = []  # prompt key -> the prompt whose group it joined
         self.prompt_row_id: list[str] = []  # prompt key -> id of the first row with it
         self.prompt_bucket: list[float] = []
@@ -257,6 +292,22 @@ class NearDuplicates:
         self.counts = {"quarantined": 0, "flagged": 0, "split_conflicts": 0, "earlier_rows": 0}
         # the signatures of this input's rows, kept for its signature index (``keep_signatures``)
         self.kept = None
+        self.presigner = None  # signing ahead in worker processes (``presign``)
+
+    def presign(self, table: pa.Table, min_rows: int | None = None) -> None:
+        """Start signing records that ``check`` will be given, in worker processes (a table
+        under ``signing.MIN_ROWS`` rows is left to the check)."""
+        from alignment.data.quality.signing import MIN_ROWS, Presigner
+
+        if self.presigner is None:
+            self.presigner = Presigner(self.cfg, self.indexes)
+        self.presigner.submit(table, MIN_ROWS if min_rows is None else min_rows)
+
+    def close(self) -> None:
+        """Stop the signing threads, if any."""
+        if self.presigner is not None:
+            self.presigner.close()
+            self.presigner = None
 
     def add_earlier(self, table: pa.Table) -> None:
         """Index an earlier version: its accepted rows, or its signature index
@@ -277,7 +328,13 @@ class NearDuplicates:
 
     def check(self, table: pa.Table) -> dict[int, list[str]]:
         """Reasons to quarantine, by row position of ``table``; flagged rows are recorded."""
-        return self._run(_TableRows(table, self.cfg), record=True) if table.num_rows else {}
+        try:
+            if not table.num_rows:
+                return {}
+            return self._run(_TableRows(table, self.cfg, self.presigner), record=True)
+        finally:
+            if self.presigner is not None:
+                self.presigner.clear()
 
     def group_of(self, prompt: int) -> int:
         """The first prompt of the group a prompt belongs to."""
@@ -327,17 +384,27 @@ class NearDuplicates:
     def _prompts(self, source, record) -> list[int]:
         """The prompt key of each row; each new prompt is matched against every earlier one."""
         ids, buckets = source.ids, source.buckets
-        keys: list[int] = []
-        new_rows: list[int] = []
-        for i, h in enumerate(source.exact.tolist()):
-            p = self.prompt_of.get(h)
-            if p is None:
-                p = self.prompt_of[h] = len(self.prompt_parent)
-                self.prompt_parent.append(p)
-                self.prompt_row_id.append(ids[i])
-                self.prompt_bucket.append(float(buckets[i]))
-                new_rows.append(i)
-            keys.append(p)
+        # each exact prompt's key; one not seen before gets the next key, in order of first row
+        codes, uniques = pd.factorize(source.exact)
+        first_row = np.unique(codes, return_index=True)[1] if len(codes) else codes
+        known, at = self._prompt_hashes, np.zeros(len(uniques), dtype=np.int64)
+        if len(known):
+            at = np.minimum(np.searchsorted(known, uniques), len(known) - 1)
+        seen = (known[at] == uniques) if len(known) else np.zeros(len(uniques), bool)
+        key_of = np.empty(len(uniques), dtype=np.int64)
+        key_of[seen] = self._prompt_keys[at[seen]]
+        fresh = np.flatnonzero(~seen)
+        base = len(self.prompt_parent)
+        key_of[fresh] = np.arange(base, base + len(fresh))
+        new_rows = first_row[fresh].tolist()
+        self.prompt_parent.extend(range(base, base + len(fresh)))
+        self.prompt_row_id.extend(ids[i] for i in new_rows)
+        self.prompt_bucket.extend(buckets[new_rows].astype(np.float64).tolist())
+        hashes = np.concatenate([known, uniques[fresh].astype(np.uint64)])
+        order = np.argsort(hashes, kind="stable")
+        self._prompt_hashes = hashes[order]
+        self._prompt_keys = np.concatenate([self._prompt_keys, key_of[fresh]])[order]
+        keys: list[int] = key_of[codes].tolist()
         if self.kept is not None and record:
             self.kept.rows(ids, source.exact, buckets)
         index = self.indexes.get("prompt")
@@ -397,7 +464,8 @@ class NearDuplicates:
         sig8, bands, has_text = units.sig8, units.bands, units.has_text
         earlier = index.earlier_candidates(bands)
         # new units that share a band with another new unit: settled one by one, in order
-        suspect = np.array([bool(c) for c in earlier], dtype=bool)
+        suspect = np.zeros(len(sig8), dtype=bool)
+        suspect[list(earlier)] = True
         for b in range(index.bands):
             suspect |= pd.Series(bands[:, b]).duplicated(keep=False).to_numpy()
         base = index.size
@@ -405,24 +473,31 @@ class NearDuplicates:
         indexed = has_text.copy()
         local: dict[tuple[int, int], int] = {}
         for i in np.flatnonzero(has_text & suspect).tolist():
-            candidates = set(earlier[i])
+            candidates = set(earlier.get(i, ()))
+            row_bands = bands[i].tolist()
             for b in range(index.bands):
-                if (key := local.get((b, int(bands[i, b])))) is not None:
+                if (key := local.get((b, row_bands[b]))) is not None:
                     candidates.add(key)
             best = None
-            for key in sorted(candidates):
-                if ids is not None and self.pair_id[key] == ids[i]:
-                    continue  # the same record, kept in an earlier version
-                other = sig8[key - base] if key >= base else index.signature(key)
-                sim = _similarity(sig8[i], other)
-                if sim >= index.threshold and (best is None or sim > best.similarity):
-                    best = _Match(key, sim)
+            keys = [
+                key
+                for key in sorted(candidates)
+                # the same record, kept in an earlier version, is not its own match
+                if ids is None or self.pair_id[key] != ids[i]
+            ]
+            if keys:
+                others = np.stack(
+                    [sig8[key - base] if key >= base else index.signature(key) for key in keys]
+                )
+                for key, sim in zip(keys, _similarities(sig8[i], others).tolist(), strict=True):
+                    if sim >= index.threshold and (best is None or sim > best.similarity):
+                        best = _Match(key, sim)
             matches[i] = best
             if best is not None and drop:
                 indexed[i] = False
                 continue
             for b in range(index.bands):
-                local.setdefault((b, int(bands[i, b])), base + i)
+                local.setdefault((b, row_bands[b]), base + i)
         index.add(sig8, bands, indexed)
         return matches
 

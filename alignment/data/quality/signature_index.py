@@ -196,36 +196,36 @@ class KeptSignatures:
     (so signing happens once per ingest, not again for the index)."""
 
     cfg: NearDuplicateConfig
-    row: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (hash, bucket)
-    prompt: dict[int, tuple[np.ndarray, np.ndarray, bool]] = field(default_factory=dict)
-    pair: dict[str, tuple[np.ndarray, np.ndarray, bool]] = field(default_factory=dict)
+    # blocks as the check computed them: (keys, values...); found again by key in ``take``
+    row: list[tuple[list[str], np.ndarray, np.ndarray]] = field(default_factory=list)
+    prompt: list[tuple[np.ndarray, Units]] = field(default_factory=list)  # by exact prompt hash
+    pair: list[tuple[list[str], Units]] = field(default_factory=list)  # by record id
     seen: set[int] = field(default_factory=set)  # exact prompts already in the index
 
     def rows(self, ids: list[str], exact: np.ndarray, buckets: np.ndarray) -> None:
-        self.row.update(zip(ids, zip(exact.tolist(), buckets.tolist(), strict=True), strict=True))
+        self.row.append((ids, exact, buckets))
 
     def prompts(self, exact: np.ndarray, units: Units) -> None:
-        for n, h in enumerate(exact.tolist()):
-            self.prompt[h] = (units.sig8[n], units.bands[n], bool(units.has_text[n]))
+        self.prompt.append((exact, units))
 
     def pairs(self, ids: list[str], units: Units) -> None:
-        for n, i in enumerate(ids):
-            self.pair[i] = (units.sig8[n], units.bands[n], bool(units.has_text[n]))
+        self.pair.append((ids, units))
 
     def take(self, accepted: pa.Table, nd: NearDuplicates) -> pa.Table:
         """Index rows of accepted rows; what was not kept (rare) is signed here. Clears what
         it kept: rows not accepted now are never accepted later."""
         ids = accepted.column("id").to_pylist()
-        if not all(i in self.row for i in ids):
+        at = _positions([i for block in self.row for i in block[0]], ids)
+        if (at < 0).any():
             rows = _TableRows(accepted, self.cfg)
             exact, buckets = rows.exact, rows.buckets
         else:
-            exact = np.array([self.row[i][0] for i in ids], dtype=np.uint64)
-            buckets = np.array([self.row[i][1] for i in ids], dtype=np.float64)
+            exact = _concat([block[1] for block in self.row], np.uint64)[at]
+            buckets = _concat([block[2] for block in self.row], np.float64)[at]
         first = _first_rows(exact, self.seen)
         units = {}
         for kind, want, kept, keys in (
-            ("prompt", first, self.prompt, exact.tolist()),
+            ("prompt", first, self.prompt, exact),
             ("pair", np.ones(len(ids), bool), self.pair, ids),
         ):
             if kind not in nd.indexes:
@@ -236,13 +236,19 @@ class KeptSignatures:
                 np.zeros((len(ids), idx.bands), np.uint64),
                 np.zeros(len(ids), bool),
             )
-            missing = []
-            for n in np.flatnonzero(want).tolist():
-                got = kept.get(keys[n])
-                if got is None:
-                    missing.append(n)
-                else:
-                    full.sig8[n], full.bands[n], full.has_text[n] = got
+            rows_wanted = np.flatnonzero(want)
+            where = _positions(
+                np.concatenate([np.asarray(block[0]) for block in kept]) if kept else [],
+                np.asarray(keys)[rows_wanted],
+            )
+            got = where >= 0
+            if got.any():
+                block_units = [block[1] for block in kept]
+                found = rows_wanted[got]
+                full.sig8[found] = np.concatenate([u.sig8 for u in block_units])[where[got]]
+                full.bands[found] = np.concatenate([u.bands for u in block_units])[where[got]]
+                full.has_text[found] = np.concatenate([u.has_text for u in block_units])[where[got]]
+            missing = rows_wanted[~got].tolist()
             if missing:
                 rows = _TableRows(accepted, self.cfg)
                 signed = (rows.prompt_units if kind == "prompt" else rows.pair_units)(idx, missing)
@@ -253,6 +259,25 @@ class KeptSignatures:
         self.prompt.clear()
         self.pair.clear()
         return index_table(self.cfg, ids, exact, buckets, units)
+
+
+def _concat(blocks: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype)
+
+
+def _positions(keys, wanted) -> np.ndarray:
+    """Position in ``keys`` of each wanted key (its last, as a dict keeps it), -1 if absent."""
+    import pandas as pd
+
+    if not len(keys):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    index = pd.Index(keys)
+    if not index.is_unique:
+        last = ~index.duplicated(keep="last")
+        index, place = index[last], np.flatnonzero(last)
+        at = index.get_indexer(wanted)
+        return np.where(at >= 0, place[np.maximum(at, 0)], -1)
+    return index.get_indexer(wanted)
 
 
 class IndexWriter:
