@@ -102,7 +102,7 @@ def _floor(model, tokenizer, convs, batch_size) -> float:
         for k in range(0, len(order), batch_size)
     ]
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.inference_mode():
         for input_ids, attention, positions in batches:
             model(
                 input_ids=input_ids,
