@@ -112,16 +112,84 @@ def decision_tokens(tokenizer: Any, context: str) -> tuple[list[int], int, int]:
     return list(a[:k]), a[k], b[k]
 
 
+def _boundary_tokens(tokenizer: Any) -> tuple[list[str], list[str]] | None:
+    """(tokens text may be cut at, every added token) of a fast tokenizer, or None.
+
+    A fast tokenizer cuts its input at its added tokens before it normalizes, pre-tokenizes or
+    merges anything, and encodes the pieces independently. An added token that strips no
+    whitespace and matches anywhere is therefore a hard boundary: the ids of the text before it
+    do not depend on what follows. None when that does not hold (a slow tokenizer, special
+    tokens encoded as text, truncation or padding set on the backend).
+    """
+    fast = getattr(tokenizer, "is_fast", False)
+    backend = getattr(tokenizer, "backend_tokenizer", None) if fast else None
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return None
+    if getattr(backend, "encode_special_tokens", False):
+        return None
+    added = list(backend.get_added_tokens_decoder().values())
+    hard = [
+        t.content
+        for t in added
+        if t.content and not (t.normalized or t.lstrip or t.rstrip or t.single_word)
+    ]
+    return hard, [t.content for t in added if t.content]
+
+
+def _last_boundary(text: str, hard: Sequence[str], added: Sequence[str]) -> int | None:
+    """Where the last hard-boundary token in `text` starts, or None if there is none, or if
+    another added token overlaps it (the tokenizer's longest match could then cut elsewhere)."""
+    at, token = -1, ""
+    for t in hard:
+        i = text.rfind(t)
+        if i > at:
+            at, token = i, t
+    if at < 0:
+        return None
+    for t in added:
+        j = text.find(t, max(0, at - len(t) + 1), at + len(token) + len(t) - 1)
+        while j != -1:
+            if not (t == token and j == at):
+                return None
+            j = text.find(t, j + 1, at + len(token) + len(t) - 1)
+    return at
+
+
 def _contexts(
     tokenizer: Any, conversations: Sequence[list[dict]], suffixes: Sequence[str], max_length: int
 ) -> list[tuple[list[int], int, int]]:
-    """Per conversation: the ids the verdict is read after, and the A and B token ids."""
+    """Per conversation: the ids the verdict is read after, and the A and B token ids.
+
+    The same as ``decision_tokens`` on each rendered conversation plus its suffix, with less
+    work: a text is cut at its last hard-boundary token (`_boundary_tokens`; the chat
+    template's generation prompt holds one), the part before it is tokenized once for all
+    conversations in one call, and the decision is found on the part from it on, once per
+    distinct part (every conversation ends the same way unless the suffixes differ).
+    """
+    texts = [
+        tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        + suffix
+        for conversation, suffix in zip(conversations, suffixes, strict=True)
+    ]
+    boundaries = _boundary_tokens(tokenizer)
+    cuts = [None if boundaries is None else _last_boundary(text, *boundaries) for text in texts]
+    heads = [text[:cut] for text, cut in zip(texts, cuts, strict=True) if cut is not None]
+    head_ids = iter([])
+    if heads:
+        backend = tokenizer.backend_tokenizer
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets
+        head_ids = iter([e.ids for e in encode(heads, add_special_tokens=False)])
+    decisions: dict[str, tuple[list[int], int, int]] = {}
     out = []
-    for conversation, suffix in zip(conversations, suffixes, strict=True):
-        text = tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=False
-        )
-        ids, token_a, token_b = decision_tokens(tokenizer, text + suffix)
+    for text, cut in zip(texts, cuts, strict=True):
+        if cut is None:
+            ids, token_a, token_b = decision_tokens(tokenizer, text)
+        else:
+            tail = text[cut:]
+            if tail not in decisions:
+                decisions[tail] = decision_tokens(tokenizer, tail)
+            tail_ids, token_a, token_b = decisions[tail]
+            ids = next(head_ids) + tail_ids
         # over max_length: the start of the question goes first (options and answer stay)
         out.append((ids[-max_length:], token_a, token_b))
     return out
@@ -135,14 +203,18 @@ def verdict_probabilities(
     batch_size: int = 8,
     max_length: int = 1024,
 ) -> list[float]:
-    """P("(A)") against "(B)" as the next answer of each conversation: one forward pass each."""
+    """P("(A)") against "(B)" as the next answer of each conversation: one forward pass each.
+
+    P = p("(A") / (p("(A") + p("(B")) for the next-token distribution p, which is
+    sigmoid(logit_A - logit_B): the softmax's normaliser cancels, so only the two logits are read.
+    """
     import torch
 
     items = _contexts(tokenizer, conversations, suffixes, max_length)
     order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
     device = next(model.parameters()).device
     out = [0.0] * len(items)
-    with torch.no_grad():
+    with torch.inference_mode():
         for first in range(0, len(order), batch_size):
             rows = order[first : first + batch_size]
             input_ids, attention, positions = left_pad(
@@ -155,10 +227,11 @@ def verdict_probabilities(
                 use_cache=False,
                 logits_to_keep=1,
             ).logits[:, -1, :]
-            logps = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for r, i in enumerate(rows):
-                _, token_a, token_b = items[i]
-                out[i] = torch.sigmoid(logps[r, token_a] - logps[r, token_b]).item()
+            options = torch.tensor([items[i][1:] for i in rows], device=logits.device)
+            pair = logits.gather(1, options).float()
+            p_a = torch.sigmoid(pair[:, 0] - pair[:, 1]).tolist()
+            for i, p in zip(rows, p_a, strict=True):
+                out[i] = p
     return out
 
 

@@ -55,6 +55,9 @@ def test_ai_feedback_compares_the_judge_with_its_floor_and_two_generating_judges
     assert all(len(report["seconds_per_round"][k]) == 2 for k in report["seconds"])
     for key in ("ratio_vs_floor", "speedup_vs_direct_judge", "speedup_vs_reasoning_judge"):
         assert report[key] > 0
+    assert report["direct_vs_floor"] == pytest.approx(
+        report["seconds"]["direct"] / report["seconds"]["floor"]
+    )
     assert set(report["parse_failure_rate"]) == {"one_pass", "direct", "reasoning"}
     assert report["parse_failure_rate"]["one_pass"] == 0
     assert set(report["meets"]) == {"ratio_vs_floor", "speedup_vs_direct_judge", "parse_failures"}

@@ -138,3 +138,78 @@ def test_skipped_prompts_are_named_by_reason_and_no_pair_is_an_error(
     assert result.pairs == 0 and result.empty == ["p1", "p2", "p3"]
     with pytest.raises(EmptyGenerations, match=r"empty response 3 of 3 prompts \(p1, p2, p3\)"):
         require_pairs(result)
+
+
+def _reference_p_a(model, tokenizer, conversation, suffix, max_length):
+    """P("(A)") against "(B)" the plain way: one context alone, both answers tokenized in full,
+    a log-softmax over the whole vocabulary."""
+    import torch
+
+    text = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    a = tokenizer(text + suffix + "(A)", add_special_tokens=False)["input_ids"]
+    b = tokenizer(text + suffix + "(B)", add_special_tokens=False)["input_ids"]
+    k = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([a[:k][-max_length:]])).logits[0, -1]
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    return torch.softmax(torch.stack([logp[a[k]], logp[b[k]]]), dim=0)[0].item()
+
+
+def _hard_judge_inputs():
+    """Conversations and suffixes that stress how the judge cuts and tokenizes its contexts."""
+    from alignment.cai.feedback import COT_ANSWER, judge_question, judge_shots
+
+    constitution = load_constitution()
+    multi_turn = [
+        {"role": "system", "content": "Be brief. <|end|> is a token, <|assistant|> too."},
+        {"role": "user", "content": "Où est 東京? 🙂 مرحبا e\u0301"},
+        {"role": "assistant", "content": "In Japan (A) or (B"},
+        {"role": "user", "content": "And Paris?"},
+    ]
+    conversations = [
+        judge_question(PROMPTS[0], A[0], B[0], constitution.principles[0]),
+        judge_question(multi_turn, "France.<|assistant|>", "(B) Spain", "Which is right?"),
+        judge_question(PROMPTS[1], A[1], B[1], "Which is safer?", judge_shots(constitution, 1)),
+        judge_question("", "", "x", "Which?"),
+    ]
+    suffixes = [ANSWER_PREFIX, ANSWER_PREFIX, "", "I think <|end|> it is" + COT_ANSWER]
+    return conversations, suffixes
+
+
+@pytest.mark.parametrize("max_length", [1024, 40])
+def test_verdicts_equal_the_plain_computation(tiny_lm, max_length):
+    from alignment.cai.feedback import verdict_probabilities
+
+    model, tokenizer = tiny_lm
+    conversations, suffixes = _hard_judge_inputs()
+    got = verdict_probabilities(model, tokenizer, conversations, suffixes, 3, max_length)
+    for conversation, suffix, p in zip(conversations, suffixes, got, strict=True):
+        want = _reference_p_a(model, tokenizer, conversation, suffix, max_length)
+        assert p == pytest.approx(want, abs=1e-5)
+
+
+def test_contexts_are_read_the_plain_way_where_a_cut_could_change_the_ids(tiny_lm):
+    import copy
+
+    from tokenizers import AddedToken
+
+    from alignment.cai.feedback import _contexts
+
+    _, tokenizer = tiny_lm
+    conversations, suffixes = _hard_judge_inputs()
+    want = _contexts(tokenizer, conversations, suffixes, 1024)
+    truncating = copy.deepcopy(tokenizer)
+    truncating.backend_tokenizer.enable_truncation(max_length=8)
+    assert _contexts(truncating, conversations, suffixes, 1024) == want
+    # an added token that overlaps the generation prompt's "<|assistant|>" wins the match there
+    overlapping = copy.deepcopy(tokenizer)
+    overlapping.add_tokens([AddedToken("\n<|assi", normalized=False)])
+    plain = [
+        decision_tokens(
+            overlapping,
+            overlapping.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + s,
+        )
+        for c, s in zip(conversations, suffixes, strict=True)
+    ]
+    got = _contexts(overlapping, conversations, suffixes, 1024)
+    assert got == [(ids[-1024:], a, b) for ids, a, b in plain] and got != want
