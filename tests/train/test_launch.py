@@ -116,17 +116,17 @@ class _Interrupt(Exception):
 
 @pytest.mark.slow
 def test_interrupted_job_resumes_from_its_last_checkpoint(tiny_model_dir, train_parquet, tmp_path):
-    cfg = _config(save_steps=4)
+    cfg = _config(save_steps=5)
 
     def stop_at_six(event: dict) -> None:
-        if event["step"] >= 6:  # checkpoint-4 is complete by now
+        if event["step"] >= 6:  # checkpoint-5 is complete by now
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
         launch_training(
             "sft", cfg, tiny_model_dir, train_parquet, tmp_path / "run", on_progress=stop_at_six
         )
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir()
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-5").is_dir()
     assert not (tmp_path / "run" / "model").exists()
 
     events: list[dict] = []
@@ -139,8 +139,11 @@ def test_interrupted_job_resumes_from_its_last_checkpoint(tiny_model_dir, train_
         resume=True,
         on_progress=events.append,
     )
-    assert events[0]["step"] == 5  # resumed, not restarted
+    assert events[0]["step"] == 6  # resumed, not restarted
     assert result.metrics["global_step"] == 16
+    # the last step, off the save interval, is not checkpointed: the model folder is its save
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-10", "checkpoint-15"], kept
     # the history carried over from the checkpoint covers the whole run
     assert [h["step"] for h in result.history if "loss" in h] == list(range(1, 17))
 
