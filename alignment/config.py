@@ -191,6 +191,9 @@ class EvaluationConfig(_Strict):
         "which no preference method trains on; the shipped data/heldout_demonstrations.jsonl "
         "if unset.",
     )
+    tax_max_demonstrations: int | None = Field(
+        None, ge=1, description="Use only the first N demonstrations for the alignment tax."
+    )
     max_new_tokens: int = Field(64, ge=1, description="Longest sampled response in tokens.")
     temperature: float = Field(
         1.0,

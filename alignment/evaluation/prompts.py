@@ -94,10 +94,10 @@ def _take_by_side(prompts: list[EvalPrompt], limit: int) -> list[EvalPrompt]:
 
 
 def load_demonstrations(
-    path: Path | str | None = None,
+    path: Path | str | None = None, max_demonstrations: int | None = None
 ) -> tuple[list[list[dict]], list[list[dict]]]:
     """Held-out demonstrations (JSONL: ``prompt`` text or messages, ``answer`` text) as
-    (prompts, one-message assistant answers)."""
+    (prompts, one-message assistant answers); the first ``max_demonstrations`` if given."""
     path = Path(path) if path is not None else DEFAULT_DEMONSTRATIONS
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -128,4 +128,4 @@ def load_demonstrations(
         answers.append([{"role": "assistant", "content": answer}])
     if not prompts:
         raise EvalPromptsError(f"{path}: no demonstrations")
-    return prompts, answers
+    return prompts[:max_demonstrations], answers[:max_demonstrations]

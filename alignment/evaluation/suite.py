@@ -349,7 +349,7 @@ def run_suite(
         {"id": p.id, "category": p.category, "kind": p.kind, "prompt": p.prompt} for p in prompts
     ]
 
-    demonstrations = load_demonstrations(cfg.tax_data)
+    demonstrations = load_demonstrations(cfg.tax_data, cfg.tax_max_demonstrations)
     probes = load_probes(cfg.sycophancy_probes, cfg.sycophancy_max_pairs)
     cand = _policy_pass(candidate, prompts, pairs, cfg, True, demonstrations, probes)
     drawn = cand["samples"]

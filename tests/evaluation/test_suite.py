@@ -243,6 +243,9 @@ def test_shipped_demonstrations_are_valid_and_disjoint_from_the_preference_data(
 
     prompts, answers = load_demonstrations(DEFAULT_DEMONSTRATIONS)
     assert len(prompts) == len(answers) >= 30
+    # evaluation.tax_max_demonstrations: the first N, prompts and answers still in step
+    first = load_demonstrations(DEFAULT_DEMONSTRATIONS, 4)
+    assert first == (prompts[:4], answers[:4])
     demo = Path(__file__).parents[2] / "data" / "demo_preferences.jsonl"
     seen = demo.read_text()
     assert not [p for p in prompts if json.dumps(p[-1]["content"]) in seen]
