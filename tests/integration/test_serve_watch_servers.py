@@ -1,0 +1,141 @@
+"""After promotion, on the real servers: the champion registered in MLflow on PostgreSQL with S3
+artifacts, served with a shadow challenger; scripted users' traces and feedback stored by that
+server; the watch flow run against the Prefect server reports and alerts; the feedback pairs
+land. The platform is pointed at the servers by environment and config overrides only, as
+every CLI call below is a separate process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from serving_helpers import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_DATA = ROOT / "data" / "demo_preferences.jsonl"
+MODEL = "served-policy"  # the session's servers are shared: this test's own names
+DVC_PREFIX = "dvc-serve"
+pytestmark = pytest.mark.slow
+
+
+def _cli(env: dict, out: Path, *args: str) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "alignment", *args, "--json", str(out)],
+        env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    result = json.loads(out.read_text()) if out.exists() else {}
+    return proc.returncode, result or {"stderr": proc.stderr[-3000:]}
+
+
+def test_serve_watch_and_feedback_pairs_on_the_real_servers(
+    servers, tmp_path, monkeypatch, tiny_model_dir, challenger_model_dir
+):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from alignment import registry
+    from alignment.cai.prompts import load_prompt_file
+    from alignment.workspace import Workspace
+
+    skip = ("PREFECT_API_", "PREFECT_HOME", "MLFLOW_TRACKING_", "AWS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    env.update(servers.client_env())
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "HF_HUB_OFFLINE": "1"})
+    for key, value in servers.client_env().items():  # this process registers the versions
+        if not key.startswith("PREFECT_"):
+            monkeypatch.setenv(key, value)
+    root = tmp_path / "ws"
+    common = ["--workspace", str(root), "--set", "ingest.dataset=demo-preferences"]
+    common += ["--set", f"registry.model_name={MODEL}"]
+    common += ["--set", f"workspace.dvc_remote=s3://{servers.bucket}/{DVC_PREFIX}"]
+
+    code, ingested = _cli(env, tmp_path / "i.json", "data", "ingest", str(DEMO_DATA), "--version",
+                          *common)  # fmt: skip
+    assert code == 0, ingested
+    data_version = ingested["data_version"]["id"]
+    ws = Workspace(root, tracking_uri_override=servers.mlflow.url).ensure()
+    experiment = registry.connect(ws, "alignment")
+    for checkpoint in (tiny_model_dir, challenger_model_dir):
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.log_metrics(
+                {"eval/reward_accuracy": 0.6, "eval/reward_margin_mean": 0.1,
+                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0,
+                 "eval/unique_response_rate": 1.0, "eval/distinct_2": 0.6,
+                 "eval/response_words_mean": 12.0, "eval/sycophancy_shift": 0.0}
+            )  # fmt: skip
+            registry.register_policy(checkpoint, MODEL, {"data_version": data_version})
+    gate = ROOT / "configs" / "gates" / "demo.yaml"
+    code, promoted = _cli(env, tmp_path / "p.json", "models", "promote", MODEL, "1",
+                          "--policy", str(gate), *common)  # fmt: skip
+    assert code == 0, promoted
+    client = MlflowClient(tracking_uri=servers.mlflow.url, registry_uri=servers.mlflow.url)
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+
+    # the server process gets the tracking server by config (Server drops MLFLOW_* variables)
+    monkeypatch.setenv("PREFECT_HOME", env["PREFECT_HOME"])
+    uri = ["--set", f"workspace.mlflow_tracking_uri={servers.mlflow.url}"]
+    server = Server(
+        root, tmp_path / "serve.log", f"{MODEL}@champion", "--shadow", f"{MODEL}@challenger",
+        "--set", "serve.shadow_share=1.0", "--set", "serve.max_new_tokens=8", *uri,
+    )  # fmt: skip
+    red_team = [p["prompt"] for p in load_prompt_file() if p["kind"] == "red_team"][:4]
+    try:
+        answers = [
+            server.post("/respond", {"prompt": f"What is {i} plus {i + 2}?", "consent": True})[1]
+            for i in range(6)
+        ]
+        for prompt in red_team:
+            server.post("/respond", {"prompt": prompt})
+        for i in range(2):
+            reply = server.post(
+                "/respond", {"prompt": f"Explain {i} plus {i}.", "ab": True, "consent": True}
+            )[1]
+            assert (
+                server.post("/feedback", {"trace_id": reply["trace_id"], "choice": "b"})[0] == 200
+            )
+        for reply in answers[:2]:
+            assert (
+                server.post("/feedback", {"trace_id": reply["trace_id"], "rating": "down"})[0]
+                == 200
+            )
+    finally:
+        server.stop()
+
+    # every answer is a trace in the tracking server's store, with the served version on it
+    locations = [e.experiment_id for e in client.search_experiments()]
+    requests = client.search_traces(
+        locations=locations, filter_string="tags.`alignment.role` = 'request'", max_results=100
+    )
+    assert len(requests) == 12
+    assert {t.info.tags["alignment.model_version"] for t in requests} == {"1"}
+
+    policy = tmp_path / "monitoring.yaml"
+    policy.write_text(
+        "name: servers\nmin_requests: 10\nmin_shadow_pairs: 10\nconditions:\n"
+        "  - {metric: red_team_share, op: '<=', value: 0.2}\n"
+    )
+    code, watched = _cli(env, tmp_path / "w.json", "watch", "run", *common, *uri,
+                         "--set", f"watch.policy={policy}",
+                         "--set", f"watch.judge_model={tiny_model_dir}")  # fmt: skip
+    assert code == 4 and watched["status"] == "alert", watched  # exit 4: an alert was raised
+    assert watched["metrics"]["requests"] == 12
+    assert watched["metrics"]["red_team_share"] == pytest.approx(4 / 12)
+    assert watched["online"]["2"]["online_pairs"] == 10
+    tags = client.get_model_version(MODEL, "2").tags
+    assert "eval.judge_online_win_rate_vs_champion" in tags
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    code, pairs = _cli(env, tmp_path / "f.json", "feedback", "pairs", *common, *uri,
+                       "--landing", str(landing))  # fmt: skip
+    assert code == 0, pairs
+    assert pairs["pairs"] == 4
+    landed = [json.loads(x) for x in Path(pairs["path"]).read_text().splitlines()]
+    assert sorted(r["meta"]["kind"] for r in landed) == [
+        "ab_choice", "ab_choice", "thumbs_down_vs_shadow", "thumbs_down_vs_shadow",
+    ]  # fmt: skip
+    assert {r["meta"]["model_version"] for r in landed} <= {"1", "2"}
