@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,70 @@ def test_serve_watch_and_feedback_pairs_on_the_real_servers(
         "ab_choice", "ab_choice", "thumbs_down_vs_shadow", "thumbs_down_vs_shadow",
     ]  # fmt: skip
     assert {r["meta"]["model_version"] for r in landed} <= {"1", "2"}
+
+    # the watch as operated: `alignment watch serve` serves it on a cron schedule, and the first
+    # scheduled run (every minute) measures the same window on the Prefect server
+    served = subprocess.Popen(
+        [sys.executable, "-m", "alignment", "watch", "serve", "--cron", "* * * * *", *common,
+         *uri, "--set", f"watch.policy={policy}", "--set", f"watch.judge_model={tiny_model_dir}"],
+        env={**env, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}, stdin=subprocess.DEVNULL,
+        stdout=(tmp_path / "watch-serve.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        run = _first_finished_run(servers, f"watch/watch-{MODEL}", served, timeout=180)
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(timeout=60)
+    log = (tmp_path / "watch-serve.log").read_text()
+    assert run.state.is_completed(), (run.state, log[-3000:])
+    assert f"serving watch-{MODEL} on '* * * * *'" in log
+    assert run.auto_scheduled  # made by the schedule: nothing here triggers it
+    markdown = _artifact(servers, run.id, f"watch-{MODEL}")
+    assert "red_team_share" in markdown, markdown
+
+
+def _api(servers):
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(
+        updates={
+            PREFECT_API_URL: servers.prefect.api_url,
+            PREFECT_API_AUTH_STRING: servers.prefect.auth,
+        }
+    )
+
+
+def _first_finished_run(servers, deployment: str, proc: subprocess.Popen, timeout: float):
+    """The deployment's first flow run in a final state, created by its schedule."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    with _api(servers), get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "watch serve exited"
+            try:
+                found = client.read_deployment_by_name(deployment)
+            except Exception:  # not registered yet
+                time.sleep(1)
+                continue
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
+            )
+            done = [r for r in runs if r.state is not None and r.state.is_final()]
+            if done:
+                return done[0]
+            time.sleep(2)
+    raise AssertionError(f"no scheduled run of {deployment} finished within {timeout} s")
+
+
+def _artifact(servers, flow_run_id, key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with _api(servers), get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a.data for a in artifacts}[key]
