@@ -1,13 +1,15 @@
 """After promotion, on the real servers: the champion registered in MLflow on PostgreSQL with S3
 artifacts, served with a shadow challenger; scripted users' traces and feedback stored by that
 server; the watch flow run against the Prefect server reports and alerts; the feedback pairs
-land. The platform is pointed at the servers by environment and config overrides only, as
+land; the retrain flow ingests them, trains, gates and promotes the next version with the traces
+in its lineage; and the watch served on a cron schedule runs there by itself. The platform is pointed at the servers by environment and config overrides only, as
 every CLI call below is a separate process."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,6 +143,51 @@ def test_serve_watch_and_feedback_pairs_on_the_real_servers(
         "ab_choice", "ab_choice", "thumbs_down_vs_shadow", "thumbs_down_vs_shadow",
     ]  # fmt: skip
     assert {r["meta"]["model_version"] for r in landed} <= {"1", "2"}
+
+    # the retrain flow learns from the landed feedback (beside the champion's data), gates and
+    # promotes the next version, whose lineage names the traces its data holds
+    shutil.copy(DEMO_DATA, landing / "batch-001.jsonl")
+    gate_policy = tmp_path / "gate.yaml"  # absolute bars only: tiny models' relative ones are noise
+    gate_policy.write_text(
+        "name: servers\nconditions:\n  - {metric: refusal_rate, op: '<=', value: 1.0}\n"
+    )
+    retrain = ["flows", "retrain", "--config", str(ROOT / "configs" / "demo.yaml"), *common, *uri]
+    retrain += ["--landing", str(landing)]
+    for override in [
+        "train.methods=[sft]", "train.sft.max_steps=2", "train.sft.save_steps=100",
+        "train.distributed.num_processes=1", "evaluation.max_prompts=4",
+        "evaluation.max_new_tokens=8", "retrain.settle_seconds=0", "registry.experiment=alignment",
+        "quality.drift.on_exceed=warn", f"registry.gate_policy={gate_policy}",
+    ]:  # fmt: skip
+        retrain += ["--set", override]
+    code, result = _cli(env, tmp_path / "r.json", *retrain)
+    assert code == 0 and result["status"] == "trained", result
+    assert (result["registered_version"], result["alias"]) == ("3", "champion")
+    # every landed feedback pair went through ingest into the trained version (accepted, or
+    # quarantined with its reasons: the tiny random policies mostly answer control characters)
+    import io
+
+    import pyarrow.parquet as pq
+
+    from alignment.data.version import find_version, read_version_file
+    from alignment.serve.pairs import feedback_trace_ids
+
+    ws = Workspace(root, servers.mlflow.url, f"s3://{servers.bucket}/{DVC_PREFIX}")
+    version = find_version(ws, "demo-preferences", result["data_version"])
+    kept = " ".join(
+        json.dumps(pq.read_table(io.BytesIO(read_version_file(ws, version, f))).to_pylist())
+        for f in ("accepted.parquet", "rejected.parquet")
+    )
+    assert all(t in kept for r in landed for t in r["meta"]["trace_ids"])
+    # the lineage tag names exactly the traces of the accepted feedback rows, and only when
+    # there are some
+    accepted = feedback_trace_ids(ws, "demo-preferences", result["data_version"])
+    tags = client.get_model_version(MODEL, "3").tags
+    if accepted:
+        assert json.loads(tags["lineage.feedback_traces"]) == accepted
+        assert tags["lineage.feedback_trace_count"] == str(len(accepted))
+    else:
+        assert "lineage.feedback_traces" not in tags
 
     # the watch as operated: `alignment watch serve` serves it on a cron schedule, and the first
     # scheduled run (every minute) measures the same window on the Prefect server
