@@ -70,3 +70,23 @@ class Server:
         self.proc.terminate()
         assert self.proc.wait(timeout=120) == 0, self.log.read_text()[-3000:]
         return self.log.read_text()
+
+
+def register_champion_and_challenger(
+    experiment_id: str, name: str, checkpoints: tuple, data_version: str
+) -> None:
+    """Two registered versions (the champion-to-be and a challenger) whose evaluation passes the
+    demo gate, as a pipeline run would have left them."""
+    import mlflow
+
+    from alignment import registry
+
+    for checkpoint in checkpoints:
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_metrics(
+                {"eval/reward_accuracy": 0.6, "eval/reward_margin_mean": 0.1,
+                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0,
+                 "eval/unique_response_rate": 1.0, "eval/distinct_2": 0.6,
+                 "eval/response_words_mean": 12.0, "eval/sycophancy_shift": 0.0}
+            )  # fmt: skip
+            registry.register_policy(checkpoint, name, {"data_version": data_version})

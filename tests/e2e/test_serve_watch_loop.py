@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from serving_helpers import Server
+from serving_helpers import Server, register_champion_and_challenger
 
 from alignment import registry
 from alignment.cli import main
@@ -58,7 +58,6 @@ def _run(args: list[str], out: Path) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory, tiny_model_dir, challenger_model_dir, prefect_api):
     """Everything up to landed pairs, once; the tests read what each step left."""
-    import mlflow
 
     root = tmp_path_factory.mktemp("loop")
     ws = Workspace(root).ensure()
@@ -69,15 +68,9 @@ def loop(tmp_path_factory, tiny_model_dir, challenger_model_dir, prefect_api):
     assert code == 0, ingested
     data_version = ingested["data_version"]["id"]
     experiment = registry.connect(ws, "alignment")
-    for checkpoint in (tiny_model_dir, challenger_model_dir):
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.log_metrics(
-                {"eval/reward_accuracy": 0.6, "eval/reward_margin_mean": 0.1,
-                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0,
-                 "eval/unique_response_rate": 1.0, "eval/distinct_2": 0.6,
-                 "eval/response_words_mean": 12.0, "eval/sycophancy_shift": 0.0}
-            )  # fmt: skip
-            registry.register_policy(checkpoint, "policy", {"data_version": data_version})
+    register_champion_and_challenger(
+        experiment, "policy", (tiny_model_dir, challenger_model_dir), data_version
+    )
     gate = ROOT / "configs" / "gates" / "demo.yaml"
     assert main(["models", "promote", "policy", "1", "--policy", str(gate), *common]) == 0
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import Server
+from serving_helpers import Server, register_champion_and_challenger
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATA = ROOT / "data" / "demo_preferences.jsonl"
@@ -38,7 +38,6 @@ def _cli(env: dict, out: Path, *args: str) -> tuple[int, dict]:
 def test_serve_watch_and_feedback_pairs_on_the_real_servers(
     servers, tmp_path, monkeypatch, tiny_model_dir, challenger_model_dir
 ):
-    import mlflow
     from mlflow import MlflowClient
 
     from alignment import registry
@@ -63,15 +62,9 @@ def test_serve_watch_and_feedback_pairs_on_the_real_servers(
     data_version = ingested["data_version"]["id"]
     ws = Workspace(root, tracking_uri_override=servers.mlflow.url).ensure()
     experiment = registry.connect(ws, "alignment")
-    for checkpoint in (tiny_model_dir, challenger_model_dir):
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.log_metrics(
-                {"eval/reward_accuracy": 0.6, "eval/reward_margin_mean": 0.1,
-                 "eval/harmful_compliance_rate": 0.0, "eval/refusal_rate": 0.0,
-                 "eval/unique_response_rate": 1.0, "eval/distinct_2": 0.6,
-                 "eval/response_words_mean": 12.0, "eval/sycophancy_shift": 0.0}
-            )  # fmt: skip
-            registry.register_policy(checkpoint, MODEL, {"data_version": data_version})
+    register_champion_and_challenger(
+        experiment, MODEL, (tiny_model_dir, challenger_model_dir), data_version
+    )
     gate = ROOT / "configs" / "gates" / "demo.yaml"
     code, promoted = _cli(env, tmp_path / "p.json", "models", "promote", MODEL, "1",
                           "--policy", str(gate), *common)  # fmt: skip
