@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# DVC's log handlers follow the streams of the running test (see tests/dvc_streams.py)
+pytest_plugins = ["dvc_streams"]
+
 # Offline and quiet: no hub, no telemetry (set before any of these libraries is imported).
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",
