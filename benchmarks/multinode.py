@@ -44,39 +44,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' preference task: the same data they train on
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' preference task and job config: the same job
 
 VARIANTS = {"one_node": 1, "two_node": 2}  # nodes; world size 2 either way
 LOSS_TOLERANCE = 1e-5
 RATIO_TARGET = 1.25
 PROGRESS = "@@progress "
-
-
-def _config(folder: Path, nodes: int, zero_stage: int, steps: int) -> Path:
-    """The job's config, as the multi-node test writes it; a fresh rendezvous port per job."""
-    from alignment.train.launch import free_port
-
-    folder.mkdir(parents=True, exist_ok=True)
-    dist = {"num_nodes": nodes, "num_processes": 2 // nodes, "zero_stage": zero_stage}
-    dist["device"] = "cpu"
-    if nodes > 1:
-        dist["rendezvous"] = f"127.0.0.1:{free_port()}"
-    every = {"max_steps": steps, "save_steps": steps + 100}  # no checkpoint inside the timing
-    cfg = {
-        "workspace": {"root": str(folder / "ws")},
-        "train": {
-            "sft": {"learning_rate": 3e-3, **every},
-            "dpo": {"learning_rate": 1e-3, **every},
-            "distributed": dist,
-        },
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def run_job(method: str, config: Path, nodes: int, model: Path, data: Path, out: Path) -> dict:
@@ -139,6 +114,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def measure(model: Path, data: Path, work: Path, args) -> list[dict]:
     """Every round: per ZeRO stage, both variants in alternating order, each SFT then DPO."""
+    from multinode_job import job_config
+
     rows = []
     for round_ in range(args.rounds):
         order = list(VARIANTS) if round_ % 2 == 0 else list(VARIANTS)[::-1]
@@ -146,7 +123,8 @@ def measure(model: Path, data: Path, work: Path, args) -> list[dict]:
             for variant in order:
                 nodes = VARIANTS[variant]
                 folder = work / f"r{round_}" / f"zero{zero}" / variant
-                config = _config(folder, nodes, zero, args.steps)
+                # no checkpoint inside the timing
+                config = job_config(folder, nodes, zero, args.steps, save_steps=args.steps + 100)
                 start = model
                 for method in args.methods:
                     out = folder / method

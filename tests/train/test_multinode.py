@@ -19,10 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from multinode_job import job_config
 from preference_task import preference_rows, write_rows
 
 from alignment.train.deepspeed import bound_group_timeouts
-from alignment.train.launch import free_port, peer_lost
+from alignment.train.launch import peer_lost
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -31,32 +32,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def train_parquet(tmp_path_factory) -> Path:
     return write_rows(tmp_path_factory.mktemp("prefs") / "train.parquet", preference_rows())
-
-
-def _config_file(folder: Path, nodes: int, zero_stage: int = 2, **distributed) -> Path:
-    """Same job either way: world size 2, as 1 node x 2 processes or 2 nodes x 1 process."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dist = {
-        "num_nodes": nodes,
-        "num_processes": 2 // nodes,
-        "zero_stage": zero_stage,
-        "device": "cpu",
-        **distributed,
-    }
-    if nodes > 1:
-        dist.setdefault("rendezvous", f"127.0.0.1:{free_port()}")
-    steps = {"max_steps": 3, "save_steps": 50}
-    cfg = {
-        "workspace": {"root": str(folder / "ws")},
-        "train": {
-            "sft": {"learning_rate": 3e-3, **steps},
-            "dpo": {"learning_rate": 1e-3, **steps},
-            "distributed": dist,
-        },
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def _start_node(rank: int, method: str, config: Path, model: Path, data: Path, out: Path,
@@ -150,7 +125,7 @@ def _two_node_matches_one_node(tmp_path, model, data, zero_stage):
     """SFT then DPO, two nodes and one node; returns {(method, nodes): job folder}."""
     jobs = {}
     for nodes in (2, 1):
-        config = _config_file(tmp_path / f"{nodes}n", nodes, zero_stage)
+        config = job_config(tmp_path / f"{nodes}n", nodes, zero_stage)
         start = model
         for method in ("sft", "dpo"):
             out = tmp_path / f"{nodes}n" / method
@@ -187,7 +162,7 @@ def test_frozen_node_fails_the_job_after_the_timeout_and_resume_continues(
     tiny_model_dir, train_parquet, tmp_path
 ):
     timeout = 20
-    config = _config_file(tmp_path, 2, collective_timeout_seconds=timeout)
+    config = job_config(tmp_path, 2, collective_timeout_seconds=timeout)
     cfg = yaml.safe_load(config.read_text())
     cfg["train"]["sft"].update(max_steps=8, save_steps=2)
     config.write_text(yaml.safe_dump(cfg))
@@ -237,7 +212,7 @@ def test_frozen_node_fails_the_job_after_the_timeout_and_resume_continues(
 
 @pytest.mark.heavy  # the frozen-node test drives the same failure path in the default suite
 def test_killed_node_fails_the_job_with_a_clear_error(tiny_model_dir, train_parquet, tmp_path):
-    config = _config_file(tmp_path, 2, collective_timeout_seconds=60)
+    config = job_config(tmp_path, 2, collective_timeout_seconds=60)
     cfg = yaml.safe_load(config.read_text())
     cfg["train"]["sft"].update(max_steps=30)
     config.write_text(yaml.safe_dump(cfg))
@@ -267,7 +242,7 @@ def test_killed_node_fails_the_job_with_a_clear_error(tiny_model_dir, train_parq
 def test_missing_node_fails_the_rendezvous_after_its_timeout(
     tiny_model_dir, train_parquet, tmp_path
 ):
-    config = _config_file(tmp_path, 2, rendezvous_timeout_seconds=5)
+    config = job_config(tmp_path, 2, rendezvous_timeout_seconds=5)
     started = time.monotonic()
     node0 = _start_node(0, "sft", config, tiny_model_dir, train_parquet, tmp_path / "sft")
     code = _wait(node0, timeout=300)  # node 1 never comes
