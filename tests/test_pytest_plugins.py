@@ -1,0 +1,100 @@
+"""The test suite's own plugins (tests/dvc_streams.py, tests/mlflow_state.py), each checked on a
+pytest run of its own whose outcome depended on which test ran first in the process (the order
+changes, e.g. under pytest-xdist)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+DVC_TESTS = """
+import logging
+
+
+def test_first_import_of_dvc_under_capsys(capsys):
+    import dvc.logger  # noqa: F401  (sets up DVC's handlers on this test's capture stream)
+
+    logging.getLogger("dvc").warning("first test")
+    assert "first test" in capsys.readouterr().err
+
+
+def test_dvc_logs_in_a_later_test(capsys):
+    logging.getLogger("dvc").warning("later test")
+    logging.getLogger("dvc").info("later info")
+    out, err = capsys.readouterr()
+    assert "later test" in err and "later info" in out
+"""
+
+MLFLOW_FIRST = """
+import mlflow
+
+
+def test_a_module_sets_an_experiment():
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    mlflow.create_experiment("other")
+    mlflow.set_experiment("mine")  # id 2 in this store
+"""
+
+MLFLOW_SECOND = """
+import os
+import subprocess
+import sys
+
+import mlflow
+
+
+def test_the_next_module_starts_runs_where_it_says():
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    with mlflow.start_run() as run:  # it set no experiment: the store's default one
+        assert run.info.experiment_id == "0"
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('MLFLOW_EXPERIMENT_ID'))"],
+        capture_output=True, text=True, env=dict(os.environ),
+    )
+    assert child.stdout.strip() == "None"
+"""
+
+
+def _inner_pytest(folder: Path, files: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """pytest on `files` in `folder`, with this folder's plugins importable, not its settings."""
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(PYTHONPATH=str(HERE), DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *files],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_dvc_logging_after_a_capsys_test_that_imported_dvc(tmp_path):
+    files = {"test_inner.py": DVC_TESTS}
+    plain = _inner_pytest(tmp_path / "without", files)
+    # the failure the plugin exists for: the handler kept the first test's closed stream
+    assert plain.returncode == 1, plain.stdout[-3000:]
+    assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
+    assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
+
+    proc = _inner_pytest(tmp_path / "with", files, "-p", "dvc_streams")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_the_mlflow_experiment_ends_with_the_module_that_set_it(tmp_path):
+    # without the plugin the second module's run lands in the first's experiment
+    # ("assert '2' == '0'") and its child process inherits MLFLOW_EXPERIMENT_ID=2; that run is
+    # left out here, as each MLflow start costs seconds
+    files = {"test_a_first.py": MLFLOW_FIRST, "test_b_second.py": MLFLOW_SECOND}
+    proc = _inner_pytest(tmp_path, files, "-p", "mlflow_state")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
