@@ -27,11 +27,12 @@ PIECE_ROWS = 8192  # rows signed by one task: a worker's memory grows with it
 MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 
 
-def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], table: pa.Table):
+def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], piece: pa.Buffer):
     """A worker's task: the units of the records' prompts and pairs, by kind, under indexes of
-    these (threshold, bands, rows)."""
+    these (threshold, bands, rows); ``piece``: the records' messages (``_piece``)."""
     from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts
 
+    table = pa.ipc.open_stream(piece).read_all()
     prompt = _joined(table.column("prompt"))
     texts = {"prompt": prompt, "pair": pair_texts(table, prompt) if "pair" in shapes else None}
     return {kind: _Index(*shape).units(texts[kind], cfg) for kind, shape in shapes.items()}
@@ -68,8 +69,7 @@ class Presigner:
         ids = table.column("id").combine_chunks()
         for start in range(0, table.num_rows, PIECE_ROWS):
             size = min(PIECE_ROWS, table.num_rows - start)
-            piece = messages.slice(start, size).combine_chunks()
-            future = self.pool.submit(_sign, self.cfg, shapes, piece)
+            future = self.pool.submit(_sign, self.cfg, shapes, _piece(messages, start, size))
             self.parts.append((ids.slice(start, size), future))
         self._ids = None
 
@@ -118,6 +118,17 @@ class Presigner:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _piece(table: pa.Table, start: int, size: int) -> pa.Buffer:
+    """Rows ``start:start+size`` of ``table`` as an Arrow IPC stream: only these rows' bytes.
+    (A pickled slice carries its whole table's buffers: a read chunk's for every piece, several
+    times the piece, copied and sent for each.)"""
+    piece = table.slice(start, size)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, piece.schema) as writer:
+        writer.write_table(piece)
+    return sink.getvalue()
 
 
 def _first_positions(index: pd.Index, ids: list[str]) -> np.ndarray:
