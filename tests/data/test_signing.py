@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pyarrow as pa
 
 from alignment.data.quality.signing import _piece
@@ -37,3 +38,48 @@ def test_an_empty_piece_round_trips():
     table = _messages(10)
     assert pa.ipc.open_stream(_piece(table, 10, 0)).read_all().num_rows == 0
     assert pa.ipc.open_stream(_piece(table, 9, 1)).read_all().equals(table.slice(9, 1))
+
+
+def _reference_add(index, bands: np.ndarray, indexed: np.ndarray, size: int) -> None:
+    """The index's bands as a stable sort of everything gives them: each value once, with the
+    first key that had it."""
+    keys = np.arange(size, size + len(bands), dtype=np.int64)[indexed]
+    for b in range(bands.shape[1]):
+        values = np.concatenate([index["values"][b], bands[indexed, b]])
+        all_keys = np.concatenate([index["keys"][b], keys])
+        order = np.argsort(values, kind="stable")
+        values, all_keys = values[order], all_keys[order]
+        first = np.ones(len(values), dtype=bool)
+        first[1:] = values[1:] != values[:-1]
+        index["values"][b], index["keys"][b] = values[first], all_keys[first]
+
+
+def test_the_lsh_index_keeps_the_first_key_of_each_band_value_over_several_adds():
+    from alignment.data.quality.near_duplicates import _Index
+
+    draw = np.random.default_rng(7)
+    index = _Index(0.8, 3, 2)
+    reference = {"values": [np.zeros(0, np.uint64)] * 3, "keys": [np.zeros(0, np.int64)] * 3}
+    size = 0
+    for n in (500, 1, 0, 800, 300):
+        # few distinct values: repeats within an add and across adds
+        bands = draw.integers(0, 400, (n, 3)).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        indexed = draw.random(n) < 0.8
+        index.add(np.zeros((n, 8), np.uint8), bands, indexed)
+        _reference_add(reference, bands, indexed, size)
+        size += n
+        for b in range(3):
+            assert np.array_equal(index.band_values[b], reference["values"][b])
+            assert np.array_equal(index.band_keys[b], reference["keys"][b])
+    assert index.size == size
+
+
+def test_shared_band_values_are_those_pandas_calls_duplicated():
+    import pandas as pd
+
+    from alignment.data.quality.near_duplicates import _shared
+
+    values = np.random.default_rng(3).integers(0, 50, 300).astype(np.uint64)
+    expected = pd.Series(values).duplicated(keep=False).to_numpy()
+    assert np.array_equal(_shared(values), expected)
+    assert not _shared(np.zeros(0, np.uint64)).size and not _shared(values[:1]).any()

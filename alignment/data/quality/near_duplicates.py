@@ -193,13 +193,9 @@ class _Index:
         keys = np.arange(self.size, self.size + len(sig8), dtype=np.int64)[indexed]
         self.sigs.append((self.size, sig8))
         self.size += len(sig8)
+        new = np.ascontiguousarray(bands[indexed].T)  # a band's values side by side
         for b in range(self.bands):
-            # the new values sorted, each value's first key only
-            order = np.argsort(bands[indexed, b], kind="stable")
-            values, keys_b = bands[indexed, b][order], keys[order]
-            first = np.ones(len(values), dtype=bool)
-            first[1:] = values[1:] != values[:-1]
-            values, keys_b = values[first], keys_b[first]
+            values, keys_b = _first_keys(new[b], keys)
             if b == len(self.band_values):
                 self.band_values.append(values)
                 self.band_keys.append(keys_b)
@@ -209,11 +205,32 @@ class _Index:
                 at = np.minimum(np.searchsorted(old_values, values), len(old_values) - 1)
                 fresh = old_values[at] != values
                 values, keys_b = values[fresh], keys_b[fresh]
-            # two sorted runs: a stable sort merges them in one pass
-            merged = np.concatenate([old_values, values])
-            order = np.argsort(merged, kind="stable")
-            self.band_values[b] = merged[order]
-            self.band_keys[b] = np.concatenate([self.band_keys[b], keys_b])[order]
+            # sorted, distinct from the indexed ones: each goes in at its place, no sort
+            at = np.searchsorted(old_values, values)
+            self.band_values[b] = np.insert(old_values, at, values)
+            self.band_keys[b] = np.insert(self.band_keys[b], at, keys_b)
+
+
+def _first_keys(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, sorted, each with its smallest key (``keys`` ascend: the first)."""
+    if not len(values):
+        return values.copy(), keys.copy()
+    order = np.argsort(values)  # not stable (faster): the smallest key is taken below
+    values, keys = values[order], keys[order]
+    start = np.ones(len(values), dtype=bool)
+    start[1:] = values[1:] != values[:-1]
+    at = np.flatnonzero(start)
+    return values[at], np.minimum.reduceat(keys, at)
+
+
+def _shared(values: np.ndarray) -> np.ndarray:
+    """Whether each value occurs more than once."""
+    order = np.argsort(values)
+    same = values[order][1:] == values[order][:-1]
+    out = np.zeros(len(values), dtype=bool)
+    out[order[1:][same]] = True
+    out[order[:-1][same]] = True
+    return out
 
 
 class _TableRows:
@@ -466,8 +483,8 @@ class NearDuplicates:
         # new units that share a band with another new unit: settled one by one, in order
         suspect = np.zeros(len(sig8), dtype=bool)
         suspect[list(earlier)] = True
-        for b in range(index.bands):
-            suspect |= pd.Series(bands[:, b]).duplicated(keep=False).to_numpy()
+        for column in np.ascontiguousarray(bands.T):
+            suspect |= _shared(column)
         base = index.size
         matches: list[_Match | None] = [None] * len(sig8)
         indexed = has_text.copy()
