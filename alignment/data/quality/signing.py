@@ -27,12 +27,11 @@ PIECE_ROWS = 8192  # rows signed by one task: a worker's memory grows with it
 MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 
 
-def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], piece: pa.Buffer):
+def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], table: pa.Table):
     """A worker's task: the units of the records' prompts and pairs, by kind, under indexes of
-    these (threshold, bands, rows); ``piece``: the records' messages (``_piece``)."""
+    these (threshold, bands, rows)."""
     from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts
 
-    table = pa.ipc.open_stream(piece).read_all()
     prompt = _joined(table.column("prompt"))
     texts = {"prompt": prompt, "pair": pair_texts(table, prompt) if "pair" in shapes else None}
     return {kind: _Index(*shape).units(texts[kind], cfg) for kind, shape in shapes.items()}
@@ -120,15 +119,29 @@ class Presigner:
             self.pool = None
 
 
-def _piece(table: pa.Table, start: int, size: int) -> pa.Buffer:
-    """Rows ``start:start+size`` of ``table`` as an Arrow IPC stream: only these rows' bytes.
-    (A pickled slice carries its whole table's buffers: a read chunk's for every piece, several
-    times the piece, copied and sent for each.)"""
-    piece = table.slice(start, size)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, piece.schema) as writer:
-        writer.write_table(piece)
-    return sink.getvalue()
+class _Piece:
+    """Rows of a table, pickled as an Arrow IPC stream of only these rows' bytes, and unpickled
+    as a table. (A pickled slice carries its whole table's buffers: a read chunk's for every
+    piece, several times the piece, copied and sent for each.) The stream is made when the
+    piece is sent, so pieces waiting for a worker hold no copy."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def __reduce__(self):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.table.schema) as writer:
+            writer.write_table(self.table)
+        return _read_piece, (sink.getvalue(),)
+
+
+def _read_piece(stream: pa.Buffer) -> pa.Table:
+    return pa.ipc.open_stream(stream).read_all()
+
+
+def _piece(table: pa.Table, start: int, size: int) -> _Piece:
+    """Rows ``start:start+size`` of ``table``, to be sent to a worker."""
+    return _Piece(table.slice(start, size))
 
 
 def _first_positions(index: pd.Index, ids: list[str]) -> np.ndarray:
