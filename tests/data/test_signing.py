@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from alignment.data.quality.signing import _piece
 
@@ -83,3 +84,48 @@ def test_shared_band_values_are_those_pandas_calls_duplicated():
     expected = pd.Series(values).duplicated(keep=False).to_numpy()
     assert np.array_equal(_shared(values), expected)
     assert not _shared(np.zeros(0, np.uint64)).size and not _shared(values[:1]).any()
+
+
+def _texts() -> list[tuple[str, str, str]]:
+    """Prompts, chosen and rejected of every shape the words of a joined pair could differ on:
+    empty parts, parts shorter than a shingle, punctuation at the edges, non-ASCII text (Arrow's
+    Unicode path and Python's: final sigma, dotted capital I)."""
+    draw = np.random.default_rng(11)
+    vocab = ["alpha", "Beta", "gamma,", "(delta)", "éclair", "ΣΟΦΙΑΣ", "İstanbul", "naïve", "x"]
+    rows = [("", "", ""), ("one", "", "two"), ("a b", "c", ""), ("...", "!!", "Hi."), ("", "a", "")]
+    rows += [("Σ", "ς end", "ΟΔΟΣ."), ("İ", "i̇", "I")]
+    for _ in range(300):
+        rows.append(
+            tuple(
+                " ".join(draw.choice(vocab, size=int(draw.integers(0, 12))).tolist()) + "\n"
+                for _ in range(3)
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize("block", [None, 64])
+def test_signing_records_gives_bit_for_bit_the_units_of_the_joined_pair_text(block, monkeypatch):
+    """The worker signs a prompt's words once for both checks and the pair from its parts'
+    words; the units must be those of the prompt text and the newline-joined pair text (also
+    a block of rows at a time)."""
+    from alignment.data.quality import near_duplicates
+    from alignment.data.quality.near_duplicates import NearDuplicates, PairText, sign_records
+
+    if block:
+        monkeypatch.setattr(near_duplicates, "_SIGN_ROWS", block)
+    from alignment.quality_config import NearDuplicateConfig
+
+    cfg = NearDuplicateConfig()
+    indexes = NearDuplicates(cfg).indexes
+    rows = _texts()
+    pairs = PairText(*(pa.array([r[i] for r in rows], pa.string()) for i in range(3)))
+    joined = pa.array(["\n".join(r) for r in rows], pa.string())
+    got = sign_records(pairs, indexes, cfg)
+    for kind, text in (("prompt", pairs.prompt), ("pair", joined)):
+        want = indexes[kind].units(text, cfg)
+        assert np.array_equal(got[kind].sig8, want.sig8), kind
+        assert np.array_equal(got[kind].bands, want.bands), kind
+        assert np.array_equal(got[kind].has_text, want.has_text), kind
+    assert np.array_equal(indexes["pair"].units(pairs, cfg).bands, got["pair"].bands)
+    assert not got["pair"].has_text[0] and got["pair"].has_text[1:].all()

@@ -63,6 +63,11 @@ def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
 
     A text shorter than ``words`` words is one shingle; an empty text has none.
     """
+    return _shingles(*word_hashes(text), words)
+
+
+def word_hashes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(flat 64-bit hashes of each text's words, in order; the number of words of each text)."""
     split = pc.split_pattern(word_texts(text), " ")
     flat = pc.list_flatten(split)
     nonempty = pc.not_equal(flat, "")
@@ -74,6 +79,28 @@ def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
     encoded = pc.dictionary_encode(flat)
     # each distinct word hashed once
     hashes = string_hashes(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+    return hashes, counts
+
+
+def _joined_words(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The words of each row's parts one after the other: what ``word_hashes`` gives for the
+    parts joined by newlines (a newline parts words as a space does)."""
+    counts = np.sum([c for _, c in parts], axis=0).astype(np.int64)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    out = np.empty(int(counts.sum()), dtype=np.uint64)
+    before = np.zeros(len(counts), dtype=np.int64)  # words of the row's earlier parts
+    for hashes, part_counts in parts:
+        part_starts = np.zeros(len(part_counts), dtype=np.int64)
+        np.cumsum(part_counts[:-1], out=part_starts[1:])
+        shift = np.repeat(starts + before - part_starts, part_counts)
+        out[np.arange(len(hashes), dtype=np.int64) + shift] = hashes
+        before += part_counts
+    return out, counts
+
+
+def _shingles(hashes: np.ndarray, counts: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """``shingle_hashes`` from the texts' word hashes."""
     total = len(hashes)
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
@@ -101,10 +128,41 @@ def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
     return shingle, offsets
 
 
-def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle)."""
-    import rensa
+@dataclass
+class PairText:
+    """What the pair check signs: prompt, chosen and rejected, as if joined by newlines (their
+    words are taken part by part: the prompt's once for both checks, no joined copy)."""
 
+    prompt: pa.Array
+    chosen: pa.Array
+    rejected: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+    def slice(self, start: int, length: int) -> PairText:
+        return PairText(*(part.slice(start, length) for part in self.parts()))
+
+    def take(self, rows: pa.Array) -> PairText:
+        return PairText(*(part.take(rows) for part in self.parts()))
+
+    def parts(self) -> tuple[pa.Array, pa.Array, pa.Array]:
+        return self.prompt, self.chosen, self.rejected
+
+    def joined(self) -> pa.Array:
+        """The pair texts as one string each."""
+        return pc.binary_join_element_wise(*self.parts(), "\n")
+
+
+def _text_shingles(text, words: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(text, PairText):
+        return _shingles(*_joined_words([word_hashes(part) for part in text.parts()]), words)
+    return shingle_hashes(text, words)
+
+
+def signatures(text, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle); ``text``:
+    strings or a ``PairText``."""
     n = len(text)
     sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
     has_text = np.empty(n, dtype=bool)
@@ -113,13 +171,49 @@ def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np
     # groups of long pairs cost gigabytes that way
     for start in range(0, n, _SIGN_ROWS):
         stop = min(start + _SIGN_ROWS, n)
-        hashes, offsets = shingle_hashes(text.slice(start, stop - start), cfg.shingle_words)
-        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-            hashes, offsets, cfg.num_perm, cfg.seed
-        )
-        sig[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
-        has_text[start:stop] = np.diff(offsets) > 0
+        shingles = _text_shingles(text.slice(start, stop - start), cfg.shingle_words)
+        sig[start:stop], has_text[start:stop] = _minhash(*shingles, cfg)
     return sig, has_text
+
+
+def _minhash(hashes: np.ndarray, offsets: np.ndarray, cfg: NearDuplicateConfig):
+    import rensa
+
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        hashes, offsets, cfg.num_perm, cfg.seed
+    )
+    sig = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
+    return sig, np.diff(offsets) > 0
+
+
+def sign_records(pairs: PairText, indexes: dict, cfg: NearDuplicateConfig) -> dict[str, Units]:
+    """The units of records' prompts and pairs under ``indexes`` (by kind), each prompt's words
+    taken once for both: what ``_Index.units`` gives for the prompts and the ``PairText``."""
+    n, words = len(pairs), cfg.shingle_words
+    if not n:
+        texts = {"prompt": pairs.prompt, "pair": pairs}
+        return {kind: index.units(texts[kind], cfg) for kind, index in indexes.items()}
+    parts = []
+    for start in range(0, n, _SIGN_ROWS):
+        piece = pairs.slice(start, min(_SIGN_ROWS, n - start))
+        prompt = word_hashes(piece.prompt)
+        units = {}
+        if "prompt" in indexes:
+            units["prompt"] = indexes["prompt"].signed(*_minhash(*_shingles(*prompt, words), cfg))
+        if "pair" in indexes:
+            joined = _joined_words([prompt, word_hashes(piece.chosen), word_hashes(piece.rejected)])
+            units["pair"] = indexes["pair"].signed(*_minhash(*_shingles(*joined, words), cfg))
+        parts.append(units)
+    return {
+        kind: Units(
+            np.concatenate([p[kind].sig8 for p in parts]),
+            np.concatenate([p[kind].bands for p in parts]),
+            np.concatenate([p[kind].has_text for p in parts]),
+        )
+        if len(parts) != 1
+        else parts[0][kind]
+        for kind in indexes
+    }
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
@@ -164,9 +258,13 @@ class _Index:
             out[:, b] = x
         return out
 
-    def units(self, text: pa.Array, cfg: NearDuplicateConfig) -> Units:
-        """Sign texts: their 8-bit values and this index's band hashes."""
-        sig, has_text = signatures(text, cfg)
+    def units(self, text, cfg: NearDuplicateConfig) -> Units:
+        """Sign texts (strings or a ``PairText``): their 8-bit values and this index's band
+        hashes."""
+        return self.signed(*signatures(text, cfg))
+
+    def signed(self, sig: np.ndarray, has_text: np.ndarray) -> Units:
+        """Units of these signatures."""
         return Units((sig & 0xFF).astype(np.uint8), self.band_hashes(sig), has_text)
 
     def signature(self, key: int) -> np.ndarray:
@@ -262,11 +360,9 @@ class _TableRows:
         return self._units("pair", index, rows, lambda: pair_texts(self.table, self.prompt_text))
 
 
-def pair_texts(table: pa.Table, prompt_text: pa.Array) -> pa.Array:
-    """What the pair check signs: prompt, chosen and rejected, joined by newlines."""
-    return pc.binary_join_element_wise(
-        prompt_text, _joined(table.column("chosen")), _joined(table.column("rejected")), "\n"
-    )
+def pair_texts(table: pa.Table, prompt_text: pa.Array) -> PairText:
+    """What the pair check signs: prompt, chosen and rejected (``PairText``)."""
+    return PairText(prompt_text, _joined(table.column("chosen")), _joined(table.column("rejected")))
 
 
 def _similarities(a: np.ndarray, others: np.ndarray) -> np.ndarray:

@@ -30,11 +30,10 @@ MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], table: pa.Table):
     """A worker's task: the units of the records' prompts and pairs, by kind, under indexes of
     these (threshold, bands, rows)."""
-    from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts
+    from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts, sign_records
 
-    prompt = _joined(table.column("prompt"))
-    texts = {"prompt": prompt, "pair": pair_texts(table, prompt) if "pair" in shapes else None}
-    return {kind: _Index(*shape).units(texts[kind], cfg) for kind, shape in shapes.items()}
+    indexes = {kind: _Index(*shape) for kind, shape in shapes.items()}
+    return sign_records(pair_texts(table, _joined(table.column("prompt"))), indexes, cfg)
 
 
 class Presigner:
