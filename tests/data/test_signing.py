@@ -109,11 +109,11 @@ def test_signing_records_gives_bit_for_bit_the_units_of_the_joined_pair_text(blo
     """The worker signs a prompt's words once for both checks and the pair from its parts'
     words; the units must be those of the prompt text and the newline-joined pair text (also
     a block of rows at a time)."""
-    from alignment.data.quality import near_duplicates
+    from alignment.data.quality import minhash
     from alignment.data.quality.near_duplicates import NearDuplicates, PairText, sign_records
 
     if block:
-        monkeypatch.setattr(near_duplicates, "_SIGN_ROWS", block)
+        monkeypatch.setattr(minhash, "_SIGN_ROWS", block)
     from alignment.quality_config import NearDuplicateConfig
 
     cfg = NearDuplicateConfig()
