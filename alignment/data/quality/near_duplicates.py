@@ -25,7 +25,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alignment.data.formats import messages_json, sha256_digests
-from alignment.data.keys import string_hashes, word_texts
+from alignment.data.quality import minhash
+from alignment.data.quality.minhash import (
+    _MIX,
+    PairText,
+    _finalize,
+    _joined_words,
+    _minhash,
+    _shingles,
+    signatures,
+    word_hashes,
+)
+from alignment.data.quality.minhash import shingle_hashes as shingle_hashes  # re-exported
 from alignment.data.splits import digest_buckets
 from alignment.quality_config import NearDuplicateConfig
 
@@ -35,91 +46,36 @@ RULES = {
     "near_duplicate_pair": "prompt, chosen and rejected nearly repeat an earlier pair "
     "(quality.near_duplicates.pair_threshold); quarantined under keep_one",
 }
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_SIGN_ROWS = 16384  # texts shingled and signed at a time
 
 
-def _finalize(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads combined hashes over all 64 bits."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _finalize_in_place(x: np.ndarray, tmp: np.ndarray) -> None:
-    """``_finalize`` without new arrays (``tmp``: scratch of the same shape)."""
-    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
-        np.right_shift(x, np.uint64(shift), out=tmp)
-        np.bitwise_xor(x, tmp, out=x)
-        np.multiply(x, np.uint64(factor), out=x)
-    np.right_shift(x, np.uint64(31), out=tmp)
-    np.bitwise_xor(x, tmp, out=x)
-
-
-def shingle_hashes(text: pa.Array, words: int) -> tuple[np.ndarray, np.ndarray]:
-    """(flat 64-bit shingle hashes, row offsets) of each text's ``words``-word shingles.
-
-    A text shorter than ``words`` words is one shingle; an empty text has none.
-    """
-    split = pc.split_pattern(word_texts(text), " ")
-    flat = pc.list_flatten(split)
-    nonempty = pc.not_equal(flat, "")
-    parent = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
-    if not pc.all(nonempty).as_py():  # runs of spaces, and an empty text
-        parent = parent[nonempty.to_numpy(zero_copy_only=False)]
-        flat = flat.filter(nonempty)
-    counts = np.bincount(parent, minlength=len(text)).astype(np.int64)
-    encoded = pc.dictionary_encode(flat)
-    # each distinct word hashed once
-    hashes = string_hashes(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
-    total = len(hashes)
-    starts = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    # a shingle starts at each word up to ``words`` before the end, and once in a short text
-    kept = np.maximum(counts - words + 1, np.minimum(counts, 1))
-    offsets = np.zeros(len(counts) + 1, dtype=np.uint64)
-    np.cumsum(kept, out=offsets[1:])
-    at = np.arange(int(offsets[-1]), dtype=np.int64)
-    at += np.repeat(starts[:-1] - offsets[:-1].astype(np.int64), kept)  # each shingle's first word
-    padded = np.zeros(total + words, dtype=np.uint64)
-    padded[:total] = hashes
-    short = np.flatnonzero(counts < words)
-    short = short[counts[short] > 0]
-    shingle = np.zeros(len(at), dtype=np.uint64)
-    tmp = np.empty_like(shingle)
-    for k in range(words):
-        np.multiply(shingle, _MIX, out=shingle)
-        term = padded[at + k] if k else padded[at]
-        if k and len(short):  # past a short text's end: no word
-            first = offsets[:-1][short].astype(np.int64)
-            term[first[counts[short] <= k]] = 0
-        np.add(shingle, term, out=shingle)
-        np.add(shingle, np.uint64(k + 1), out=shingle)
-        _finalize_in_place(shingle, tmp)
-    return shingle, offsets
-
-
-def signatures(text: pa.Array, cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(MinHash signatures (n, num_perm) uint32, whether the text has any shingle)."""
-    import rensa
-
-    n = len(text)
-    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
-    has_text = np.empty(n, dtype=bool)
-    # a slice of texts at a time: shingling keeps several arrays of 8 bytes a word alive, and
-    # rensa hands its matrix back as Python lists (about 40 bytes a value); whole 200k-row
-    # groups of long pairs cost gigabytes that way
-    for start in range(0, n, _SIGN_ROWS):
-        stop = min(start + _SIGN_ROWS, n)
-        hashes, offsets = shingle_hashes(text.slice(start, stop - start), cfg.shingle_words)
-        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-            hashes, offsets, cfg.num_perm, cfg.seed
+def sign_records(pairs: PairText, indexes: dict, cfg: NearDuplicateConfig) -> dict[str, Units]:
+    """The units of records' prompts and pairs under ``indexes`` (by kind), each prompt's words
+    taken once for both: what ``_Index.units`` gives for the prompts and the ``PairText``."""
+    n, words = len(pairs), cfg.shingle_words
+    if not n:
+        texts = {"prompt": pairs.prompt, "pair": pairs}
+        return {kind: index.units(texts[kind], cfg) for kind, index in indexes.items()}
+    parts = []
+    for start in range(0, n, minhash._SIGN_ROWS):
+        piece = pairs.slice(start, min(minhash._SIGN_ROWS, n - start))
+        prompt = word_hashes(piece.prompt)
+        units = {}
+        if "prompt" in indexes:
+            units["prompt"] = indexes["prompt"].signed(*_minhash(*_shingles(*prompt, words), cfg))
+        if "pair" in indexes:
+            joined = _joined_words([prompt, word_hashes(piece.chosen), word_hashes(piece.rejected)])
+            units["pair"] = indexes["pair"].signed(*_minhash(*_shingles(*joined, words), cfg))
+        parts.append(units)
+    return {
+        kind: Units(
+            np.concatenate([p[kind].sig8 for p in parts]),
+            np.concatenate([p[kind].bands for p in parts]),
+            np.concatenate([p[kind].has_text for p in parts]),
         )
-        sig[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, cfg.num_perm)
-        has_text[start:stop] = np.diff(offsets) > 0
-    return sig, has_text
+        if len(parts) != 1
+        else parts[0][kind]
+        for kind in indexes
+    }
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
@@ -164,9 +120,13 @@ class _Index:
             out[:, b] = x
         return out
 
-    def units(self, text: pa.Array, cfg: NearDuplicateConfig) -> Units:
-        """Sign texts: their 8-bit values and this index's band hashes."""
-        sig, has_text = signatures(text, cfg)
+    def units(self, text, cfg: NearDuplicateConfig) -> Units:
+        """Sign texts (strings or a ``PairText``): their 8-bit values and this index's band
+        hashes."""
+        return self.signed(*signatures(text, cfg))
+
+    def signed(self, sig: np.ndarray, has_text: np.ndarray) -> Units:
+        """Units of these signatures."""
         return Units((sig & 0xFF).astype(np.uint8), self.band_hashes(sig), has_text)
 
     def signature(self, key: int) -> np.ndarray:
@@ -193,13 +153,9 @@ class _Index:
         keys = np.arange(self.size, self.size + len(sig8), dtype=np.int64)[indexed]
         self.sigs.append((self.size, sig8))
         self.size += len(sig8)
+        new = np.ascontiguousarray(bands[indexed].T)  # a band's values side by side
         for b in range(self.bands):
-            # the new values sorted, each value's first key only
-            order = np.argsort(bands[indexed, b], kind="stable")
-            values, keys_b = bands[indexed, b][order], keys[order]
-            first = np.ones(len(values), dtype=bool)
-            first[1:] = values[1:] != values[:-1]
-            values, keys_b = values[first], keys_b[first]
+            values, keys_b = _first_keys(new[b], keys)
             if b == len(self.band_values):
                 self.band_values.append(values)
                 self.band_keys.append(keys_b)
@@ -209,11 +165,32 @@ class _Index:
                 at = np.minimum(np.searchsorted(old_values, values), len(old_values) - 1)
                 fresh = old_values[at] != values
                 values, keys_b = values[fresh], keys_b[fresh]
-            # two sorted runs: a stable sort merges them in one pass
-            merged = np.concatenate([old_values, values])
-            order = np.argsort(merged, kind="stable")
-            self.band_values[b] = merged[order]
-            self.band_keys[b] = np.concatenate([self.band_keys[b], keys_b])[order]
+            # sorted, distinct from the indexed ones: each goes in at its place, no sort
+            at = np.searchsorted(old_values, values)
+            self.band_values[b] = np.insert(old_values, at, values)
+            self.band_keys[b] = np.insert(self.band_keys[b], at, keys_b)
+
+
+def _first_keys(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, sorted, each with its smallest key (``keys`` ascend: the first)."""
+    if not len(values):
+        return values.copy(), keys.copy()
+    order = np.argsort(values)  # not stable (faster): the smallest key is taken below
+    values, keys = values[order], keys[order]
+    start = np.ones(len(values), dtype=bool)
+    start[1:] = values[1:] != values[:-1]
+    at = np.flatnonzero(start)
+    return values[at], np.minimum.reduceat(keys, at)
+
+
+def _shared(values: np.ndarray) -> np.ndarray:
+    """Whether each value occurs more than once."""
+    order = np.argsort(values)
+    same = values[order][1:] == values[order][:-1]
+    out = np.zeros(len(values), dtype=bool)
+    out[order[1:][same]] = True
+    out[order[:-1][same]] = True
+    return out
 
 
 class _TableRows:
@@ -245,11 +222,9 @@ class _TableRows:
         return self._units("pair", index, rows, lambda: pair_texts(self.table, self.prompt_text))
 
 
-def pair_texts(table: pa.Table, prompt_text: pa.Array) -> pa.Array:
-    """What the pair check signs: prompt, chosen and rejected, joined by newlines."""
-    return pc.binary_join_element_wise(
-        prompt_text, _joined(table.column("chosen")), _joined(table.column("rejected")), "\n"
-    )
+def pair_texts(table: pa.Table, prompt_text: pa.Array) -> PairText:
+    """What the pair check signs: prompt, chosen and rejected (``PairText``)."""
+    return PairText(prompt_text, _joined(table.column("chosen")), _joined(table.column("rejected")))
 
 
 def _similarities(a: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -466,8 +441,8 @@ class NearDuplicates:
         # new units that share a band with another new unit: settled one by one, in order
         suspect = np.zeros(len(sig8), dtype=bool)
         suspect[list(earlier)] = True
-        for b in range(index.bands):
-            suspect |= pd.Series(bands[:, b]).duplicated(keep=False).to_numpy()
+        for column in np.ascontiguousarray(bands.T):
+            suspect |= _shared(column)
         base = index.size
         matches: list[_Match | None] = [None] * len(sig8)
         indexed = has_text.copy()

@@ -215,7 +215,9 @@ class KeptSignatures:
         """Index rows of accepted rows; what was not kept (rare) is signed here. Clears what
         it kept: rows not accepted now are never accepted later."""
         ids = accepted.column("id").to_pylist()
-        at = _positions([i for block in self.row for i in block[0]], ids)
+        row_ids = [i for block in self.row for i in block[0]]
+        # the usual case (nothing quarantined): the rows as the check saw them, in order
+        at = np.arange(len(ids)) if row_ids == ids else _positions(row_ids, ids)
         if (at < 0).any():
             rows = _TableRows(accepted, self.cfg)
             exact, buckets = rows.exact, rows.buckets
@@ -231,6 +233,9 @@ class KeptSignatures:
             if kind not in nd.indexes:
                 continue
             idx = nd.indexes[kind]
+            if kind == "pair" and [i for block in kept for i in block[0]] == ids:
+                units[kind] = (want, _joined_units([block[1] for block in kept]))
+                continue
             full = Units(
                 np.zeros((len(ids), self.cfg.num_perm), np.uint8),
                 np.zeros((len(ids), idx.bands), np.uint64),
@@ -259,6 +264,14 @@ class KeptSignatures:
         self.prompt.clear()
         self.pair.clear()
         return index_table(self.cfg, ids, exact, buckets, units)
+
+
+def _joined_units(blocks: list[Units]) -> Units:
+    return Units(
+        np.concatenate([u.sig8 for u in blocks]),
+        np.concatenate([u.bands for u in blocks]),
+        np.concatenate([u.has_text for u in blocks]),
+    )
 
 
 def _concat(blocks: list[np.ndarray], dtype) -> np.ndarray:

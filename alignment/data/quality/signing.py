@@ -30,11 +30,10 @@ MIN_ROWS = 20_000  # a chunk smaller than this is signed by the check itself
 def _sign(cfg: NearDuplicateConfig, shapes: dict[str, tuple[float, int, int]], table: pa.Table):
     """A worker's task: the units of the records' prompts and pairs, by kind, under indexes of
     these (threshold, bands, rows)."""
-    from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts
+    from alignment.data.quality.near_duplicates import _Index, _joined, pair_texts, sign_records
 
-    prompt = _joined(table.column("prompt"))
-    texts = {"prompt": prompt, "pair": pair_texts(table, prompt) if "pair" in shapes else None}
-    return {kind: _Index(*shape).units(texts[kind], cfg) for kind, shape in shapes.items()}
+    indexes = {kind: _Index(*shape) for kind, shape in shapes.items()}
+    return sign_records(pair_texts(table, _joined(table.column("prompt"))), indexes, cfg)
 
 
 class Presigner:
@@ -68,8 +67,7 @@ class Presigner:
         ids = table.column("id").combine_chunks()
         for start in range(0, table.num_rows, PIECE_ROWS):
             size = min(PIECE_ROWS, table.num_rows - start)
-            piece = messages.slice(start, size).combine_chunks()
-            future = self.pool.submit(_sign, self.cfg, shapes, piece)
+            future = self.pool.submit(_sign, self.cfg, shapes, _piece(messages, start, size))
             self.parts.append((ids.slice(start, size), future))
         self._ids = None
 
@@ -118,6 +116,31 @@ class Presigner:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+class _Piece:
+    """Rows of a table, pickled as an Arrow IPC stream of only these rows' bytes, and unpickled
+    as a table. (A pickled slice carries its whole table's buffers: a read chunk's for every
+    piece, several times the piece, copied and sent for each.) The stream is made when the
+    piece is sent, so pieces waiting for a worker hold no copy."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def __reduce__(self):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.table.schema) as writer:
+            writer.write_table(self.table)
+        return _read_piece, (sink.getvalue(),)
+
+
+def _read_piece(stream: pa.Buffer) -> pa.Table:
+    return pa.ipc.open_stream(stream).read_all()
+
+
+def _piece(table: pa.Table, start: int, size: int) -> _Piece:
+    """Rows ``start:start+size`` of ``table``, to be sent to a worker."""
+    return _Piece(table.slice(start, size))
 
 
 def _first_positions(index: pd.Index, ids: list[str]) -> np.ndarray:
