@@ -161,7 +161,8 @@ def _contexts(
     """Per conversation: the ids the verdict is read after (the last `max_length` of them: over
     it, the start of the question goes first, options and answer stay), and the A and B ids."""
     return [
-        (ids[-max_length:], a, b) for ids, a, b in _full_contexts(tokenizer, conversations, suffixes)
+        (ids[-max_length:], a, b)
+        for ids, a, b in _full_contexts(tokenizer, conversations, suffixes)
     ]
 
 
@@ -252,7 +253,8 @@ def verdict_probabilities(
         plain = list(range(len(items)))
     if plain:
         truncated = [(items[i][0][-max_length:], *items[i][1:]) for i in plain]
-        for i, p in zip(plain, _plain_probabilities(model, tokenizer, truncated, batch_size)):
+        probabilities = _plain_probabilities(model, tokenizer, truncated, batch_size)
+        for i, p in zip(plain, probabilities, strict=True):
             out[i] = p
     return out
 

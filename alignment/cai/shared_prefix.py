@@ -57,8 +57,9 @@ def plan_prefixes(ids: Sequence[Sequence[int]], max_group: int = 4) -> PrefixPla
     """Split non-empty contexts into a common head, groups and tails, fewest tokens greedily.
 
     The contexts are sorted by their ids, so contexts with long common prefixes are neighbours;
-    a context joins the group before it when that forwards no more tokens than starting a new
-    one (a group of g sharing s tokens saves (g - 1) * s), up to `max_group` members.
+    a context joins the group before it when it shares some tokens with it, no fewer than with
+    the context after it, and the group forwards no more tokens for it (a group of g sharing s
+    tokens saves (g - 1) * s), up to `max_group` members.
     """
     if not ids or any(not row for row in ids):
         raise ValueError("every context needs at least one token")
@@ -67,11 +68,17 @@ def plan_prefixes(ids: Sequence[Sequence[int]], max_group: int = 4) -> PrefixPla
     head = min(common_prefix(ids[order[0]], ids[order[-1]]), min(len(r) for r in ids) - 1)
     groups: list[tuple[int, list[int]]] = []
     shared, members = 0, []
-    for i in order:
+    for j, i in enumerate(order):
         own = len(ids[i]) - 1 - head  # the most a context can share and keep a tail
         if members:
             joined = min(shared, own, common_prefix(ids[members[-1]], ids[i]) - head)
-            if len(members) < max_group and len(members) * joined >= (len(members) - 1) * shared:
+            after = common_prefix(ids[i], ids[order[j + 1]]) - head if j + 1 < len(order) else 0
+            if (
+                len(members) < max_group
+                and joined > 0
+                and joined >= min(after, own)  # not more with the next one
+                and len(members) * joined >= (len(members) - 1) * shared
+            ):
                 shared = joined
                 members.append(i)
                 continue
@@ -123,6 +130,117 @@ def supports_shared_prefix(model: Any) -> bool:
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
+@dataclass
+class PrefixBatch:
+    """The tensors of one step: some groups' shared parts, then all their members' tails."""
+
+    shared_ids: Any  # [groups, S] left-padded, or None when no group shares a further token
+    shared_mask: Any  # [groups, head + S]: 1 on real tokens
+    shared_positions: Any
+    owner: Any  # [rows]: the group of each tail row
+    tail_ids: Any  # [rows, T] left-padded: the last position is real
+    tail_mask: Any  # [rows, head + S + T]
+    tail_positions: Any
+    options: Any  # [rows, 2]: the (A, B) token ids
+    members: list[int]  # the context of each tail row
+
+
+def prefix_batches(
+    ids: Sequence[Sequence[int]],
+    options: Sequence[tuple[int, int]],
+    pad: int,
+    batch_size: int,
+    plan: PrefixPlan,
+) -> list[PrefixBatch]:
+    """The steps that read every context: `batch_size` groups a step (their tails at most
+    ``2 * batch_size`` rows, unless one group alone has more), longest first to limit padding."""
+    import torch
+
+    groups = sorted(plan.groups, key=lambda g: -(g[0] + max(len(ids[i]) for i in g[1]) - plan.head))
+    out, start = [], 0
+    while start < len(groups):
+        stop, rows = start, 0
+        while (
+            stop < len(groups)
+            and stop - start < batch_size
+            and (rows + len(groups[stop][1]) <= 2 * batch_size or stop == start)
+        ):
+            rows += len(groups[stop][1])
+            stop += 1
+        batch, start = groups[start:stop], stop
+        n = len(batch)
+        shared_rows = [list(ids[members[0]][plan.head : plan.head + s]) for s, members in batch]
+        head_mask = torch.ones((n, plan.head), dtype=torch.long)
+        shared_ids = shared_positions = None
+        shared_mask = head_mask
+        if max(len(r) for r in shared_rows):
+            shared_ids, mask, shared_positions = _left_pad_after(shared_rows, pad, [plan.head] * n)
+            shared_mask = torch.cat([head_mask, mask], dim=1)
+        owner = [g for g, (_, members) in enumerate(batch) for _ in members]
+        members = [i for _, group in batch for i in group]
+        tails = [
+            list(ids[i][plan.head + batch[g][0] :]) for g, i in zip(owner, members, strict=True)
+        ]
+        tail_ids, mask, tail_positions = _left_pad_after(
+            tails, pad, [plan.head + batch[g][0] for g in owner]
+        )
+        out.append(
+            PrefixBatch(
+                shared_ids,
+                shared_mask,
+                shared_positions,
+                torch.tensor(owner),
+                tail_ids,
+                torch.cat([shared_mask[owner], mask], dim=1),
+                tail_positions,
+                torch.tensor([list(options[i]) for i in members]),
+                members,
+            )
+        )
+    return out
+
+
+def forward_head(model: Any, head: Sequence[int]) -> list[tuple[Any, Any]]:
+    """Keys and values of every layer after the common head (batch 1)."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        cache = model(input_ids=torch.tensor([list(head)], device=device), use_cache=True).cache
+    return _layers(cache)
+
+
+def forward_batch(model: Any, head: Sequence[tuple[Any, Any]], batch: PrefixBatch) -> Any:
+    """sigmoid(logit_A - logit_B) at the last token of each tail row of `batch` (a tensor)."""
+    import torch
+
+    device = next(model.parameters()).device
+    n = batch.shared_mask.shape[0]
+    with torch.inference_mode():
+        layers = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in head]
+        if batch.shared_ids is not None:  # the groups' shared parts, on the head's cache
+            shared = model(
+                input_ids=batch.shared_ids.to(device),
+                attention_mask=batch.shared_mask.to(device),
+                position_ids=batch.shared_positions.to(device),
+                cache=_cache(model, layers),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            layers = _layers(shared.cache)
+        index = batch.owner.to(device)  # every tail on its group's cache rows
+        logits = model(
+            input_ids=batch.tail_ids.to(device),
+            attention_mask=batch.tail_mask.to(device),
+            position_ids=batch.tail_positions.to(device),
+            cache=_cache(model, [(k[index], v[index]) for k, v in layers]),
+            use_cache=False,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        pair = logits.gather(1, batch.options.to(logits.device)).float()
+        return torch.sigmoid(pair[:, 0] - pair[:, 1])
+
+
 def shared_prefix_logits(
     model: Any,
     ids: Sequence[Sequence[int]],
@@ -134,71 +252,14 @@ def shared_prefix_logits(
     """sigmoid(logit_A - logit_B) at the last token of each context, by shared-prefix passes.
 
     `ids` are the contexts' token ids (each at least two tokens, with a common first token),
-    `options` the (A, B) token ids of each. Groups are forwarded `batch_size` at a time, their
-    tails at most ``2 * batch_size`` rows at a time, longest first to limit padding.
+    `options` the (A, B) token ids of each.
     """
-    import torch
-
     plan = plan or plan_prefixes(ids)
     if plan.head < 1:
         raise ValueError("the contexts share no first token; there is no head to cache")
-    device = next(model.parameters()).device
-    head = torch.tensor([list(ids[0][: plan.head])], device=device)
+    head = forward_head(model, ids[0][: plan.head])
     out = [0.0] * len(ids)
-    with torch.inference_mode():
-        head_cache = model(input_ids=head, use_cache=True).cache
-        head_layers = _layers(head_cache)
-        groups = sorted(
-            plan.groups, key=lambda g: -(g[0] + max(len(ids[i]) for i in g[1]) - plan.head)
-        )
-        start = 0
-        while start < len(groups):
-            stop, rows = start, 0
-            while stop < len(groups) and stop - start < batch_size and (
-                rows + len(groups[stop][1]) <= 2 * batch_size or stop == start
-            ):
-                rows += len(groups[stop][1])
-                stop += 1
-            batch = groups[start:stop]
-            start = stop
-            # the groups' shared parts, on the head's cache expanded over the batch
-            shared_rows = [list(ids[members[0]][plan.head : plan.head + s]) for s, members in batch]
-            n = len(batch)
-            head_mask = torch.ones((n, plan.head), dtype=torch.long)
-            layers = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in head_layers]
-            if max(len(r) for r in shared_rows):
-                input_ids, mask, positions = _left_pad_after(shared_rows, pad, [plan.head] * n)
-                shared_mask = torch.cat([head_mask, mask], dim=1)
-                layers = _layers(
-                    model(
-                        input_ids=input_ids.to(device),
-                        attention_mask=shared_mask.to(device),
-                        position_ids=positions.to(device),
-                        cache=_cache(model, layers),
-                        use_cache=True,
-                        logits_to_keep=1,
-                    ).cache
-                )
-            else:
-                shared_mask = head_mask
-            # every member's tail, on its group's cache rows
-            owner = [g for g, (_, members) in enumerate(batch) for _ in members]
-            members = [i for _, m in batch for i in m]
-            tails = [list(ids[i][plan.head + batch[g][0] :]) for g, i in zip(owner, members)]
-            starts = [plan.head + batch[g][0] for g in owner]
-            input_ids, mask, positions = _left_pad_after(tails, pad, starts)
-            index = torch.tensor(owner, device=device)
-            tail_mask = torch.cat([shared_mask[owner], mask], dim=1)
-            logits = model(
-                input_ids=input_ids.to(device),
-                attention_mask=tail_mask.to(device),
-                position_ids=positions.to(device),
-                cache=_cache(model, [(k[index], v[index]) for k, v in layers]),
-                use_cache=False,
-                logits_to_keep=1,
-            ).logits[:, -1, :]
-            chosen = torch.tensor([options[i] for i in members], device=logits.device)
-            pair = logits.gather(1, chosen).float()
-            for i, p in zip(members, torch.sigmoid(pair[:, 0] - pair[:, 1]).tolist(), strict=True):
-                out[i] = p
+    for batch in prefix_batches(ids, options, pad, batch_size, plan):
+        for i, p in zip(batch.members, forward_batch(model, head, batch).tolist(), strict=True):
+            out[i] = p
     return out
