@@ -302,8 +302,12 @@ def judge_pairs_detailed(
     cot_max_new_tokens: int = 64,
     clamp: tuple[float, float] = (0.4, 0.6),
     shots: Sequence[dict] = (),
+    shared_prefix: bool = True,
 ) -> Judgement:
-    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`."""
+    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`.
+
+    `shared_prefix=False` forwards every context whole (`verdict_probabilities`): the same
+    verdicts, more work; for comparisons."""
     n = len(prompts)
     if not (len(responses_a) == len(responses_b) == len(principles) == n):
         raise JudgeError(
@@ -327,7 +331,9 @@ def judge_pairs_detailed(
         thoughts = generate_ids(model, tokenizer, ids, settings)
         suffixes = [COT_PREFIX + t + COT_ANSWER for t in thoughts]
         reasoning = list(zip(thoughts[:n], thoughts[n:], strict=True))
-    p = verdict_probabilities(model, tokenizer, conversations, suffixes, batch_size, max_length)
+    p = verdict_probabilities(
+        model, tokenizer, conversations, suffixes, batch_size, max_length, shared_prefix
+    )
     first = p[:n]
     second = [1.0 - x for x in p[n:]]
     p_a = [(x + y) / 2 for x, y in zip(first, second, strict=True)]
