@@ -1,23 +1,31 @@
 """Pairs labelled per second: the one-forward-pass (A)/(B) judge against its floor and two
 generating LLM judges, on the same pairs, both orders each, in one run.
 
-Variants (each warmed up on a few pairs first, then timed over all pairs, the four interleaved
-for --rounds rounds; each figure is the median of its rounds):
+Variants (each warmed up on a few pairs first, then timed, the five interleaved for --rounds
+rounds; each figure is the median of its rounds):
   one_pass     the platform's judge (alignment.cai.feedback.judge_pairs_detailed): templating,
-               tokenization, one forward pass per context, P("(A)") read at the last position
-  floor        the least work that reads the same verdicts: one batched forward pass over both
-               orders of every pair with logits_to_keep=1 and nothing else (the contexts are
-               tokenized and padded before the clock starts)
+               tokenization, the shared-prefix forward passes (the contexts' common head once,
+               each pair's shared part once, each order's tail), P("(A)") read at the last token
+  floor        the least work that reads the same verdicts: those shared-prefix forward passes
+               alone, over ids tokenized, split and padded before the clock starts
+  full_context_floor
+               the previous floor, kept for reference: one batched forward pass over the whole
+               context of both orders of every pair with logits_to_keep=1 and nothing else
+               (tokenized and padded before the clock starts)
   direct       a generating judge asked the same question, answering in at most 4 new tokens
                (greedy, KV cache), the verdict parsed from its text
   reasoning    a generating judge that writes its reasoning first (up to --max-new-tokens),
-               then its verdict, parsed; its speed mostly measures how much it writes
-Keys: ratio_vs_floor (one_pass / floor time), speedup_vs_direct_judge,
-speedup_vs_reasoning_judge, parse_failure_rate per judge, and direct_vs_floor (direct / floor
-time: the most that any judge making the floor's forward passes could gain on the direct judge,
-whose prefill is that same pass). Targets: ratio_vs_floor <= 1.15;
->= 1.5x the direct judge on SmolLM2; no parse failures for the one-pass judge (it reads
-probabilities, so it cannot fail to parse).
+               then its verdict, parsed; its speed mostly measures how much it writes. Timed on
+               the first --reasoning-pairs pairs only (it takes minutes at 256 pairs); its
+               figures and its speedup are per pair
+Keys: ratio_vs_floor (one_pass / floor time), speedup_vs_direct_judge, speedup_vs_reasoning_judge
+(per pair), parse_failure_rate per judge, direct_vs_floor (direct / floor time: the most any judge
+doing the floor's passes could gain on the direct judge) and direct_vs_full_context_floor (the
+same for a judge forwarding every context whole, as the direct judge's prefill does), the tokens
+each floor forwards, and the largest |P(A)| difference between the one-pass judge and the same
+verdicts read from whole contexts (computed once, outside the timing). Targets:
+ratio_vs_floor <= 1.15; >= 1.5x the direct judge on SmolLM2; no parse failures for the one-pass
+judge (it reads probabilities, so it cannot fail to parse).
 
     python benchmarks/ai_feedback.py                 # tiny model (built on the spot), 256 pairs
     python benchmarks/ai_feedback.py --model smollm2 # converted once into .alignment (make smollm2)
@@ -95,8 +103,35 @@ def _generating_judge(model, tokenizer, convs, batch_size, max_new_tokens) -> tu
     return seconds, failures / len(convs)
 
 
-def _floor(model, tokenizer, convs, batch_size) -> float:
-    """Seconds for the forward passes alone, over contexts tokenized and padded beforehand."""
+def _floor_steps(model, tokenizer, convs, batch_size):
+    """The shared-prefix split and padded steps of every context, prepared before any clock."""
+    from alignment.cai.feedback import ANSWER_PREFIX, _full_contexts
+    from alignment.cai.generate import pad_id
+    from alignment.cai.shared_prefix import plan_prefixes, prefix_batches, supports_shared_prefix
+
+    items = _full_contexts(tokenizer, convs, [ANSWER_PREFIX] * len(convs))
+    ids = [i for i, _, _ in items]
+    if not supports_shared_prefix(model) or max(map(len, ids)) > 1024:
+        raise SystemExit("the benchmark's contexts must take the judge's shared-prefix path")
+    plan = plan_prefixes(ids)
+    steps = prefix_batches(ids, [item[1:] for item in items], pad_id(tokenizer), batch_size, plan)
+    return ids, plan, steps
+
+
+def _floor(model, prepared) -> float:
+    """Seconds for the shared-prefix forward passes alone, over steps prepared beforehand."""
+    from alignment.cai.shared_prefix import forward_batch, forward_head
+
+    ids, plan, steps = prepared
+    start = time.perf_counter()
+    head = forward_head(model, ids[0][: plan.head])
+    for step in steps:
+        forward_batch(model, head, step)
+    return time.perf_counter() - start
+
+
+def _full_context_floor(model, tokenizer, convs, batch_size) -> float:
+    """Seconds for one forward pass over every whole context, tokenized and padded beforehand."""
     import torch
 
     from alignment.cai.feedback import ANSWER_PREFIX, _contexts
@@ -121,6 +156,22 @@ def _floor(model, tokenizer, convs, batch_size) -> float:
     return time.perf_counter() - start
 
 
+def _token_counts(ids, plan) -> dict:
+    """Tokens per context in the common head, its group's shared part and its own tail, and
+    the tokens each floor forwards (real tokens, padding not counted)."""
+    shared = {i: s for s, members in plan.groups for i in members}
+    n = len(ids)
+    return {
+        "head": plan.head,
+        "shared_per_context_mean": sum(shared.values()) / n,
+        "tail_per_context_mean": sum(len(ids[i]) - plan.head - shared[i] for i in range(n)) / n,
+        "context_mean": sum(map(len, ids)) / n,
+        "group_sizes": sorted({len(members) for _, members in plan.groups}),
+        "forwarded_floor": plan.tokens_forwarded([len(r) for r in ids]),
+        "forwarded_full_context_floor": sum(map(len, ids)),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -134,6 +185,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="the reasoning judge's")
+    parser.add_argument(
+        "--reasoning-pairs",
+        type=int,
+        default=32,
+        help="time the reasoning judge on the first this many pairs (figures per pair)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument(
@@ -163,30 +220,42 @@ def main(argv: list[str] | None = None) -> dict:
     reasoned = _conversations(prompts, a, b, principles, GENERATE_INSTRUCTION)
     direct = _conversations(prompts, a, b, principles, DIRECT_INSTRUCTION)
     bs = args.batch_size
+    rp = max(1, min(args.reasoning_pairs, args.pairs))
+    reasoned = reasoned[:rp] + reasoned[args.pairs : args.pairs + rp]  # both orders of each
+    prepared = _floor_steps(model, tokenizer, plain, bs)
     # warm up every variant on a few pairs: first calls pay for allocations and lazy imports
     judge_pairs_detailed(model, tokenizer, prompts[:2], a[:2], b[:2], principles[:2], batch_size=bs)
-    _floor(model, tokenizer, plain[:4], bs)
+    _floor(model, _floor_steps(model, tokenizer, plain[:4], bs))
+    _full_context_floor(model, tokenizer, plain[:4], bs)
     _generating_judge(model, tokenizer, direct[:4], bs, 4)
     _generating_judge(model, tokenizer, reasoned[:4], bs, args.max_new_tokens)
 
-    # the four variants interleaved, round after round; each figure is the median of its rounds
-    timed: dict[str, list[float]] = {"one_pass": [], "floor": [], "direct": [], "reasoning": []}
+    # the five variants interleaved, round after round; each figure is the median of its rounds
+    keys = ("one_pass", "floor", "full_context_floor", "direct", "reasoning")
+    timed: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(args.rounds):
         start = time.perf_counter()
         judgement = judge_pairs_detailed(model, tokenizer, prompts, a, b, principles, batch_size=bs)
         timed["one_pass"].append(time.perf_counter() - start)
-        timed["floor"].append(_floor(model, tokenizer, plain, bs))
+        timed["floor"].append(_floor(model, prepared))
+        timed["full_context_floor"].append(_full_context_floor(model, tokenizer, plain, bs))
         seconds, direct_fail = _generating_judge(model, tokenizer, direct, bs, 4)
         timed["direct"].append(seconds)
         seconds, reasoning_fail = _generating_judge(
             model, tokenizer, reasoned, bs, args.max_new_tokens
         )
         timed["reasoning"].append(seconds)
-    one_pass, floor, direct_s, reasoning_s = (
-        statistics.median(timed[k]) for k in ("one_pass", "floor", "direct", "reasoning")
-    )
+    median = {k: statistics.median(timed[k]) for k in keys}
+    one_pass, floor, direct_s = median["one_pass"], median["floor"], median["direct"]
     n = args.pairs
+    counted = {k: n for k in keys} | {"reasoning": rp}
+    per_pair = {k: median[k] / counted[k] for k in keys}
     one_pass_fail = sum(not 0.0 <= p <= 1.0 for p in judgement.p_a) / n
+    # the same verdicts read from whole contexts, once, outside the timing
+    whole = judge_pairs_detailed(
+        model, tokenizer, prompts, a, b, principles, batch_size=bs, shared_prefix=False
+    )
+    largest_difference = max(abs(x - y) for x, y in zip(judgement.p_a, whole.p_a, strict=True))
     result = {
         "benchmark": "ai_feedback",
         "model": args.model,
@@ -194,27 +263,23 @@ def main(argv: list[str] | None = None) -> dict:
         "device": "cpu",
         "threads": args.threads,
         "pairs": n,
+        "reasoning_pairs": rp,
+        "reasoning_timed_on": f"the first {rp} pairs (both orders); its speedup is per pair",
         "batch_size": bs,
         "max_new_tokens_reasoning_judge": args.max_new_tokens,
         "max_new_tokens_direct_judge": 4,
         "rounds": args.rounds,
         "seconds_per_round": timed,
-        "seconds": {
-            "one_pass": one_pass,
-            "floor": floor,
-            "direct": direct_s,
-            "reasoning": reasoning_s,
-        },
-        "pairs_per_s": {
-            "one_pass": n / one_pass,
-            "floor": n / floor,
-            "direct": n / direct_s,
-            "reasoning": n / reasoning_s,
-        },
+        "seconds": median,
+        "pairs_per_s": {k: 1.0 / per_pair[k] for k in keys},
         "ratio_vs_floor": one_pass / floor,
         "speedup_vs_direct_judge": direct_s / one_pass,
-        "speedup_vs_reasoning_judge": reasoning_s / one_pass,
+        "speedup_vs_reasoning_judge": per_pair["reasoning"] / per_pair["one_pass"],
         "direct_vs_floor": direct_s / floor,
+        "direct_vs_full_context_floor": direct_s / median["full_context_floor"],
+        "floor_vs_full_context_floor": floor / median["full_context_floor"],
+        "tokens": _token_counts(prepared[0], prepared[1]),
+        "max_abs_p_a_difference_vs_full_context": largest_difference,
         "parse_failure_rate": {
             "one_pass": one_pass_fail,
             "direct": direct_fail,
@@ -229,21 +294,31 @@ def main(argv: list[str] | None = None) -> dict:
         "parse_failures": one_pass_fail == 0,
     }
     print(
-        f"AI feedback judge, model {args.model}, {n} pairs x 2 orders, CPU {args.threads} threads"
+        f"AI feedback judge, model {args.model}, {n} pairs x 2 orders (reasoning judge: {rp}), "
+        f"CPU {args.threads} threads"
     )
-    print(f"  {'variant':12s} {'seconds':>9s} {'pairs/s':>9s} {'parse failures':>15s}")
-    for key in ("one_pass", "floor", "direct", "reasoning"):
+    print(f"  {'variant':19s} {'seconds':>9s} {'pairs/s':>9s} {'parse failures':>15s}")
+    for key in keys:
         fail = result["parse_failure_rate"].get(key)
         fail_text = "-" if fail is None else f"{fail:.1%}"
         print(
-            f"  {key:12s} {result['seconds'][key]:9.2f} {result['pairs_per_s'][key]:9.1f} "
+            f"  {key:19s} {result['seconds'][key]:9.2f} {result['pairs_per_s'][key]:9.1f} "
             f"{fail_text:>15s}"
         )
+    tokens = result["tokens"]
+    print(
+        f"  tokens per context: head {tokens['head']}, shared "
+        f"{tokens['shared_per_context_mean']:.1f}, tail {tokens['tail_per_context_mean']:.1f} "
+        f"(whole {tokens['context_mean']:.1f}); forwarded {tokens['forwarded_floor']} of "
+        f"{tokens['forwarded_full_context_floor']}; max |dP(A)| vs whole contexts "
+        f"{largest_difference:.1e}"
+    )
     print(
         f"  ratio_vs_floor {result['ratio_vs_floor']:.2f} (target <= 1.15)  "
         f"speedup_vs_direct_judge {result['speedup_vs_direct_judge']:.2f} (target >= 1.5 on "
         f"SmolLM2)  speedup_vs_reasoning_judge {result['speedup_vs_reasoning_judge']:.1f}  "
-        f"direct_vs_floor {result['direct_vs_floor']:.2f}"
+        f"direct_vs_floor {result['direct_vs_floor']:.2f}  direct_vs_full_context_floor "
+        f"{result['direct_vs_full_context_floor']:.2f}"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -158,6 +158,17 @@ def _last_boundary(text: str, hard: Sequence[str], added: Sequence[str]) -> int 
 def _contexts(
     tokenizer: Any, conversations: Sequence[list[dict]], suffixes: Sequence[str], max_length: int
 ) -> list[tuple[list[int], int, int]]:
+    """Per conversation: the ids the verdict is read after (the last `max_length` of them: over
+    it, the start of the question goes first, options and answer stay), and the A and B ids."""
+    return [
+        (ids[-max_length:], a, b)
+        for ids, a, b in _full_contexts(tokenizer, conversations, suffixes)
+    ]
+
+
+def _full_contexts(
+    tokenizer: Any, conversations: Sequence[list[dict]], suffixes: Sequence[str]
+) -> list[tuple[list[int], int, int]]:
     """Per conversation: the ids the verdict is read after, and the A and B token ids.
 
     The same as ``decision_tokens`` on each rendered conversation plus its suffix, with less
@@ -190,8 +201,7 @@ def _contexts(
                 decisions[tail] = decision_tokens(tokenizer, tail)
             tail_ids, token_a, token_b = decisions[tail]
             ids = next(head_ids) + tail_ids
-        # over max_length: the start of the question goes first (options and answer stay)
-        out.append((ids[-max_length:], token_a, token_b))
+        out.append((ids, token_a, token_b))
     return out
 
 
@@ -202,15 +212,59 @@ def verdict_probabilities(
     suffixes: Sequence[str],
     batch_size: int = 8,
     max_length: int = 1024,
+    shared_prefix: bool = True,
 ) -> list[float]:
     """P("(A)") against "(B)" as the next answer of each conversation: one forward pass each.
 
     P = p("(A") / (p("(A") + p("(B")) for the next-token distribution p, which is
     sigmoid(logit_A - logit_B): the softmax's normaliser cancels, so only the two logits are read.
+
+    With `shared_prefix` (the default) the token prefixes the contexts share are forwarded once
+    and their KV cache reused (`alignment.cai.shared_prefix`): the same logits, fewer tokens.
+    Contexts read the plain way instead, each forwarded whole: those over `max_length` (they
+    are truncated at the start, so they share no head), and all of them when the model's cache
+    cannot be reused that way (`supports_shared_prefix`) or they share no first token.
     """
+    from alignment.cai.shared_prefix import (
+        plan_prefixes,
+        shared_prefix_logits,
+        supports_shared_prefix,
+    )
+
+    items = _full_contexts(tokenizer, conversations, suffixes)
+    out = [0.0] * len(items)
+    fits = [i for i, item in enumerate(items) if 2 <= len(item[0]) <= max_length]
+    plan = None
+    if shared_prefix and len(fits) >= 2 and supports_shared_prefix(model):
+        plan = plan_prefixes([items[i][0] for i in fits])
+    if plan is not None and plan.head >= 1:
+        probabilities = shared_prefix_logits(
+            model,
+            [items[i][0] for i in fits],
+            [items[i][1:] for i in fits],
+            pad_id(tokenizer),
+            batch_size,
+            plan,
+        )
+        for i, p in zip(fits, probabilities, strict=True):
+            out[i] = p
+        plain = sorted(set(range(len(items))) - set(fits))
+    else:
+        plain = list(range(len(items)))
+    if plain:
+        truncated = [(items[i][0][-max_length:], *items[i][1:]) for i in plain]
+        probabilities = _plain_probabilities(model, tokenizer, truncated, batch_size)
+        for i, p in zip(plain, probabilities, strict=True):
+            out[i] = p
+    return out
+
+
+def _plain_probabilities(
+    model: Any, tokenizer: Any, items: Sequence[tuple[list[int], int, int]], batch_size: int
+) -> list[float]:
+    """sigmoid(logit_A - logit_B) after each context, forwarded whole, longest first."""
     import torch
 
-    items = _contexts(tokenizer, conversations, suffixes, max_length)
     order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
     device = next(model.parameters()).device
     out = [0.0] * len(items)
@@ -248,8 +302,12 @@ def judge_pairs_detailed(
     cot_max_new_tokens: int = 64,
     clamp: tuple[float, float] = (0.4, 0.6),
     shots: Sequence[dict] = (),
+    shared_prefix: bool = True,
 ) -> Judgement:
-    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`."""
+    """Judge each pair in both orders, after the `shots` turns (`judge_shots`); see `judge_pairs`.
+
+    `shared_prefix=False` forwards every context whole (`verdict_probabilities`): the same
+    verdicts, more work; for comparisons."""
     n = len(prompts)
     if not (len(responses_a) == len(responses_b) == len(principles) == n):
         raise JudgeError(
@@ -273,7 +331,9 @@ def judge_pairs_detailed(
         thoughts = generate_ids(model, tokenizer, ids, settings)
         suffixes = [COT_PREFIX + t + COT_ANSWER for t in thoughts]
         reasoning = list(zip(thoughts[:n], thoughts[n:], strict=True))
-    p = verdict_probabilities(model, tokenizer, conversations, suffixes, batch_size, max_length)
+    p = verdict_probabilities(
+        model, tokenizer, conversations, suffixes, batch_size, max_length, shared_prefix
+    )
     first = p[:n]
     second = [1.0 - x for x in p[n:]]
     p_a = [(x + y) / 2 for x, y in zip(first, second, strict=True)]

@@ -49,15 +49,26 @@ def test_dpo_step_measures_every_variant_against_the_floor_and_trl(tmp_path):
 def test_ai_feedback_compares_the_judge_with_its_floor_and_two_generating_judges(tmp_path):
     out = tmp_path / "ai_feedback.json"
     _run("ai_feedback.py", "--pairs", "4", "--batch-size", "4", "--max-new-tokens", "8",
-         "--rounds", "2", "--out", str(out))  # fmt: skip
+         "--reasoning-pairs", "2", "--rounds", "2", "--out", str(out))  # fmt: skip
     report = json.loads(out.read_text())
-    assert set(report["seconds"]) == {"one_pass", "floor", "direct", "reasoning"}
+    assert set(report["seconds"]) == {
+        "one_pass", "floor", "full_context_floor", "direct", "reasoning"
+    }  # fmt: skip
     assert all(len(report["seconds_per_round"][k]) == 2 for k in report["seconds"])
     for key in ("ratio_vs_floor", "speedup_vs_direct_judge", "speedup_vs_reasoning_judge"):
         assert report[key] > 0
     assert report["direct_vs_floor"] == pytest.approx(
         report["seconds"]["direct"] / report["seconds"]["floor"]
     )
+    assert report["direct_vs_full_context_floor"] == pytest.approx(
+        report["seconds"]["direct"] / report["seconds"]["full_context_floor"]
+    )
+    # the reasoning judge is timed on its own subset, and compared per pair
+    assert report["reasoning_pairs"] == 2
+    assert report["pairs_per_s"]["reasoning"] == pytest.approx(2 / report["seconds"]["reasoning"])
+    tokens = report["tokens"]
+    assert 0 < tokens["forwarded_floor"] < tokens["forwarded_full_context_floor"]
+    assert report["max_abs_p_a_difference_vs_full_context"] < 1e-4
     assert set(report["parse_failure_rate"]) == {"one_pass", "direct", "reasoning"}
     assert report["parse_failure_rate"]["one_pass"] == 0
     assert set(report["meets"]) == {"ratio_vs_floor", "speedup_vs_direct_judge", "parse_failures"}
