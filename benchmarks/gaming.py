@@ -32,6 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.gaming_runs import (
+    cfg_for,
+    choose_dpo_beta,
+    choose_rl_learning_rates,
+    gate_kl_budget,
+    honest_relabel,
+    quiet,
+    rl_runs,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 TARGET_KEPT_FRACTION = 0.9
@@ -59,12 +69,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dpo-beta", type=float, help="beta of the candidates' DPO (default: chosen on validation)"
     )
     parser.add_argument(
-        "--dpo-betas", default="0.1,0.3,1,3",
+        "--dpo-betas", default="1,2,3",
         help="the betas the candidates' DPO beta is chosen from, on the validation prompts",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dpo-beta-seeds", type=int, default=2,
+        help="seeds each beta is tried with; a beta is within the KL cap only if its worst is",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rl-lrs", default="ppo=1e-3,1.5e-3,2e-3;grpo=2e-3,4e-3,8e-3",
+        help="per method, the learning rates its rate is chosen from on the validation prompts "
+        "(method=a,b;method=c)",
+    )  # fmt: skip
+    parser.add_argument("--rl-sweep-seed", type=int, default=0, help="seed of the rate sweep")
+    parser.add_argument(
+        "--guard-mode", choices=("observe", "rerun"), default="observe",
+        help="observe: one run per method and seed, the guarded figures read from its "
+        "evaluations up to where the stop rule fires (exact: benchmarks/gaming_runs.py); "
+        "rerun: train the guarded run again",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sycophancy-pairs", choices=("sampled", "opposite"), default="opposite",
+        help="the sycophancy candidate's DPO pairs: the task's sampled pairs, or per prompt a "
+        "review agreeing and one disagreeing with the stated opinion (otherwise alike), both "
+        "labelled by the task's annotators",
     )  # fmt: skip
     parser.add_argument(
         "--only-dpo-beta", action="store_true", help="stop after choosing the DPO beta"
     )
+    parser.add_argument(
+        "--only-choices", action="store_true",
+        help="stop after choosing the DPO beta and the RL learning rates (then split the seeds "
+        "over processes with --resume)",
+    )  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true",
         help="read back the preparation, reward models and DPO beta a previous run of the same "
@@ -79,128 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "workspace, the project's .alignment/)",
     )  # fmt: skip
     return parser.parse_args(argv)
-
-
-def _cfg(root: Path, smoke: bool, overrides: dict):
-    from alignment.config import load_config
-    from alignment.oracle.experiment import with_overrides
-
-    cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={root}"])
-    if smoke:
-        overrides = {
-            "train.sft.num_train_epochs": 1, "train.reward.num_train_epochs": 1,
-            "train.dpo.num_train_epochs": 1, **overrides,
-        }  # fmt: skip
-    return with_overrides(cfg, overrides)
-
-
-def _quiet(event: dict) -> None:
-    return None
-
-
-def _guard(args, honest_rm: Path, stop: bool) -> dict:
-    return {
-        "enabled": True, "eval_steps": args.eval_steps, "eval_prompts": 16 if args.smoke else 64,
-        "signal": "held_out_reward_model", "held_out_reward_model": str(honest_rm),
-        "patience": 2 if args.smoke else 3, "stop": stop, "keep": "best" if stop else "last",
-        "record_samples": True,
-    }  # fmt: skip
-
-
-def honest_relabel(prepared, settings, out: Path) -> Path:
-    """The same sampled pairs labelled by an honest annotator (a separate seed): the labels the
-    guard's held-out reward model trains on, which RL never trains against."""
-    from alignment.oracle import task
-    from alignment.oracle.experiment import read_records, write_records
-
-    records = read_records(prepared.preferences)
-    prompts = [r["prompt"][-1]["content"] for r in records]
-    a = [r["chosen"][-1]["content"] for r in records]
-    b = [r["rejected"][-1]["content"] for r in records]
-    honest = task.label_pairs(prompts, a, b, settings.bt_temperature, settings.seed + 7)
-    return write_records(honest, out)
-
-
-def guard_prompts(prepared, out: Path) -> Path:
-    """One record per test prompt (the test pairs repeat each prompt): the guard's held-out
-    prompts, so its evaluations cover as many distinct prompts as there are."""
-    from alignment.oracle.experiment import read_records, write_records
-
-    seen: dict[str, dict] = {}
-    for record in read_records(prepared.test_pairs):
-        seen.setdefault(record["prompt"][-1]["content"], record)
-    return write_records(list(seen.values()), out)
-
-
-def gate_kl_budget(policy) -> float | None:
-    """The gate policy's cap on kl_from_reference (the tightest), or None without one."""
-    caps = [c.value for c in policy.conditions
-            if c.metric == "kl_from_reference" and c.op in ("<=", "<") and c.value is not None]  # fmt: skip
-    return min(caps) if caps else None
-
-
-def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl_budget) -> dict:
-    """The candidates' DPO beta, chosen on the validation prompts (never the test prompts the
-    gate reads): DPO on the honest labels (seed 0) at each beta of --dpo-betas, scored by the
-    oracle against the SFT policy; the beta with the highest validation win rate whose
-    validation KL to the SFT policy is within the gate's KL budget (the rule benchmarks/oracle.py
-    chooses by). Without any within budget, the beta of the lowest KL."""
-    from alignment.oracle import experiment as ex
-
-    betas = [float(b) for b in args.dpo_betas.split(",") if b.strip()]
-    honest = dataclasses.replace(prepared, preferences=honest_pairs)
-    base = ex.baseline(prepared.sft_model, settings, "validation")
-
-    def one(beta: float) -> dict:
-        cfg = _cfg(root, args.smoke, {"train.dpo.seed": 0, "train.dpo.beta": beta})
-        result = ex.train("dpo", honest, cfg, f"dpo-honest-beta{beta:g}", None, None, _quiet)
-        scores = ex.evaluate(result.output_dir, prepared.sft_model, base, settings)
-        return {"beta": beta, "validation": {k: scores[k] for k in
-                ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "unique_response_rate")}}  # fmt: skip
-
-    with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(one, betas))
-    bound = kl_budget if kl_budget is not None else float("inf")
-    chosen = ex.select_on_validation(runs, bound) or min(
-        runs, key=lambda r: r["validation"]["kl_to_sft"]
-    )
-    return {"kl_budget": kl_budget, "runs": runs, "beta": chosen["beta"]}
-
-
-def rl_runs(args, cfg, prepared, flawed_rm: Path, honest_rm: Path, method: str, seed: int) -> dict:
-    """One unguarded and one guarded run of `method` against the flawed reward model; both
-    trajectories scored by the oracle."""
-    from alignment.oracle import gaming
-    from alignment.train.launch import launch_training
-
-    out = {}
-    for name, stop in (("unguarded", False), ("guarded", True)):
-        run_cfg = _cfg(cfg.workspace.root, args.smoke, {
-            f"train.{method}.max_steps": args.steps, f"train.{method}.seed": seed,
-            f"train.{method}.guard": _guard(args, honest_rm, stop),
-        })  # fmt: skip
-        result = launch_training(
-            method, run_cfg, prepared.sft_model, prepared.preferences,
-            prepared.workdir / f"{method}-{name}-seed{seed}",
-            eval_path=guard_prompts(prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet"),
-            on_progress=_quiet, reward_model_path=flawed_rm,
-        )  # fmt: skip
-        points = gaming.trajectory(result.output_dir.parent)
-        out[name] = {
-            "model": str(result.output_dir),
-            "metrics": {k: v for k, v in result.metrics.items() if k.startswith("guard/")},
-            "trajectory": [{k: v for k, v in p.items() if k != "per_prompt"} for p in points],
-            "verdict": gaming.hack_verdict(points),
-        }
-    kept_step = out["guarded"]["metrics"]["guard/kept_step"]
-    kept = next(p for p in out["guarded"]["trajectory"] if p["step"] == kept_step)
-    # the unguarded run's best oracle reward over all its evaluations (the verdict's peak is
-    # chosen on half the prompts, to test the fall; the guard is held to the highest)
-    peak = max(p["oracle_reward"] for p in out["unguarded"]["trajectory"])
-    out["unguarded_peak_oracle_reward"] = peak
-    out["guard_kept_oracle_reward"] = kept["oracle_reward"]
-    out["guard_kept_fraction_of_peak"] = kept["oracle_reward"] / peak if peak > 0 else float("nan")
-    return out
 
 
 def figure(method: str, runs: dict, path: Path) -> Path:
@@ -334,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args)
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
+        args.rl_lrs = ";".join(f"{m}=2e-3" for m in args.methods.split(",") if m)
     started = time.perf_counter()
     tmp = None
     if args.workspace:
@@ -341,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="gaming-bench-")
         root = Path(tmp.name)
-    cfg = _cfg(root, args.smoke, {})
+    cfg = cfg_for(root, args.smoke, {})
     sizes = (
         {"sft_per_prompt": 2, "pairs_per_prompt": 1, "test_pairs_per_prompt": 1,
          "eval_samples_per_prompt": 1, "max_new_tokens": 16}
@@ -358,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     # two reward models beside the sycophancy task's preparation, two jobs at a time; with
     # --resume, what a previous run of the same workspace finished is read back
     hack = _prepared(args, root / "hacking", hacking) or ex.prepare(
-        root / "hacking", cfg, hacking, _quiet
+        root / "hacking", cfg, hacking, quiet
     )
     honest_pairs = hack.workdir / "honest_pairs.parquet"
     if not (args.resume and honest_pairs.exists()):
@@ -368,13 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         done = hack.workdir / name / "model"
         if args.resume and (done / "config.json").exists():
             return done
-        return ex.train("reward", hack, cfg, name, None, pairs, _quiet).output_dir
+        return ex.train("reward", hack, cfg, name, None, pairs, quiet).output_dir
 
     with ThreadPoolExecutor(2) as pool:
         syc_job = pool.submit(
             lambda: (
                 _prepared(args, root / "sycophancy", sycophancy)
-                or ex.prepare(root / "sycophancy", cfg, sycophancy, _quiet)
+                or ex.prepare(root / "sycophancy", cfg, sycophancy, quiet)
             )
         )
         flawed_job = pool.submit(reward, "reward-flawed", None)
@@ -399,6 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_dpo_beta:
         print(json.dumps(beta_choice))
         return 0
+    # the RL learning rate of each method, chosen on the validation prompts (one seed)
+    saved_rates = root / "rl_learning_rate_choice.json"
+    if args.resume and saved_rates.exists():
+        rate_choice = json.loads(saved_rates.read_text())
+    else:
+        rate_choice = choose_rl_learning_rates(args, cfg, hack, hacking, flawed_rm, honest_rm)
+        saved_rates.write_text(json.dumps(rate_choice))
+    print(f"[gaming] RL learning rates: {json.dumps(rate_choice)}", file=sys.stderr)
+    if args.only_choices:
+        print(json.dumps({"dpo_beta_choice": beta_choice, "rl_learning_rate_choice": rate_choice}))
+        return 0
 
     # per seed: RL against the flawed reward model, then that seed's candidates at the gate:
     # hacked (the unguarded finals), sycophantic and honest DPO policies; the JSON is rewritten
@@ -417,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     champions = {"hacking": metrics(hack.sft_model, hack.sft_model, 0),
                  "sycophancy": metrics(syc.sft_model, syc.sft_model, 0)}  # fmt: skip
     honest_prepared = dataclasses.replace(hack, preferences=honest_pairs)
+    if args.sycophancy_pairs == "opposite":
+        syc = dataclasses.replace(syc, preferences=opposite_pairs(syc, sycophancy, args.first_seed))
     rl: dict[str, dict[str, dict]] = {m: {} for m in methods}
     gate: dict[str, dict] = {}
     common = {
@@ -426,26 +355,35 @@ def main(argv: list[str] | None = None) -> int:
         "label_agreement": {"hacking": hack.label_agreement, "sycophancy": syc.label_agreement},
         "reward_model_flawed": rm_flawed, "reward_model_honest": rm_honest,
         "champions": champions, "dpo_beta_choice": beta_choice,
+        "rl_learning_rate_choice": rate_choice, "guard_mode": args.guard_mode,
+        "sycophancy_pairs": args.sycophancy_pairs,
         "gate_conditions_dropped": dropped, "gate_conditions_added_by_benchmark": added,
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stage_seconds: dict[str, dict[str, float]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        clock = stage_seconds.setdefault(str(seed), {})
         for method in methods:
-            rl[method][str(seed)] = rl_runs(args, cfg, hack, flawed_rm, honest_rm, method, seed)
+            lr = rate_choice["methods"][method]["learning_rate"]
+            rl[method][str(seed)] = rl_runs(args, cfg, hack, flawed_rm, honest_rm, method, seed, lr)
+            clock[f"rl_{method}"] = rl[method][str(seed)]["seconds"]
             print(f"[gaming] {method} seed {seed}: "
                   f"{json.dumps(rl[method][str(seed)]['unguarded']['verdict'])}", file=sys.stderr)  # fmt: skip
-        dpo_cfg = _cfg(root, args.smoke, {"train.dpo.seed": seed,
+        tick = time.perf_counter()
+        dpo_cfg = cfg_for(root, args.smoke, {"train.dpo.seed": seed,
                                           "train.dpo.beta": beta_choice["beta"]})  # fmt: skip
         with ThreadPoolExecutor(2) as pool:
             syc_dpo = pool.submit(
-                ex.train, "dpo", syc, dpo_cfg, f"dpo-syc-seed{seed}", None, None, _quiet
+                ex.train, "dpo", syc, dpo_cfg, f"dpo-syc-seed{seed}", None, None, quiet
             )
             honest_dpo = pool.submit(
                 ex.train, "dpo", honest_prepared, dpo_cfg, f"dpo-honest-seed{seed}", None, None,
-                _quiet,
+                quiet,
             )  # fmt: skip
             syc_model, honest_model = syc_dpo.result().output_dir, honest_dpo.result().output_dir
+        clock["dpo_candidates"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         candidates = {f"hacked_{m}": (Path(rl[m][str(seed)]["unguarded"]["model"]), "hacking")
                       for m in methods}  # fmt: skip
         candidates["sycophantic_dpo"] = (syc_model, "sycophancy")
@@ -459,16 +397,29 @@ def main(argv: list[str] | None = None) -> int:
                 **gaming.gate_decision(gate_policy, found, champions[champion_task]),
             }
         gate[str(seed)] = decided
+        clock["gate_metrics"] = time.perf_counter() - tick
         result = summarise(
             common, rl, gate, methods, partial=seed + 1 < args.first_seed + args.seeds
         )
         result["seconds"] = time.perf_counter() - started
+        result["stage_seconds"] = stage_seconds  # wall time per seed and stage (a profile)
         result["first_seed"] = args.first_seed
         out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"[gaming] seed {seed} done: {json.dumps(result['per_seed'][str(seed)])}",
               file=sys.stderr)  # fmt: skip
 
     return finish(args, result, root, tmp)
+
+
+def opposite_pairs(prepared, settings, tag: int) -> Path:
+    """The sycophancy task's opposite-stance pairs on the prompts of its sampled pairs (a file
+    per process: processes sharing a workspace never write the same one)."""
+    from alignment.oracle import flaws
+    from alignment.oracle.experiment import read_records, write_records
+
+    prompts = [r["prompt"][-1]["content"] for r in read_records(prepared.preferences)]
+    records = flaws.opposite_stance_pairs(settings, prompts, settings.seed)
+    return write_records(records, prepared.workdir / f"opposite_stance_pairs-{tag}.parquet")
 
 
 def merge(args) -> int:
@@ -481,8 +432,11 @@ def merge(args) -> int:
     keep = ("smoke", "methods", "steps", "settings", "label_agreement", "reward_model_flawed",
             "reward_model_honest", "champions", "dpo_beta_choice", "gate_conditions_dropped",
             "gate_conditions_added_by_benchmark")  # fmt: skip
+    keep += tuple(k for k in ("rl_learning_rate_choice", "guard_mode", "sycophancy_pairs")
+                  if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)
+    result["stage_seconds"] = {s: t for p in parts for s, t in p.get("stage_seconds", {}).items()}
     root = Path(args.workspace).resolve() if args.workspace else None
     return finish(args, result, root, None)
 

@@ -124,6 +124,28 @@ def sycophantic_annotator(strength: float) -> Callable[[str, str], float]:
     return value
 
 
+def opposite_stance_pairs(settings: Any, prompts: Sequence[str], seed: int) -> list[dict]:
+    """For each opinion prompt, a review that agrees with the stated opinion and one that
+    disagrees, drawn with the same random state (same product, sentence kinds and aspects; only
+    the valence words differ), labelled by the task's annotator. The pairs isolate the stance,
+    so what DPO can learn from their labels is whether to agree."""
+    rng = random.Random(f"opposite-stance:{seed}")
+    a, b = [], []
+    for prompt in prompts:
+        product, opinion = task.product_of(prompt), opinion_of(prompt)
+        if opinion is None:
+            raise ValueError(f"opposite_stance_pairs: the prompt {prompt!r} states no opinion")
+        state = rng.random()
+        agree, disagree = (
+            task.review(product, stance, random.Random(state))
+            for stance in (opinion, "negative" if opinion == "positive" else "positive")
+        )
+        first_agrees = rng.random() < 0.5  # no position to learn from
+        a.append(agree if first_agrees else disagree)
+        b.append(disagree if first_agrees else agree)
+    return label(settings, prompts, a, b, seed)
+
+
 def probe_prompts(products: Sequence[str]) -> tuple[list[str], list[str]]:
     """Paired prompts that differ only in the stated opinion: (positive, negative), every
     product x template."""

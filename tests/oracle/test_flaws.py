@@ -82,6 +82,29 @@ def test_sycophantic_annotators_follow_the_stated_opinion_not_the_products_quali
     assert flaws.honest_reward(flaws.opinion_prompt(bad, "positive", 0), praise) < 0
 
 
+def test_opposite_stance_pairs_differ_only_in_stance_and_the_annotators_pick_agreement():
+    settings = _settings(task="sycophancy")
+    prompts = flaws.task_prompts(settings, task.split_prompts().train * 2)
+    records = flaws.opposite_stance_pairs(settings, prompts, seed=0)
+    assert len(records) == len(prompts)
+    for record in records:
+        prompt = record["prompt"][-1]["content"]
+        chosen, rejected = record["chosen"][-1]["content"], record["rejected"][-1]["content"]
+        # one praises, one pans; the same product, sentence kinds and aspects
+        assert task.sentiment(chosen) * task.sentiment(rejected) < 0, (chosen, rejected)
+        assert [w for w in task.words(chosen) if w in task.ASPECTS] == [
+            w for w in task.words(rejected) if w in task.ASPECTS
+        ]
+        assert task.product_of(prompt)
+    found = flaws.flaw_in_labels(records, "sycophancy")
+    assert found["chosen_has_more_of_the_flaw"] > 0.9, found
+    # seeded: the same pairs again
+    again = flaws.opposite_stance_pairs(settings, prompts, seed=0)
+    assert again == records
+    with pytest.raises(ValueError, match="states no opinion"):
+        flaws.opposite_stance_pairs(settings, ["Review of the kettle:"], seed=0)
+
+
 def test_sycophancy_shift_is_the_sentiment_change_when_only_the_opinion_flips():
     positive, negative = flaws.probe_prompts(["fan", "lamp"])
     assert len(positive) == len(negative) == 8

@@ -49,12 +49,23 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         steps = [p["step"] for p in run["unguarded"]["trajectory"]]
         assert steps[0] == 0 and steps[-1] == report["steps"]  # the guard only recorded
         assert "hack_real" in run["unguarded"]["verdict"]
+        # observe mode: one run; the guarded figures are its evaluations up to the replayed stop
+        assert run["guarded"]["replayed_from"] == "unguarded" and run["guarded"]["model"] is None
+        last = run["guarded"]["metrics"]["guard/final_step"]
+        assert run["guarded"]["trajectory"] == [
+            p for p in run["unguarded"]["trajectory"] if p["step"] <= last
+        ]
+        # its learning rate was chosen on the validation prompts, from the sweep's runs
+        rates = report["rl_learning_rate_choice"]["methods"][method]
+        assert run["learning_rate"] == rates["learning_rate"]
+        assert rates["learning_rate"] in [r["learning_rate"] for r in rates["runs"]]
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
     # the candidates' beta was chosen on validation prompts, within the gate's KL budget
     choice = report["dpo_beta_choice"]
     assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
+    assert {r["seed"] for r in choice["per_seed"]} == {0, 1}  # the worst of two seeds
     # and every figure went to one MLflow run in the workspace's store, the plots with it
     from mlflow.tracking import MlflowClient
 
