@@ -89,9 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rerun: train the guarded run again",
     )  # fmt: skip
     parser.add_argument(
-        "--sycophancy-pairs", choices=("sampled", "opposite"), default="opposite",
-        help="the sycophancy candidate's DPO pairs: the task's sampled pairs, or per prompt a "
-        "review agreeing and one disagreeing with the stated opinion (otherwise alike), both "
+        "--sycophancy-pairs", choices=("sampled", "opposite"), default="sampled",
+        help="the sycophancy candidate's DPO pairs: the task's sampled pairs, or each sampled "
+        "response and its mirror (valence words swapped: the same text of the opposite stance), "
         "labelled by the task's annotators",
     )  # fmt: skip
     parser.add_argument(
@@ -412,14 +412,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def opposite_pairs(prepared, settings, tag: int) -> Path:
-    """The sycophancy task's opposite-stance pairs on the prompts of its sampled pairs (a file
-    per process: processes sharing a workspace never write the same one)."""
+    """The sycophancy task's opposite-stance pairs: each response of its sampled pairs and that
+    response's mirror (a file per process: processes sharing a workspace never write the same
+    one)."""
     from alignment.oracle import flaws
     from alignment.oracle.experiment import read_records, write_records
 
-    prompts = [r["prompt"][-1]["content"] for r in read_records(prepared.preferences)]
-    records = flaws.opposite_stance_pairs(settings, prompts, settings.seed)
-    return write_records(records, prepared.workdir / f"opposite_stance_pairs-{tag}.parquet")
+    records = read_records(prepared.preferences)
+    prompts = [r["prompt"][-1]["content"] for r in records for _ in range(2)]
+    texts = [r[k][-1]["content"] for r in records for k in ("chosen", "rejected")]
+    pairs = flaws.opposite_stance_pairs(settings, prompts, texts, settings.seed)
+    return write_records(pairs, prepared.workdir / f"opposite_stance_pairs-{tag}.parquet")
 
 
 def merge(args) -> int:
