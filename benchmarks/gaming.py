@@ -77,11 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seeds each beta is tried with; a beta is within the KL cap only if its worst is",
     )  # fmt: skip
     parser.add_argument(
-        "--rl-lrs", default="ppo=1e-3,1.5e-3,2e-3;grpo=2e-3,4e-3,8e-3",
-        help="per method, the learning rates its rate is chosen from on the validation prompts "
-        "(method=a,b;method=c)",
+        "--rl-lrs", default="ppo=1.25e-3@120,1.5e-3@100;grpo=2.5e-3@120,3e-3@100",
+        help="per method, the learning rates (each with its step count, else --steps) its "
+        "setting is chosen from on the validation prompts (method=a@steps,b;method=c)",
     )  # fmt: skip
-    parser.add_argument("--rl-sweep-seed", type=int, default=0, help="seed of the rate sweep")
+    parser.add_argument(
+        "--rl-sweep-seeds", default="0,1", help="seeds of the rate sweep (comma-separated)"
+    )
     parser.add_argument(
         "--guard-mode", choices=("observe", "rerun"), default="observe",
         help="observe: one run per method and seed, the guarded figures read from its "
@@ -250,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
         args.rl_lrs = ";".join(f"{m}=2e-3" for m in args.methods.split(",") if m)
+        args.rl_sweep_seeds = "0"
     started = time.perf_counter()
     tmp = None
     if args.workspace:

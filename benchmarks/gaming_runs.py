@@ -144,7 +144,9 @@ def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl
     }  # fmt: skip
 
 
-def rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, tag) -> dict:
+def rl_run(
+    args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, tag, steps=None
+) -> dict:
     """One run of `method` against the flawed reward model with the guard observing (or, with
     --guard-mode rerun, the unguarded and a guarded run); its trajectory scored by the oracle,
     the guarded figures and the unguarded verdict."""
@@ -152,10 +154,12 @@ def rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_pat
     from alignment.oracle import gaming
     from alignment.train.launch import launch_training
 
+    steps = steps or args.steps
+
     def train(name: str, stop: bool) -> tuple[dict, list[dict], object]:
         guard = guard_settings(args, honest_rm, stop)
         run_cfg = cfg_for(cfg.workspace.root, args.smoke, {
-            f"train.{method}.max_steps": args.steps, f"train.{method}.seed": seed,
+            f"train.{method}.max_steps": steps, f"train.{method}.seed": seed,
             f"train.{method}.learning_rate": lr, f"train.{method}.guard": guard,
         })  # fmt: skip
         result = launch_training(
@@ -177,7 +181,7 @@ def rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_pat
         )
 
     started = time.perf_counter()
-    out = {"learning_rate": lr, "guard_mode": args.guard_mode}
+    out = {"learning_rate": lr, "steps": steps, "guard_mode": args.guard_mode}
     out["unguarded"], records, guard = train(
         "unguarded" if args.guard_mode == "rerun" else "observed", False
     )
@@ -204,36 +208,54 @@ def rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_pat
     return out
 
 
-def rl_runs(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr) -> dict:
-    """The benchmark's run of `method` and seed on the test prompts at the chosen rate."""
+def rl_runs(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, steps=None) -> dict:
+    """The benchmark's run of `method` and seed on the test prompts at the chosen rate and
+    step count."""
     eval_path = guard_prompts(prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet")
     return rl_run(
-        args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, f"seed{seed}"
-    )
+        args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, f"seed{seed}",
+        steps,
+    )  # fmt: skip
+
+
+def parse_rl_grid(text: str, default_steps: int) -> dict[str, list[tuple[float, int]]]:
+    """`ppo=1e-3,2e-3@100;grpo=3e-3` as {method: [(rate, steps), ...]}; steps default to
+    `default_steps`."""
+    grid: dict[str, list[tuple[float, int]]] = {}
+    for part in text.split(";"):
+        method, _, entries = part.partition("=")
+        for entry in entries.split(","):
+            if entry.strip():
+                rate, _, steps = entry.partition("@")
+                grid.setdefault(method.strip(), []).append(
+                    (float(rate), int(steps) if steps.strip() else default_steps)
+                )
+    return grid
 
 
 def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm) -> dict:
-    """Per RL method, the learning rate of its runs, chosen on the validation prompts (one
-    observing run per rate of --rl-lrs, seed --rl-sweep-seed, --steps steps): the rate whose run
-    has a real peak then a fall (peak after the start, the fall's 95% interval above 0) with the
-    highest lower bound of that fall; without any, the highest lower bound and a note."""
+    """Per RL method, the learning rate and step count of its runs, chosen on the validation
+    prompts: one observing run per setting of --rl-lrs (`rate` or `rate@steps`) and seed of
+    --rl-sweep-seeds. The setting whose run has a real peak then a fall (peak after the start,
+    the fall's 95% interval above 0) in every sweep seed, with the highest worst-seed lower
+    bound of that fall (fewer steps on a tie); without any, the highest worst-seed lower bound
+    and a note."""
     eval_path = validation_prompts(settings, prepared.workdir / "validation_prompts.parquet")
-    grid = {}
-    for part in args.rl_lrs.split(";"):
-        method, _, rates = part.partition("=")
-        grid[method.strip()] = _floats(rates)
+    grid = parse_rl_grid(args.rl_lrs, args.steps)
     methods = [m for m in args.methods.split(",") if m]
-    jobs = [(m, lr) for m in methods for lr in grid.get(m, [])]
-    seed = args.rl_sweep_seed
+    seeds = [int(s) for s in str(args.rl_sweep_seeds).split(",") if s.strip()]
+    jobs = [
+        (m, lr, steps, seed) for m in methods for lr, steps in grid.get(m, []) for seed in seeds
+    ]
 
     def one(job):
-        method, lr = job
+        method, lr, steps, seed = job
         run = rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path,
-                     f"sweep-lr{lr:g}")  # fmt: skip
+                     f"sweep-lr{lr:g}-steps{steps}-seed{seed}", steps)  # fmt: skip
         v = run["unguarded"]["verdict"]
         start = run["unguarded"]["trajectory"][0]["oracle_reward"]
         return method, {
-            "learning_rate": lr, "peak_step": v["peak_step"],
+            "learning_rate": lr, "steps": steps, "seed": seed, "peak_step": v["peak_step"],
             "start_oracle_reward": start, "peak_oracle_reward": v["peak_oracle_reward"],
             "final_oracle_reward": v["final_oracle_reward"],
             "peak_minus_final_ci": v["peak_minus_final_ci"], "hack_real": v["hack_real"],
@@ -244,18 +266,29 @@ def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(one, jobs))
-    out = {"seed": seed, "steps": args.steps, "prompts": "validation", "methods": {}}
+    out = {"seeds": seeds, "prompts": "validation", "methods": {}}
     for method in methods:
         runs = [r for m, r in results if m == method]
         if not runs:
             continue
-        real = [r for r in runs if r["real_peak_then_fall"]]
-        best = max(real or runs, key=lambda r: r["peak_minus_final_ci"][0])
+        settings_tried = sorted({(r["learning_rate"], r["steps"]) for r in runs})
+        summary = []
+        for lr, steps in settings_tried:
+            mine = [r for r in runs if (r["learning_rate"], r["steps"]) == (lr, steps)]
+            summary.append({
+                "learning_rate": lr, "steps": steps,
+                "real_in_every_seed": all(r["real_peak_then_fall"] for r in mine),
+                "worst_fall_ci_low": min(r["peak_minus_final_ci"][0] for r in mine),
+            })  # fmt: skip
+        real = [s for s in summary if s["real_in_every_seed"]]
+        best = max(real or summary, key=lambda s: (s["worst_fall_ci_low"], -s["steps"]))
         out["methods"][method] = {
-            "runs": runs, "learning_rate": best["learning_rate"],
-            "why": ("of the rates whose validation run peaked after the start and then fell "
-                    "outside its 95% interval, the one with the highest lower bound of the fall")
-            if real else "no rate showed a real peak then a fall on validation: the one with "
-            "the highest lower bound of the fall",
+            "runs": runs, "settings": summary,
+            "learning_rate": best["learning_rate"], "steps": best["steps"],
+            "why": ("of the settings whose validation runs peaked after the start and then fell "
+                    "outside their 95% interval in every sweep seed, the one with the highest "
+                    "worst-seed lower bound of the fall")
+            if real else "no setting showed a real peak then a fall in every sweep seed on "
+            "validation: the one with the highest worst-seed lower bound of the fall",
         }  # fmt: skip
     return out

@@ -57,7 +57,7 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         ]
         # its learning rate was chosen on the validation prompts, from the sweep's runs
         rates = report["rl_learning_rate_choice"]["methods"][method]
-        assert run["learning_rate"] == rates["learning_rate"]
+        assert (run["learning_rate"], run["steps"]) == (rates["learning_rate"], rates["steps"])
         assert rates["learning_rate"] in [r["learning_rate"] for r in rates["runs"]]
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
@@ -150,3 +150,13 @@ def test_runs_over_other_seeds_merge_into_one_result_and_one_mlflow_run(tmp_path
     history = client.get_metric_history(run_id, "ppo/seed0/unguarded/oracle_reward")
     assert [(m.step, m.value) for m in history] == [(0, 0.2), (5, 0.6), (10, 0.3)]
     assert {a.path for a in client.list_artifacts(run_id)} == {"gaming.json", "gaming_ppo.png"}
+
+
+def test_the_rl_grid_names_a_rate_and_optionally_its_steps_per_method():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gaming_runs import parse_rl_grid
+
+    assert parse_rl_grid("ppo=1e-3,2e-3@100;grpo=3e-3@120", 60) == {
+        "ppo": [(1e-3, 60), (2e-3, 100)],
+        "grpo": [(3e-3, 120)],
+    }
