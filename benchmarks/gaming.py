@@ -109,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="read back the preparation, reward models and DPO beta a previous run of the same "
         "--workspace finished (the RL runs and candidates are trained again)",
     )  # fmt: skip
+    parser.add_argument(
+        "--torch-threads", type=int, default=1,
+        help="threads of this process's own sampling (the gate's metrics, the oracle's "
+        "scoring): the tiny model's 64-wide layers gain nothing from more, and on a shared "
+        "machine the threads' synchronisation made sampling many times slower",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the keys only")
     parser.add_argument("--workspace", help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS / "gaming.json"))
@@ -249,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.merge:
         return merge(args)
+    import torch
+
+    torch.set_num_threads(args.torch_threads)  # the training jobs are processes of their own
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
         args.rl_lrs = ";".join(f"{m}=2e-3" for m in args.methods.split(",") if m)
