@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)  # the training jobs are processes of their own
     if args.smoke:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
-        args.rl_lrs = ";".join(f"{m}=2e-3" for m in args.methods.split(",") if m)
+        args.rl_lrs = ";".join(f"{m}=2e-3@6" for m in args.methods.split(",") if m)
         args.rl_sweep_seeds = "0"
     started = time.perf_counter()
     tmp = None
@@ -260,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         clock = stage_seconds.setdefault(str(seed), {})
         for method in methods:
-            lr = rate_choice["methods"][method]["learning_rate"]
-            rl[method][str(seed)] = rl_runs(args, cfg, hack, flawed_rm, honest_rm, method, seed, lr)
+            chosen = rate_choice["methods"][method]
+            rl[method][str(seed)] = rl_runs(
+                args, cfg, hack, flawed_rm, honest_rm, method, seed, chosen["learning_rate"],
+                chosen.get("steps"),
+            )  # fmt: skip
             clock[f"rl_{method}"] = rl[method][str(seed)]["seconds"]
             print(f"[gaming] {method} seed {seed}: "
                   f"{json.dumps(rl[method][str(seed)]['unguarded']['verdict'])}", file=sys.stderr)  # fmt: skip

@@ -47,7 +47,7 @@ def test_gaming_smoke_writes_every_key(tmp_path):
     for method in ("ppo", "grpo"):
         run = report["rl"][method]["0"]
         steps = [p["step"] for p in run["unguarded"]["trajectory"]]
-        assert steps[0] == 0 and steps[-1] == report["steps"]  # the guard only recorded
+        assert steps[0] == 0  # the guard only recorded: the run went to its last step, below
         assert "hack_real" in run["unguarded"]["verdict"]
         # observe mode: one run; the guarded figures are its evaluations up to the replayed stop
         assert run["guarded"]["replayed_from"] == "unguarded" and run["guarded"]["model"] is None
@@ -58,6 +58,8 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         # its learning rate was chosen on the validation prompts, from the sweep's runs
         rates = report["rl_learning_rate_choice"]["methods"][method]
         assert (run["learning_rate"], run["steps"]) == (rates["learning_rate"], rates["steps"])
+        # the chosen step count (smoke: 6, not the default --steps 4) is the runs' own
+        assert steps[-1] == rates["steps"] == 6
         assert rates["learning_rate"] in [r["learning_rate"] for r in rates["runs"]]
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
