@@ -125,7 +125,11 @@ def log_to_mlflow(result: dict, files: list[Path], workspace_root: Path, trackin
 
 
 def table(result: dict) -> str:
-    lines = [f"reward hacking ({result['seeds']} seeds, {result['steps']} steps): flawed RM accuracy "
+    steps = ", ".join(
+        f"{m} {sorted({r.get('steps', result['steps']) for r in seeds.values()})}"
+        for m, seeds in result["rl"].items()
+    )
+    lines = [f"reward hacking ({result['seeds']} seeds; steps: {steps}): flawed RM accuracy "
              f"vs oracle {result['reward_model_flawed']['accuracy_vs_oracle']:.3f}, honest RM "
              f"{result['reward_model_honest']['accuracy_vs_oracle']:.3f}"]  # fmt: skip
     header = (f"{'method':6s} {'seed':>4s} {'peak':>6s} {'final':>6s} {'drop [95% CI]':>22s} "
