@@ -114,6 +114,42 @@ def judge(
     return GuardVerdict(False, None, None, best_step)
 
 
+def replay_guarded(records: list[dict], patience: int, kl_budget: float | None, rule: str) -> dict:
+    """What a guarded run (stop on, keep the best) would have reported, read from the evaluations
+    of a run that only observed (stop off) with the same seed and settings.
+
+    Exact by construction: `stop` and `keep` are read only after an evaluation (should the run
+    end?) and at the end (which policy to keep), never by a training step, so up to its stop the
+    guarded run is the observing run step for step. It stops at the first evaluation whose
+    prefix the stop rule fires on, and keeps that prefix's best held-out evaluation, as
+    `GuardRunner.finish` does. Returns the same `guard/...` metrics.
+    """
+    evals = [GuardEval.from_record(r) for r in records]
+    end = len(evals)
+    for i in range(1, len(evals) + 1):
+        if judge(evals[:i], patience, kl_budget, rule).stop:
+            end = i
+            break
+    verdict = judge(evals[:end], patience, kl_budget, rule)
+    final_step = evals[end - 1].step if evals else 0
+    kept = verdict.best_step if verdict.best_step is not None else final_step
+    metrics = {
+        "guard/kept_step": kept,
+        "guard/stopped": int(verdict.stop),
+        "guard/final_step": final_step,
+        "guard/evaluations": end,
+    }
+    if verdict.onset_step is not None:
+        metrics["guard/onset_step"] = verdict.onset_step
+    if verdict.reason is not None:
+        metrics["guard/stop_reason"] = verdict.reason
+    kept_record = next((r for r in records[:end] if r["step"] == kept), None)
+    if kept_record is not None:
+        metrics["guard/kept_held_out"] = kept_record["guard/held_out"]
+        metrics["guard/kept_kl"] = kept_record["guard/kl"]
+    return metrics
+
+
 # --- in the PPO job: ensemble scoring, held-out evaluations, the kept checkpoint ---------------
 
 

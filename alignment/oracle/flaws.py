@@ -124,6 +124,49 @@ def sycophantic_annotator(strength: float) -> Callable[[str, str], float]:
     return value
 
 
+# each valence word and its opposite of the same strength: a review's stance flipped in place
+_MIRROR = {
+    **dict(zip(task.POSITIVE_ADJECTIVES, task.NEGATIVE_ADJECTIVES, strict=True)),
+    "love": "hate", "like": "dislike",
+}  # fmt: skip
+_MIRROR |= {v: k for k, v in _MIRROR.items()}
+_VALENCE_WORD = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)) + r")\b", re.I)
+
+
+def mirror_stance(text: str) -> str:
+    """`text` with every valence word swapped for its opposite of the same strength ("great"
+    for "broken", "love" for "hate"); everything else, garbled text included, unchanged."""
+
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        other = _MIRROR[word.lower()]
+        return other.capitalize() if word[0].isupper() else other
+
+    return _VALENCE_WORD.sub(swap, text)
+
+
+def opposite_stance_pairs(
+    settings: Any, prompts: Sequence[str], responses: Sequence[str], seed: int
+) -> list[dict]:
+    """Per opinion prompt and a response the policy wrote to it, that response and its mirror
+    (`mirror_stance`), labelled by the task's annotator: the two differ only in stance, so what
+    DPO can learn from the labels is whether to agree. Responses with no stance (no valence
+    word) are left out. Both texts stay close to the policy's own samples."""
+    rng = random.Random(f"opposite-stance:{seed}")
+    kept, a, b = [], [], []
+    for prompt, response in zip(prompts, responses, strict=True):
+        if opinion_of(prompt) is None:
+            raise ValueError(f"opposite_stance_pairs: the prompt {prompt!r} states no opinion")
+        if task.sentiment(response) == 0.0:
+            continue
+        mirrored = mirror_stance(response)
+        first = rng.random() < 0.5  # which of the two comes first carries nothing
+        kept.append(prompt)
+        a.append(response if first else mirrored)
+        b.append(mirrored if first else response)
+    return label(settings, kept, a, b, seed)
+
+
 def probe_prompts(products: Sequence[str]) -> tuple[list[str], list[str]]:
     """Paired prompts that differ only in the stated opinion: (positive, negative), every
     product x template."""

@@ -357,3 +357,46 @@ def test_every_ensemble_member_counts_as_optimised_by_the_ppo_policy(tmp_path):
     with pytest.raises(ConfigError, match="member-1"):
         write_job("ppo", PipelineConfig(), tmp_path / "sft", tmp_path / "data.parquet",
                   tmp_path / "ppo", None, False, tmp_path / "reward" / "model")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_run_that_only_observes_gives_the_stop_and_kept_step_of_a_real_guarded_run(
+    tiny_model_dir, preference_parquet, reward_ensemble, tmp_path
+):
+    """The gaming benchmark's observe mode: one run with the guard recording, never stopping;
+    replay_guarded reads off it where a guarded run stops and what it keeps. A real guarded run
+    with the same seed (here stopped by a KL budget set mid-trajectory) must agree."""
+    from alignment.config import PipelineConfig
+    from alignment.methods.guard import replay_guarded
+    from alignment.train.launch import launch_training
+
+    def run(name: str, **guard):
+        cfg = PipelineConfig.model_validate({"train": {
+            "distributed": {"num_processes": 1, "zero_stage": 0, "device": "cpu"},
+            "ppo": {"max_steps": 6, "per_device_train_batch_size": 4, "max_new_tokens": 6,
+                    "learning_rate": 1e-2, "seed": 3,
+                    "guard": {"enabled": True, "eval_steps": 1, "eval_prompts": 8, **guard}},
+        }})  # fmt: skip
+        result = launch_training(
+            "ppo", cfg, tiny_model_dir, preference_parquet, tmp_path / name,
+            eval_path=preference_parquet, reward_model_path=reward_ensemble.output_dir,
+            on_progress=lambda event: None,
+        )  # fmt: skip
+        return result, json.loads((tmp_path / name / "guard.json").read_text())["evaluations"]
+
+    observed, records = run("observed", stop=False, keep="last")
+    assert [r["step"] for r in records] == list(range(7))  # trained to the end
+    # a budget the KL passes after step 2: the guarded run must stop there, not at the end
+    budget = max(r["guard/kl"] for r in records[:3]) * 1.0001
+    over = [r["step"] for r in records if r["guard/kl"] > budget]
+    assert over and over[0] < 6, [r["guard/kl"] for r in records]
+    replayed = replay_guarded(records, patience=3, kl_budget=budget, rule="each_evaluation")
+    assert replayed["guard/stopped"] == 1 and replayed["guard/final_step"] == over[0]
+
+    guarded, guarded_records = run("guarded", stop=True, keep="best", kl_budget=budget)
+    assert guarded.metrics["global_step"] == over[0] < observed.metrics["global_step"]
+    for key in ("guard/stopped", "guard/final_step", "guard/kept_step", "guard/stop_reason",
+                "guard/kept_held_out", "guard/kept_kl", "guard/evaluations"):  # fmt: skip
+        assert guarded.metrics[key] == replayed[key], key
+    # the same trajectory, step for step, up to the stop
+    assert guarded_records == records[: len(guarded_records)]

@@ -97,3 +97,46 @@ def test_guarded_grpo_stops_at_its_kl_budget_and_keeps_the_starting_policy(
     assert metrics["guard/kept_step"] == 0
     kept, start = (load_file(d / "model.safetensors") for d in (result.output_dir, tiny_model_dir))
     assert all(kept[name].equal(start[name]) for name in start)
+
+
+@pytest.mark.heavy
+def test_an_observing_grpo_run_gives_the_stop_and_kept_step_of_a_real_guarded_run(
+    tiny_model_dir, preference_parquet, reward_run, tmp_path
+):
+    """The gaming benchmark's observe mode inside TRL's trainer (PPO's is in test_guard.py): a
+    guarded GRPO run that stops at a KL budget agrees with the replay of a run that only
+    observed, step for step."""
+    from alignment.config import PipelineConfig
+    from alignment.methods.guard import replay_guarded
+    from alignment.train.launch import launch_training
+
+    def run(name: str, **guard):
+        guard = {"enabled": True, "eval_steps": 1, "eval_prompts": 8,
+                 "signal": "held_out_reward_model",
+                 "held_out_reward_model": str(reward_run.output_dir), **guard}  # fmt: skip
+        cfg = PipelineConfig.model_validate({"train": {
+            "distributed": {"num_processes": 1, "zero_stage": 0, "device": "cpu"},
+            "grpo": {"max_steps": 6, "per_device_train_batch_size": 4, "num_generations": 4,
+                     "max_completion_length": 6, "learning_rate": 1e-2, "seed": 3,
+                     "guard": guard},
+        }})  # fmt: skip
+        result = launch_training(
+            "grpo", cfg, tiny_model_dir, preference_parquet, tmp_path / name,
+            reward_model_path=reward_run.output_dir, on_progress=lambda event: None,
+        )  # fmt: skip
+        return result, json.loads((tmp_path / name / "guard.json").read_text())["evaluations"]
+
+    observed, records = run("observed", stop=False, keep="last")
+    assert observed.metrics["global_step"] == 6  # trained to the end
+    assert [r["step"] for r in records] == list(range(7))
+    budget = max(r["guard/kl"] for r in records[:3]) * 1.0001
+    over = [r["step"] for r in records if r["guard/kl"] > budget]
+    assert over and over[0] < 6, [r["guard/kl"] for r in records]
+    replayed = replay_guarded(records, patience=3, kl_budget=budget, rule="each_evaluation")
+
+    guarded, guarded_records = run("guarded", stop=True, keep="best", kl_budget=budget)
+    assert guarded.metrics["global_step"] == over[0] == replayed["guard/final_step"]
+    for key in ("guard/stopped", "guard/kept_step", "guard/stop_reason", "guard/kept_held_out",
+                "guard/kept_kl", "guard/evaluations"):  # fmt: skip
+        assert guarded.metrics[key] == replayed[key], key
+    assert guarded_records == records[: len(guarded_records)]

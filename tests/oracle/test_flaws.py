@@ -82,6 +82,29 @@ def test_sycophantic_annotators_follow_the_stated_opinion_not_the_products_quali
     assert flaws.honest_reward(flaws.opinion_prompt(bad, "positive", 0), praise) < 0
 
 
+def test_opposite_stance_pairs_differ_only_in_stance_and_the_annotators_pick_agreement():
+    assert flaws.mirror_stance("Great lid. I love it, but it is Noisy; I dislike x.") == (
+        "Broken lid. I hate it, but it is Sturdy; I like x."
+    )
+    settings = _settings(task="sycophancy")
+    prompts = flaws.task_prompts(settings, task.split_prompts().train * 2)
+    rng = random.Random(0)
+    responses = [task.review(task.product_of(p), "mixed", rng) for p in prompts]
+    responses[0] = "The lid is round."  # no stance to flip: left out
+    records = flaws.opposite_stance_pairs(settings, prompts, responses, seed=0)
+    assert len(records) == sum(task.sentiment(r) != 0 for r in responses) < len(prompts)
+    for record in records:
+        chosen, rejected = record["chosen"][-1]["content"], record["rejected"][-1]["content"]
+        # the same text of the opposite stance
+        assert flaws.mirror_stance(chosen) == rejected
+        assert task.sentiment(chosen) == -task.sentiment(rejected) != 0
+    found = flaws.flaw_in_labels(records, "sycophancy")
+    assert found["chosen_has_more_of_the_flaw"] > 0.9, found
+    assert flaws.opposite_stance_pairs(settings, prompts, responses, seed=0) == records
+    with pytest.raises(ValueError, match="states no opinion"):
+        flaws.opposite_stance_pairs(settings, ["Review of the kettle:"], ["Great."], seed=0)
+
+
 def test_sycophancy_shift_is_the_sentiment_change_when_only_the_opinion_flips():
     positive, negative = flaws.probe_prompts(["fan", "lamp"])
     assert len(positive) == len(negative) == 8

@@ -47,14 +47,27 @@ def test_gaming_smoke_writes_every_key(tmp_path):
     for method in ("ppo", "grpo"):
         run = report["rl"][method]["0"]
         steps = [p["step"] for p in run["unguarded"]["trajectory"]]
-        assert steps[0] == 0 and steps[-1] == report["steps"]  # the guard only recorded
+        assert steps[0] == 0  # the guard only recorded: the run went to its last step, below
         assert "hack_real" in run["unguarded"]["verdict"]
+        # observe mode: one run; the guarded figures are its evaluations up to the replayed stop
+        assert run["guarded"]["replayed_from"] == "unguarded" and run["guarded"]["model"] is None
+        last = run["guarded"]["metrics"]["guard/final_step"]
+        assert run["guarded"]["trajectory"] == [
+            p for p in run["unguarded"]["trajectory"] if p["step"] <= last
+        ]
+        # its learning rate was chosen on the validation prompts, from the sweep's runs
+        rates = report["rl_learning_rate_choice"]["methods"][method]
+        assert (run["learning_rate"], run["steps"]) == (rates["learning_rate"], rates["steps"])
+        # the chosen step count (smoke: 6, not the default --steps 4) is the runs' own
+        assert steps[-1] == rates["steps"] == 6
+        assert rates["learning_rate"] in [r["learning_rate"] for r in rates["runs"]]
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
     # the candidates' beta was chosen on validation prompts, within the gate's KL budget
     choice = report["dpo_beta_choice"]
     assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
+    assert {r["seed"] for r in choice["per_seed"]} == {0, 1}  # the worst of two seeds
     # and every figure went to one MLflow run in the workspace's store, the plots with it
     from mlflow.tracking import MlflowClient
 
@@ -139,3 +152,13 @@ def test_runs_over_other_seeds_merge_into_one_result_and_one_mlflow_run(tmp_path
     history = client.get_metric_history(run_id, "ppo/seed0/unguarded/oracle_reward")
     assert [(m.step, m.value) for m in history] == [(0, 0.2), (5, 0.6), (10, 0.3)]
     assert {a.path for a in client.list_artifacts(run_id)} == {"gaming.json", "gaming_ppo.png"}
+
+
+def test_the_rl_grid_names_a_rate_and_optionally_its_steps_per_method():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gaming_runs import parse_rl_grid
+
+    assert parse_rl_grid("ppo=1e-3,2e-3@100;grpo=3e-3@120", 60) == {
+        "ppo": [(1e-3, 60), (2e-3, 100)],
+        "grpo": [(3e-3, 120)],
+    }

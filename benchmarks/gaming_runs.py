@@ -1,0 +1,294 @@
+"""The gaming benchmark's runs and choices (benchmarks/gaming.py composes them): the RL runs
+against the flawed reward model with the guard observing, the RL learning rate chosen on the
+validation prompts, and the candidates' DPO beta chosen over several seeds.
+
+Guard mode `observe` (the default): each (method, seed) trains once, the guard recording but
+never stopping, to the last step; that run's final policy is the unguarded candidate, and
+`alignment.methods.guard.replay_guarded` reads from its evaluations the step a guarded run's stop
+rule fires at and the checkpoint it keeps (from the evaluations up to that stop only). A guarded
+run is the observing run step for step up to its stop (`stop` and `keep` act only after an
+evaluation and at the end), so its figures are exactly those; tests/methods/test_guard.py checks
+it against a real guarded run that stops. Mode `rerun` trains the guarded run again instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION_REPEATS = 2  # each validation prompt asked this often at every guard evaluation
+
+
+def cfg_for(root: Path, smoke: bool, overrides: dict):
+    from alignment.config import load_config
+    from alignment.oracle.experiment import with_overrides
+
+    cfg = load_config(ROOT / "configs" / "oracle" / "tiny.yaml", [f"workspace.root={root}"])
+    if smoke:
+        overrides = {
+            "train.sft.num_train_epochs": 1, "train.reward.num_train_epochs": 1,
+            "train.dpo.num_train_epochs": 1, **overrides,
+        }  # fmt: skip
+    return with_overrides(cfg, overrides)
+
+
+def quiet(event: dict) -> None:
+    return None
+
+
+def guard_settings(args, honest_rm: Path, stop: bool) -> dict:
+    return {
+        "enabled": True, "eval_steps": args.eval_steps, "eval_prompts": 16 if args.smoke else 64,
+        "signal": "held_out_reward_model", "held_out_reward_model": str(honest_rm),
+        "patience": 2 if args.smoke else 3, "stop": stop, "keep": "best" if stop else "last",
+        "record_samples": True,
+    }  # fmt: skip
+
+
+def honest_relabel(prepared, settings, out: Path) -> Path:
+    """The same sampled pairs labelled by an honest annotator (a separate seed): the labels the
+    guard's held-out reward model trains on, which RL never trains against."""
+    from alignment.oracle import task
+    from alignment.oracle.experiment import read_records, write_records
+
+    records = read_records(prepared.preferences)
+    prompts = [r["prompt"][-1]["content"] for r in records]
+    a = [r["chosen"][-1]["content"] for r in records]
+    b = [r["rejected"][-1]["content"] for r in records]
+    honest = task.label_pairs(prompts, a, b, settings.bt_temperature, settings.seed + 7)
+    return write_records(honest, out)
+
+
+def guard_prompts(prepared, out: Path) -> Path:
+    """One record per test prompt (the test pairs repeat each prompt): the guard's held-out
+    prompts, so its evaluations cover as many distinct prompts as there are."""
+    from alignment.oracle.experiment import read_records, write_records
+
+    seen: dict[str, dict] = {}
+    for record in read_records(prepared.test_pairs):
+        seen.setdefault(record["prompt"][-1]["content"], record)
+    return write_records(list(seen.values()), out)
+
+
+def validation_prompts(settings, out: Path) -> Path:
+    """The validation prompts (each VALIDATION_REPEATS times) as records: the guard's held-out
+    prompts while a setting is chosen, so the choice never reads a test prompt."""
+    from alignment.oracle import task
+    from alignment.oracle.experiment import write_records
+
+    records = [
+        task.canonical_record(prompt, f"a{i}", f"b{i}", None, None, {})
+        for prompt in settings.split().validation
+        for i in range(VALIDATION_REPEATS)
+    ]
+    return write_records(records, out)
+
+
+def gate_kl_budget(policy) -> float | None:
+    """The gate policy's cap on kl_from_reference (the tightest), or None without one."""
+    caps = [c.value for c in policy.conditions
+            if c.metric == "kl_from_reference" and c.op in ("<=", "<") and c.value is not None]  # fmt: skip
+    return min(caps) if caps else None
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl_budget) -> dict:
+    """The candidates' DPO beta, chosen on the validation prompts (never the test prompts the
+    gate reads) over --dpo-beta-seeds seeds: DPO on the honest labels at each beta of
+    --dpo-betas and seed, scored by the oracle against the SFT policy. A beta counts as within
+    the gate's KL budget only if its worst seed is; among those, the highest mean validation win
+    rate (the rule benchmarks/oracle.py chooses by). Without any within budget, the beta of the
+    lowest worst-seed KL."""
+    from alignment.oracle import experiment as ex
+
+    betas = _floats(args.dpo_betas)
+    seeds = list(range(args.dpo_beta_seeds))
+    honest = dataclasses.replace(prepared, preferences=honest_pairs)
+    base = ex.baseline(prepared.sft_model, settings, "validation")
+
+    def one(job: tuple[float, int]) -> dict:
+        beta, seed = job
+        cfg = cfg_for(root, args.smoke, {"train.dpo.seed": seed, "train.dpo.beta": beta})
+        name = f"dpo-honest-beta{beta:g}" + (f"-seed{seed}" if seed else "")
+        result = ex.train("dpo", honest, cfg, name, None, None, quiet)
+        scores = ex.evaluate(result.output_dir, prepared.sft_model, base, settings)
+        return {"beta": beta, "seed": seed, "validation": {k: scores[k] for k in
+                ("oracle_reward", "win_rate_vs_sft", "kl_to_sft", "unique_response_rate")}}  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:
+        per_seed = list(pool.map(one, [(b, s) for b in betas for s in seeds]))
+    runs = []
+    for beta in betas:
+        mine = [r["validation"] for r in per_seed if r["beta"] == beta]
+        runs.append({"beta": beta, "validation": {
+            "win_rate_vs_sft": sum(v["win_rate_vs_sft"] for v in mine) / len(mine),
+            "kl_to_sft": max(v["kl_to_sft"] for v in mine),  # the worst seed's
+            "oracle_reward": sum(v["oracle_reward"] for v in mine) / len(mine),
+        }})  # fmt: skip
+    bound = kl_budget if kl_budget is not None else float("inf")
+    chosen = ex.select_on_validation(runs, bound) or min(
+        runs, key=lambda r: r["validation"]["kl_to_sft"]
+    )
+    return {
+        "kl_budget": kl_budget, "seeds": seeds, "runs": runs, "per_seed": per_seed,
+        "beta": chosen["beta"],
+        "rule": "highest mean validation win rate among betas whose worst-seed validation KL "
+        "is within the gate's KL budget",
+    }  # fmt: skip
+
+
+def rl_run(
+    args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, tag, steps=None
+) -> dict:
+    """One run of `method` against the flawed reward model with the guard observing (or, with
+    --guard-mode rerun, the unguarded and a guarded run); its trajectory scored by the oracle,
+    the guarded figures and the unguarded verdict."""
+    from alignment.methods.guard import replay_guarded
+    from alignment.oracle import gaming
+    from alignment.train.launch import launch_training
+
+    steps = steps or args.steps
+
+    def train(name: str, stop: bool) -> tuple[dict, list[dict], object]:
+        guard = guard_settings(args, honest_rm, stop)
+        run_cfg = cfg_for(cfg.workspace.root, args.smoke, {
+            f"train.{method}.max_steps": steps, f"train.{method}.seed": seed,
+            f"train.{method}.learning_rate": lr, f"train.{method}.guard": guard,
+        })  # fmt: skip
+        result = launch_training(
+            method, run_cfg, prepared.sft_model, prepared.preferences,
+            prepared.workdir / f"{method}-{name}-{tag}", eval_path=eval_path,
+            on_progress=quiet, reward_model_path=flawed_rm,
+        )  # fmt: skip
+        points = gaming.trajectory(result.output_dir.parent)
+        report = json.loads((result.output_dir.parent / "guard.json").read_text())
+        return (
+            {
+                "model": str(result.output_dir),
+                "metrics": {k: v for k, v in result.metrics.items() if k.startswith("guard/")},
+                "trajectory": [{k: v for k, v in p.items() if k != "per_prompt"} for p in points],
+                "verdict": gaming.hack_verdict(points),
+            },
+            report["evaluations"],
+            getattr(run_cfg.train, method).guard,
+        )
+
+    started = time.perf_counter()
+    out = {"learning_rate": lr, "steps": steps, "guard_mode": args.guard_mode}
+    out["unguarded"], records, guard = train(
+        "unguarded" if args.guard_mode == "rerun" else "observed", False
+    )
+    if args.guard_mode == "rerun":
+        out["guarded"] = train("guarded", True)[0]
+    else:
+        metrics = replay_guarded(records, guard.patience, guard.kl_budget, guard.stop_rule)
+        last = metrics["guard/final_step"]
+        out["guarded"] = {
+            "model": None,  # never trained: the observing run's evaluations up to its stop
+            "metrics": metrics,
+            "trajectory": [p for p in out["unguarded"]["trajectory"] if p["step"] <= last],
+            "replayed_from": "unguarded",
+        }
+    kept_step = out["guarded"]["metrics"]["guard/kept_step"]
+    kept = next(p for p in out["guarded"]["trajectory"] if p["step"] == kept_step)
+    # the unguarded run's best oracle reward over all its evaluations (the verdict's peak is
+    # chosen on half the prompts, to test the fall; the guard is held to the highest)
+    peak = max(p["oracle_reward"] for p in out["unguarded"]["trajectory"])
+    out["unguarded_peak_oracle_reward"] = peak
+    out["guard_kept_oracle_reward"] = kept["oracle_reward"]
+    out["guard_kept_fraction_of_peak"] = kept["oracle_reward"] / peak if peak > 0 else float("nan")
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def rl_runs(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, steps=None) -> dict:
+    """The benchmark's run of `method` and seed on the test prompts at the chosen rate and
+    step count."""
+    eval_path = guard_prompts(prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet")
+    return rl_run(
+        args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, f"seed{seed}",
+        steps,
+    )  # fmt: skip
+
+
+def parse_rl_grid(text: str, default_steps: int) -> dict[str, list[tuple[float, int]]]:
+    """`ppo=1e-3,2e-3@100;grpo=3e-3` as {method: [(rate, steps), ...]}; steps default to
+    `default_steps`."""
+    grid: dict[str, list[tuple[float, int]]] = {}
+    for part in text.split(";"):
+        method, _, entries = part.partition("=")
+        for entry in entries.split(","):
+            if entry.strip():
+                rate, _, steps = entry.partition("@")
+                grid.setdefault(method.strip(), []).append(
+                    (float(rate), int(steps) if steps.strip() else default_steps)
+                )
+    return grid
+
+
+def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm) -> dict:
+    """Per RL method, the learning rate and step count of its runs, chosen on the validation
+    prompts: one observing run per setting of --rl-lrs (`rate` or `rate@steps`) and seed of
+    --rl-sweep-seeds. The setting whose run has a real peak then a fall (peak after the start,
+    the fall's 95% interval above 0) in every sweep seed, with the highest worst-seed lower
+    bound of that fall (fewer steps on a tie); without any, the highest worst-seed lower bound
+    and a note."""
+    eval_path = validation_prompts(settings, prepared.workdir / "validation_prompts.parquet")
+    grid = parse_rl_grid(args.rl_lrs, args.steps)
+    methods = [m for m in args.methods.split(",") if m]
+    seeds = [int(s) for s in str(args.rl_sweep_seeds).split(",") if s.strip()]
+    jobs = [
+        (m, lr, steps, seed) for m in methods for lr, steps in grid.get(m, []) for seed in seeds
+    ]
+
+    def one(job):
+        method, lr, steps, seed = job
+        run = rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path,
+                     f"sweep-lr{lr:g}-steps{steps}-seed{seed}", steps)  # fmt: skip
+        v = run["unguarded"]["verdict"]
+        start = run["unguarded"]["trajectory"][0]["oracle_reward"]
+        return method, {
+            "learning_rate": lr, "steps": steps, "seed": seed, "peak_step": v["peak_step"],
+            "start_oracle_reward": start, "peak_oracle_reward": v["peak_oracle_reward"],
+            "final_oracle_reward": v["final_oracle_reward"],
+            "peak_minus_final_ci": v["peak_minus_final_ci"], "hack_real": v["hack_real"],
+            "final_kl": run["unguarded"]["trajectory"][-1]["kl"],
+            "real_peak_then_fall": v["hack_real"] and v["peak_step"] > 0
+            and v["peak_oracle_reward"] > start,
+        }  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, jobs))
+    out = {"seeds": seeds, "prompts": "validation", "methods": {}}
+    for method in methods:
+        runs = [r for m, r in results if m == method]
+        if not runs:
+            continue
+        settings_tried = sorted({(r["learning_rate"], r["steps"]) for r in runs})
+        summary = []
+        for lr, steps in settings_tried:
+            mine = [r for r in runs if (r["learning_rate"], r["steps"]) == (lr, steps)]
+            summary.append({
+                "learning_rate": lr, "steps": steps,
+                "real_in_every_seed": all(r["real_peak_then_fall"] for r in mine),
+                "worst_fall_ci_low": min(r["peak_minus_final_ci"][0] for r in mine),
+            })  # fmt: skip
+        real = [s for s in summary if s["real_in_every_seed"]]
+        best = max(real or summary, key=lambda s: (s["worst_fall_ci_low"], -s["steps"]))
+        out["methods"][method] = {
+            "runs": runs, "settings": summary,
+            "learning_rate": best["learning_rate"], "steps": best["steps"],
+            "why": ("of the settings whose validation runs peaked after the start and then fell "
+                    "outside their 95% interval in every sweep seed, the one with the highest "
+                    "worst-seed lower bound of the fall")
+            if real else "no setting showed a real peak then a fall in every sweep seed on "
+            "validation: the one with the highest worst-seed lower bound of the fall",
+        }  # fmt: skip
+    return out
