@@ -104,9 +104,12 @@ def log_to_mlflow(result: dict, files: list[Path], workspace_root: Path, trackin
     from alignment import registry
     from alignment.workspace import Workspace
 
-    registry.connect(Workspace(workspace_root, tracking_uri), "gaming-benchmark")
+    experiment = registry.connect(Workspace(workspace_root, tracking_uri), "gaming-benchmark")
     flat, curves = mlflow_metrics(result)
-    with mlflow.start_run(run_name=f"gaming-{result['seeds']}seeds") as run:
+    # the experiment by id: an experiment set active earlier in the process must not receive it
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"gaming-{result['seeds']}seeds"
+    ) as run:
         mlflow.log_params({
             "seeds": result["seeds"], "methods": ",".join(result["methods"]),
             "steps": result["steps"], "smoke": result["smoke"],

@@ -154,6 +154,32 @@ def test_runs_over_other_seeds_merge_into_one_result_and_one_mlflow_run(tmp_path
     assert {a.path for a in client.list_artifacts(run_id)} == {"gaming.json", "gaming_ppo.png"}
 
 
+def test_the_merged_run_goes_to_its_own_experiment_whatever_experiment_is_active(
+    tmp_path, monkeypatch
+):
+    """An experiment set active earlier in the process (another store, another id) must not
+    receive the benchmark's run, nor make it fail for an id its own store lacks."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    bench = _bench()
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    # MLflow writes the URI into the environment too, where later CLI processes would read it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    mlflow.set_tracking_uri(other)
+    for name in ("a", "b", "c"):
+        mlflow.create_experiment(name, artifact_location=(tmp_path / name).as_uri())
+    mlflow.set_experiment("c")  # id 3 there; the benchmark's own store has no experiment 3
+    parts = [_seed_result(bench, "0", False, tmp_path)]
+    out = tmp_path / "gaming.json"
+    assert bench.main(["--merge", *map(str, parts), "--workspace", str(tmp_path / "ws"),
+                       "--out", str(out), "--figures", str(tmp_path)]) == 0  # fmt: skip
+    merged = json.loads(out.read_text())
+    client = MlflowClient(merged["mlflow_tracking_uri"])
+    experiment = client.get_experiment(client.get_run(merged["mlflow_run_id"]).info.experiment_id)
+    assert experiment.name == "gaming-benchmark"
+
+
 def test_the_rl_grid_names_a_rate_and_optionally_its_steps_per_method():
     sys.path.insert(0, str(ROOT))
     from benchmarks.gaming_runs import parse_rl_grid
