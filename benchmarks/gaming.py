@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     gate: dict[str, dict] = {}
     common = {
         "smoke": args.smoke, "methods": methods, "steps": args.steps,
+        # the steps each method's seed runs take: the chosen count where one was chosen
+        "rl_steps": {m: rate_choice["methods"][m].get("steps") or args.steps for m in methods},
         "settings": {"hacking": dataclasses.asdict(hacking),
                      "sycophancy": dataclasses.asdict(sycophancy)},
         "label_agreement": {"hacking": hack.label_agreement, "sycophancy": syc.label_agreement},
@@ -333,7 +335,7 @@ def merge(args) -> int:
     keep = ("smoke", "methods", "steps", "settings", "label_agreement", "reward_model_flawed",
             "reward_model_honest", "champions", "dpo_beta_choice", "gate_conditions_dropped",
             "gate_conditions_added_by_benchmark")  # fmt: skip
-    keep += tuple(k for k in ("rl_learning_rate_choice", "guard_mode", "sycophancy_pairs")
+    keep += tuple(k for k in ("rl_learning_rate_choice", "rl_steps", "guard_mode", "sycophancy_pairs")
                   if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)
