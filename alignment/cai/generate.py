@@ -84,8 +84,11 @@ def encode_chat(
     return list(ids[-max_length:])
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any, Any]:
-    """input_ids, attention_mask and position_ids of left-padded rows."""
+def left_pad(
+    rows: Sequence[Sequence[int]], pad: int, starts: Sequence[int] | None = None
+) -> tuple[Any, Any, Any]:
+    """input_ids, attention_mask and position_ids of left-padded rows; each row's positions
+    continue from its `starts` entry (tokens already in a cache), from 0 without it."""
     import torch
 
     width = max(len(r) for r in rows)
@@ -96,8 +99,10 @@ def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any, Any]:
             input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             attention[i, width - len(row) :] = 1
     # positions count real tokens only, so a padded row is scored as it would be alone
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, attention, positions
+    positions = attention.cumsum(-1) - 1
+    if starts is not None:
+        positions = positions + torch.tensor(list(starts), dtype=torch.long)[:, None]
+    return input_ids, attention, positions.clamp(min=0)
 
 
 def generate_ids(

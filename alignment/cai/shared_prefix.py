@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alignment.cai.generate import left_pad
+
 
 @dataclass
 class PrefixPlan:
@@ -86,22 +88,6 @@ def plan_prefixes(ids: Sequence[Sequence[int]], max_group: int = 4) -> PrefixPla
         shared, members = own, [i]
     groups.append((shared, members))
     return PrefixPlan(head, groups)
-
-
-def _left_pad_after(rows: Sequence[Sequence[int]], pad: int, starts: Sequence[int]):
-    """ids, mask and positions of left-padded rows whose positions continue from `starts`."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-    start = torch.tensor(list(starts), dtype=torch.long)[:, None]
-    positions = (start + mask.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, mask, positions
 
 
 def _cache(model: Any, layers: Sequence[tuple[Any, Any]]) -> Any:
@@ -174,14 +160,14 @@ def prefix_batches(
         shared_ids = shared_positions = None
         shared_mask = head_mask
         if max(len(r) for r in shared_rows):
-            shared_ids, mask, shared_positions = _left_pad_after(shared_rows, pad, [plan.head] * n)
+            shared_ids, mask, shared_positions = left_pad(shared_rows, pad, [plan.head] * n)
             shared_mask = torch.cat([head_mask, mask], dim=1)
         owner = [g for g, (_, members) in enumerate(batch) for _ in members]
         members = [i for _, group in batch for i in group]
         tails = [
             list(ids[i][plan.head + batch[g][0] :]) for g, i in zip(owner, members, strict=True)
         ]
-        tail_ids, mask, tail_positions = _left_pad_after(
+        tail_ids, mask, tail_positions = left_pad(
             tails, pad, [plan.head + batch[g][0] for g in owner]
         )
         out.append(
