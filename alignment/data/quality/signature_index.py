@@ -233,7 +233,8 @@ class KeptSignatures:
             if kind not in nd.indexes:
                 continue
             idx = nd.indexes[kind]
-            if kind == "pair" and [i for block in kept for i in block[0]] == ids:
+            # the usual case again: every accepted row kept, in order (none at all is not it)
+            if kind == "pair" and kept and [i for block in kept for i in block[0]] == ids:
                 units[kind] = (want, _joined_units([block[1] for block in kept]))
                 continue
             full = Units(
