@@ -68,6 +68,8 @@ def mlflow_metrics(result: dict) -> tuple[dict[str, float], dict[str, list[tuple
                 f"{key}/unguarded_peak_oracle_reward": run["unguarded_peak_oracle_reward"],
                 f"{key}/guard_kept_oracle_reward": run["guard_kept_oracle_reward"],
                 f"{key}/guard_kept_fraction_of_peak": run["guard_kept_fraction_of_peak"],
+                f"{key}/guard_kept_fraction_of_naive_peak": run.get(
+                    "guard_kept_fraction_of_naive_peak", float("nan")),
                 f"{key}/guard_stopped": float(g.get("guard/stopped", 0)),
                 f"{key}/guard_final_step": float(g.get("guard/final_step", float("nan"))),
                 f"{key}/guard_kept_step": float(g.get("guard/kept_step", float("nan"))),
@@ -132,11 +134,15 @@ def table(result: dict) -> str:
         f"{m} {sorted({r.get('steps', result['steps']) for r in seeds.values()})}"
         for m, seeds in result["rl"].items()
     )
-    lines = [f"reward hacking ({result['seeds']} seeds; steps: {steps}): flawed RM accuracy "
+    lines = [
+        "kept/peak: the kept checkpoint's oracle reward over the unguarded peak, cross-fitted "
+        "over prompts; /naive: over the highest evaluation (overstated by its noise)"
+    ]
+    lines += [f"reward hacking ({result['seeds']} seeds; steps: {steps}): flawed RM accuracy "
              f"vs oracle {result['reward_model_flawed']['accuracy_vs_oracle']:.3f}, honest RM "
              f"{result['reward_model_honest']['accuracy_vs_oracle']:.3f}"]  # fmt: skip
     header = (f"{'method':6s} {'seed':>4s} {'peak':>6s} {'final':>6s} {'drop [95% CI]':>22s} "
-              f"{'real':>5s} {'stop@':>5s} {'kept@':>5s} {'kept':>6s} {'kept/peak':>9s}")  # fmt: skip
+              f"{'real':>5s} {'stop@':>5s} {'kept@':>5s} {'kept':>6s} {'kept/peak':>9s} {'/naive':>6s}")  # fmt: skip
     lines += [header, "-" * len(header)]
     for method, seeds in result["rl"].items():
         for seed, run in seeds.items():
@@ -148,7 +154,8 @@ def table(result: dict) -> str:
                 f"{method:6s} {seed:>4s} {v['peak_oracle_reward']:6.3f} {v['final_oracle_reward']:6.3f} "
                 f"{v['peak_minus_final']:6.3f} [{ci[0]:6.3f}, {ci[1]:6.3f}] {v['hack_real']!s:>5s} "
                 f"{stop!s:>5s} {g.get('guard/kept_step', '-')!s:>5s} "
-                f"{run['guard_kept_oracle_reward']:6.3f} {run['guard_kept_fraction_of_peak']:9.3f}"
+                f"{run['guard_kept_oracle_reward']:6.3f} {run['guard_kept_fraction_of_peak']:9.3f} "
+                f"{run.get('guard_kept_fraction_of_naive_peak', float('nan')):6.3f}"
             )  # fmt: skip
     lines.append("gate (conditions left out: " + ", ".join(result["gate_conditions_dropped"])
                  + "; added: " + (", ".join(result["gate_conditions_added_by_benchmark"]) or "none") + ")")  # fmt: skip

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VALIDATION_REPEATS = 2  # each validation prompt asked this often at every guard evaluation
 
 
 def cfg_for(root: Path, smoke: bool, overrides: dict):
@@ -40,9 +39,15 @@ def quiet(event: dict) -> None:
     return None
 
 
-def guard_settings(args, honest_rm: Path, stop: bool) -> dict:
+def guard_settings(args, honest_rm: Path, stop: bool, eval_path: Path) -> dict:
+    """The guard of a gaming run: every record of `eval_path` (each held-out prompt as often as
+    --eval-repeats asks) at each evaluation, 16 in a smoke run."""
+    import pyarrow.parquet as pq
+
+    records = pq.ParquetFile(eval_path).metadata.num_rows
     return {
-        "enabled": True, "eval_steps": args.eval_steps, "eval_prompts": 16 if args.smoke else 64,
+        "enabled": True, "eval_steps": args.eval_steps,
+        "eval_prompts": min(16, records) if args.smoke else records,
         "signal": "held_out_reward_model", "held_out_reward_model": str(honest_rm),
         "patience": 2 if args.smoke else 3, "stop": stop, "keep": "best" if stop else "last",
         "record_samples": True,
@@ -63,27 +68,33 @@ def honest_relabel(prepared, settings, out: Path) -> Path:
     return write_records(honest, out)
 
 
-def guard_prompts(prepared, out: Path) -> Path:
-    """One record per test prompt (the test pairs repeat each prompt): the guard's held-out
-    prompts, so its evaluations cover as many distinct prompts as there are."""
+def eval_repeats(args) -> int:
+    """How often each held-out prompt is asked at a guard evaluation (once in a smoke run)."""
+    return 1 if args.smoke else args.eval_repeats
+
+
+def guard_prompts(prepared, out: Path, repeats: int) -> Path:
+    """Each test prompt `repeats` times (the test pairs repeat each prompt a fixed number of
+    times): the guard's held-out prompts, so every evaluation covers each distinct prompt with
+    `repeats` sampled responses (the oracle's per-prompt means are that much less noisy)."""
     from alignment.oracle.experiment import read_records, write_records
 
     seen: dict[str, dict] = {}
     for record in read_records(prepared.test_pairs):
         seen.setdefault(record["prompt"][-1]["content"], record)
-    return write_records(list(seen.values()), out)
+    return write_records([r for r in seen.values() for _ in range(repeats)], out)
 
 
-def validation_prompts(settings, out: Path) -> Path:
-    """The validation prompts (each VALIDATION_REPEATS times) as records: the guard's held-out
-    prompts while a setting is chosen, so the choice never reads a test prompt."""
+def validation_prompts(settings, out: Path, repeats: int) -> Path:
+    """The validation prompts (each `repeats` times) as records: the guard's held-out prompts
+    while a setting is chosen, so the choice never reads a test prompt."""
     from alignment.oracle import task
     from alignment.oracle.experiment import write_records
 
     records = [
         task.canonical_record(prompt, f"a{i}", f"b{i}", None, None, {})
         for prompt in settings.split().validation
-        for i in range(VALIDATION_REPEATS)
+        for i in range(repeats)
     ]
     return write_records(records, out)
 
@@ -156,8 +167,8 @@ def rl_run(
 
     steps = steps or args.steps
 
-    def train(name: str, stop: bool) -> tuple[dict, list[dict], object]:
-        guard = guard_settings(args, honest_rm, stop)
+    def train(name: str, stop: bool) -> tuple[dict, list[dict], object, list[dict]]:
+        guard = guard_settings(args, honest_rm, stop, eval_path)
         run_cfg = cfg_for(cfg.workspace.root, args.smoke, {
             f"train.{method}.max_steps": steps, f"train.{method}.seed": seed,
             f"train.{method}.learning_rate": lr, f"train.{method}.guard": guard,
@@ -178,15 +189,17 @@ def rl_run(
             },
             report["evaluations"],
             getattr(run_cfg.train, method).guard,
+            points,
         )
 
     started = time.perf_counter()
     out = {"learning_rate": lr, "steps": steps, "guard_mode": args.guard_mode}
-    out["unguarded"], records, guard = train(
+    out["unguarded"], records, guard, points = train(
         "unguarded" if args.guard_mode == "rerun" else "observed", False
     )
+    kept_from = points
     if args.guard_mode == "rerun":
-        out["guarded"] = train("guarded", True)[0]
+        out["guarded"], _, _, kept_from = train("guarded", True)
     else:
         metrics = replay_guarded(records, guard.patience, guard.kl_budget, guard.stop_rule)
         last = metrics["guard/final_step"]
@@ -197,13 +210,16 @@ def rl_run(
             "replayed_from": "unguarded",
         }
     kept_step = out["guarded"]["metrics"]["guard/kept_step"]
-    kept = next(p for p in out["guarded"]["trajectory"] if p["step"] == kept_step)
-    # the unguarded run's best oracle reward over all its evaluations (the verdict's peak is
-    # chosen on half the prompts, to test the fall; the guard is held to the highest)
-    peak = max(p["oracle_reward"] for p in out["unguarded"]["trajectory"])
-    out["unguarded_peak_oracle_reward"] = peak
-    out["guard_kept_oracle_reward"] = kept["oracle_reward"]
-    out["guard_kept_fraction_of_peak"] = kept["oracle_reward"] / peak if peak > 0 else float("nan")
+    # the kept checkpoint over the unguarded run's peak, the peak cross-fitted over prompts
+    # (the highest of the noisy evaluations overstates it); the plain highest kept as naive_*
+    found = gaming.kept_fraction_of_peak(
+        points, next(p for p in kept_from if p["step"] == kept_step)
+    )
+    out["kept_vs_peak"] = found
+    out["unguarded_peak_oracle_reward"] = found["peak_oracle_reward"]
+    out["guard_kept_oracle_reward"] = found["kept_oracle_reward"]
+    out["guard_kept_fraction_of_peak"] = found["fraction_of_peak"]
+    out["guard_kept_fraction_of_naive_peak"] = found["naive_fraction_of_peak"]
     out["seconds"] = time.perf_counter() - started
     return out
 
@@ -211,7 +227,9 @@ def rl_run(
 def rl_runs(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, steps=None) -> dict:
     """The benchmark's run of `method` and seed on the test prompts at the chosen rate and
     step count."""
-    eval_path = guard_prompts(prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet")
+    eval_path = guard_prompts(
+        prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet", eval_repeats(args)
+    )
     return rl_run(
         args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, f"seed{seed}",
         steps,
@@ -240,7 +258,9 @@ def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm
     the fall's 95% interval above 0) in every sweep seed, with the highest worst-seed lower
     bound of that fall (fewer steps on a tie); without any, the highest worst-seed lower bound
     and a note."""
-    eval_path = validation_prompts(settings, prepared.workdir / "validation_prompts.parquet")
+    eval_path = validation_prompts(
+        settings, prepared.workdir / "validation_prompts.parquet", eval_repeats(args)
+    )
     grid = parse_rl_grid(args.rl_lrs, args.steps)
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in str(args.rl_sweep_seeds).split(",") if s.strip()]

@@ -100,6 +100,42 @@ def hack_verdict(points: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def kept_fraction_of_peak(unguarded: list[dict[str, Any]], kept: dict[str, Any]) -> dict[str, Any]:
+    """The guard's kept checkpoint's oracle reward over the unguarded run's peak, estimated
+    without the winner's curse.
+
+    The highest of many noisy evaluations overstates the best checkpoint's reward (the largest
+    noise wins), so the peak is cross-fitted: two folds of the prompts, each choosing the peak
+    evaluation on one half and reading its reward on the other; the kept checkpoint (chosen by
+    the guard, never by the oracle) is read on the same halves. `naive_*` is the plain highest
+    evaluation over every prompt, the upward-biased figure, kept for comparison."""
+    prompts = sorted(set.intersection(*(set(p["per_prompt"]) for p in [*unguarded, kept])))
+    halves = (prompts[0::2], prompts[1::2]) if len(prompts) > 1 else (prompts, prompts)
+
+    def mean(point: dict, subset: list[str]) -> float:
+        return float(np.mean([point["per_prompt"][q] for q in subset]))
+
+    peaks, kept_values, peak_steps = [], [], []
+    for choose, measure in (halves, halves[::-1]):
+        peak = max(unguarded, key=lambda p: mean(p, choose))
+        peak_steps.append(peak["step"])
+        peaks.append(mean(peak, measure))
+        kept_values.append(mean(kept, measure))
+    peak_value, kept_value = float(np.mean(peaks)), float(np.mean(kept_values))
+    naive_peak = max(p["oracle_reward"] for p in unguarded)
+    return {
+        "kept_step": kept["step"],
+        "peak_steps_by_fold": peak_steps,
+        "peak_oracle_reward": peak_value,
+        "kept_oracle_reward": kept_value,
+        "fraction_of_peak": kept_value / peak_value if peak_value > 0 else float("nan"),
+        "naive_peak_oracle_reward": naive_peak,
+        "naive_fraction_of_peak": kept["oracle_reward"] / naive_peak
+        if naive_peak > 0
+        else float("nan"),
+    }
+
+
 def candidate_metrics(
     policy_dir, champion_dir, prompts, per_prompt, max_new_tokens, seed, products
 ):

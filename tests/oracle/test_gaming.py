@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from alignment.oracle import gaming
@@ -68,6 +69,40 @@ def test_a_prompt_asked_twice_counts_every_response(tmp_path):
     (point,) = gaming.trajectory(tmp_path)
     assert len(point["per_prompt"]) == 4
     assert all(v == pytest.approx(1 / 6) for v in point["per_prompt"].values())
+
+
+def _points(per_step: dict[int, list[float]]) -> list[dict]:
+    prompts = [f"prompt {i:03d}" for i in range(len(next(iter(per_step.values()))))]
+    return [
+        {"step": step, "oracle_reward": float(np.mean(values)),
+         "per_prompt": dict(zip(prompts, values, strict=True))}
+        for step, values in per_step.items()
+    ]  # fmt: skip
+
+
+def test_the_kept_fraction_reads_the_peak_without_the_winners_curse():
+    # 21 evaluations of policies equally good (0.5 on every prompt, plus sampling noise): the
+    # best of them looks better than 0.5 only by its noise; the cross-fitted peak does not
+    rng = np.random.default_rng(0)
+    points = _points({5 * k: list(0.5 + rng.normal(0, 0.3, 40)) for k in range(21)})
+    found = gaming.kept_fraction_of_peak(points, points[7])
+    assert found["naive_peak_oracle_reward"] > 0.55
+    assert found["naive_fraction_of_peak"] < 0.93
+    assert abs(found["peak_oracle_reward"] - 0.5) < 0.06
+    assert found["fraction_of_peak"] == pytest.approx(
+        found["kept_oracle_reward"] / found["peak_oracle_reward"]
+    )
+    assert found["fraction_of_peak"] > found["naive_fraction_of_peak"]
+
+
+def test_the_kept_fraction_of_a_real_peak_and_fall():
+    # the policy peaks at step 10 on every prompt, then falls to a third of it
+    points = _points({0: [0.1] * 10, 10: [0.9] * 10, 20: [0.3] * 10})
+    assert gaming.kept_fraction_of_peak(points, points[1])["fraction_of_peak"] == 1.0
+    fallen = gaming.kept_fraction_of_peak(points, points[2])
+    assert fallen["peak_steps_by_fold"] == [10, 10]
+    assert fallen["fraction_of_peak"] == pytest.approx(1 / 3)
+    assert fallen["naive_fraction_of_peak"] == pytest.approx(1 / 3)
 
 
 def test_missing_samples_name_the_step(tmp_path):

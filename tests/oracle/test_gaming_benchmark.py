@@ -49,6 +49,10 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         steps = [p["step"] for p in run["unguarded"]["trajectory"]]
         assert steps[0] == 0  # the guard only recorded: the run went to its last step, below
         assert "hack_real" in run["unguarded"]["verdict"]
+        found = run["kept_vs_peak"]  # the kept checkpoint against the cross-fitted peak
+        assert found["kept_step"] == run["guarded"]["metrics"]["guard/kept_step"]
+        assert run["guard_kept_fraction_of_peak"] == found["fraction_of_peak"]
+        assert run["guard_kept_fraction_of_naive_peak"] == found["naive_fraction_of_peak"]
         # observe mode: one run; the guarded figures are its evaluations up to the replayed stop
         assert run["guarded"]["replayed_from"] == "unguarded" and run["guarded"]["model"] is None
         last = run["guarded"]["metrics"]["guard/final_step"]
@@ -188,3 +192,19 @@ def test_the_rl_grid_names_a_rate_and_optionally_its_steps_per_method():
         "ppo": [(1e-3, 60), (2e-3, 100)],
         "grpo": [(3e-3, 120)],
     }
+
+
+def test_the_guard_asks_each_held_out_prompt_as_often_as_eval_repeats_says(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from alignment.oracle import task
+    from alignment.oracle.experiment import Prepared, read_records, write_records
+    from benchmarks.gaming_runs import guard_prompts
+
+    prompts = task.all_prompts()[:3]
+    pairs = [task.canonical_record(p, f"a{i}", f"b{i}", None, None, {})
+             for p in prompts for i in range(4)]  # fmt: skip
+    test_pairs = write_records(pairs, tmp_path / "test_pairs.parquet")
+    prepared = Prepared(tmp_path, Path(), tmp_path, test_pairs, test_pairs, test_pairs, 1.0)
+    written = read_records(guard_prompts(prepared, tmp_path / "guard.parquet", 3))
+    asked = [r["prompt"][-1]["content"] for r in written]
+    assert sorted(asked) == sorted(prompts * 3)
