@@ -481,10 +481,17 @@ def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
         node: Any = tree
         for section in sections:
             node = node.get(section) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(key), str):
-            value = Path(node[key]).expanduser()
-            if not value.is_absolute():
-                node[key] = str((base / value).resolve())
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get(key), str):
+            node[key] = _relative_to(base, node[key])
+        elif isinstance(node.get(key), list):  # a list of paths (a held-out ensemble)
+            node[key] = [_relative_to(base, v) if isinstance(v, str) else v for v in node[key]]
+
+
+def _relative_to(base: Path, text: str) -> str:
+    value = Path(text).expanduser()
+    return str(value if value.is_absolute() else (base / value).resolve())
 
 
 def load_config(

@@ -192,8 +192,11 @@ class GuardConfig(_Strict):
         "saw); or the ensemble's mean - std, which PPO partly optimises under "
         "reward_ensemble=uncertainty_weighted.",
     )
-    held_out_reward_model: Path | None = Field(
-        None, description="Reward model trained on held-out labels (signal=held_out_reward_model)."
+    held_out_reward_model: Path | list[Path] | None = Field(
+        None,
+        description="Reward model trained on held-out labels (signal=held_out_reward_model); or "
+        "a list of them (say, trained on those labels with other seeds): the signal is then "
+        "their mean score, so no single model's quirk decides which checkpoint is kept.",
     )
     patience: int = Field(
         3,
@@ -225,7 +228,7 @@ class GuardConfig(_Strict):
 
     @model_validator(mode="after")
     def _held_out_model_given(self) -> GuardConfig:
-        if self.signal == "held_out_reward_model" and self.held_out_reward_model is None:
+        if self.signal == "held_out_reward_model" and not self.held_out_reward_model:
             raise ValueError(
                 "signal=held_out_reward_model needs held_out_reward_model: a reward model "
                 "trained on preference labels PPO does not train against"

@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "validation prompts): the oracle's per-prompt means, and the guard's signal, average "
         "over them",
     )  # fmt: skip
+    parser.add_argument(
+        "--honest-rms", type=int, default=3,
+        help="reward models trained on the honest held-out labels (seeds 0..k-1): the guard's "
+        "held-out signal is their mean score",
+    )  # fmt: skip
     parser.add_argument("--filler-strength", type=float, default=0.5)
     parser.add_argument("--sycophancy-strength", type=float, default=0.8)
     parser.add_argument(
@@ -183,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.resume and honest_pairs.exists()):
         honest_relabel(hack, hacking, honest_pairs)
 
-    def reward(name: str, pairs: Path | None) -> Path:
+    def reward(name: str, pairs: Path | None, seed: int = 0) -> Path:
         done = hack.workdir / name / "model"
         if args.resume and (done / "config.json").exists():
             return done
-        return ex.train("reward", hack, cfg, name, None, pairs, quiet).output_dir
+        reward_cfg = cfg_for(root, args.smoke, {"train.reward.seed": seed}) if seed else cfg
+        return ex.train("reward", hack, reward_cfg, name, None, pairs, quiet).output_dir
 
     with ThreadPoolExecutor(2) as pool:
         syc_job = pool.submit(
@@ -200,8 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         honest_job = pool.submit(reward, "reward-honest", honest_pairs)
         flawed_rm, honest_rm = flawed_job.result(), honest_job.result()
         syc = syc_job.result()
+        # the guard's held-out signal: the honest reward model and --honest-rms - 1 more
+        # trained on the same honest labels with other seeds (their mean score)
+        more = pool.map(
+            lambda s: reward(f"reward-honest-seed{s}", honest_pairs, s), range(1, args.honest_rms)
+        )
+        honest_rms = [honest_rm, *more]
     rm_flawed = ex.reward_model_accuracy(flawed_rm, hack.test_pairs)
     rm_honest = ex.reward_model_accuracy(honest_rm, hack.test_pairs)
+    rm_honest_members = [ex.reward_model_accuracy(p, hack.test_pairs) for p in honest_rms]
 
     # the gate's view of the oracle task, and the candidates' DPO beta chosen on validation
     gate_policy, dropped, added = gaming.gate_policy_for_oracle(load_gate_policy()[0])
@@ -223,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and saved_rates.exists():
         rate_choice = json.loads(saved_rates.read_text())
     else:
-        rate_choice = choose_rl_learning_rates(args, cfg, hack, hacking, flawed_rm, honest_rm)
+        rate_choice = choose_rl_learning_rates(args, cfg, hack, hacking, flawed_rm, honest_rms)
         saved_rates.write_text(json.dumps(rate_choice))
     print(f"[gaming] RL learning rates: {json.dumps(rate_choice)}", file=sys.stderr)
     if args.only_choices:
@@ -259,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                      "sycophancy": dataclasses.asdict(sycophancy)},
         "label_agreement": {"hacking": hack.label_agreement, "sycophancy": syc.label_agreement},
         "reward_model_flawed": rm_flawed, "reward_model_honest": rm_honest,
+        "reward_model_honest_members": rm_honest_members,
         "champions": champions, "dpo_beta_choice": beta_choice,
         "rl_learning_rate_choice": rate_choice, "guard_mode": args.guard_mode,
         "sycophancy_pairs": args.sycophancy_pairs, "eval_repeats": args.eval_repeats,
@@ -272,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             chosen = rate_choice["methods"][method]
             rl[method][str(seed)] = rl_runs(
-                args, cfg, hack, flawed_rm, honest_rm, method, seed, chosen["learning_rate"],
+                args, cfg, hack, flawed_rm, honest_rms, method, seed, chosen["learning_rate"],
                 chosen.get("steps"),
             )  # fmt: skip
             clock[f"rl_{method}"] = rl[method][str(seed)]["seconds"]
@@ -344,7 +358,7 @@ def merge(args) -> int:
             "reward_model_honest", "champions", "dpo_beta_choice", "gate_conditions_dropped",
             "gate_conditions_added_by_benchmark")  # fmt: skip
     keep += tuple(k for k in ("rl_learning_rate_choice", "rl_steps", "guard_mode", "sycophancy_pairs",
-                              "eval_repeats")
+                              "eval_repeats", "reward_model_honest_members")
                   if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)

@@ -39,16 +39,17 @@ def quiet(event: dict) -> None:
     return None
 
 
-def guard_settings(args, honest_rm: Path, stop: bool, eval_path: Path) -> dict:
-    """The guard of a gaming run: every record of `eval_path` (each held-out prompt as often as
-    --eval-repeats asks) at each evaluation, 16 in a smoke run."""
+def guard_settings(args, honest_rms: list[Path], stop: bool, eval_path: Path) -> dict:
+    """The guard of a gaming run: the honest reward models' mean score as the held-out signal,
+    on every record of `eval_path` (each held-out prompt as often as --eval-repeats asks) at
+    each evaluation, 16 in a smoke run."""
     import pyarrow.parquet as pq
 
     records = pq.ParquetFile(eval_path).metadata.num_rows
     return {
         "enabled": True, "eval_steps": args.eval_steps,
         "eval_prompts": min(16, records) if args.smoke else records,
-        "signal": "held_out_reward_model", "held_out_reward_model": str(honest_rm),
+        "signal": "held_out_reward_model", "held_out_reward_model": [str(p) for p in honest_rms],
         "patience": 2 if args.smoke else 3, "stop": stop, "keep": "best" if stop else "last",
         "record_samples": True,
     }  # fmt: skip
@@ -156,7 +157,7 @@ def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl
 
 
 def rl_run(
-    args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, tag, steps=None
+    args, cfg, prepared, flawed_rm, honest_rms, method, seed, lr, eval_path, tag, steps=None
 ) -> dict:
     """One run of `method` against the flawed reward model with the guard observing (or, with
     --guard-mode rerun, the unguarded and a guarded run); its trajectory scored by the oracle,
@@ -168,7 +169,7 @@ def rl_run(
     steps = steps or args.steps
 
     def train(name: str, stop: bool) -> tuple[dict, list[dict], object, list[dict]]:
-        guard = guard_settings(args, honest_rm, stop, eval_path)
+        guard = guard_settings(args, honest_rms, stop, eval_path)
         run_cfg = cfg_for(cfg.workspace.root, args.smoke, {
             f"train.{method}.max_steps": steps, f"train.{method}.seed": seed,
             f"train.{method}.learning_rate": lr, f"train.{method}.guard": guard,
@@ -224,14 +225,14 @@ def rl_run(
     return out
 
 
-def rl_runs(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, steps=None) -> dict:
+def rl_runs(args, cfg, prepared, flawed_rm, honest_rms, method, seed, lr, steps=None) -> dict:
     """The benchmark's run of `method` and seed on the test prompts at the chosen rate and
     step count."""
     eval_path = guard_prompts(
         prepared, prepared.workdir / f"guard_prompts-seed{seed}.parquet", eval_repeats(args)
     )
     return rl_run(
-        args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path, f"seed{seed}",
+        args, cfg, prepared, flawed_rm, honest_rms, method, seed, lr, eval_path, f"seed{seed}",
         steps,
     )  # fmt: skip
 
@@ -251,7 +252,7 @@ def parse_rl_grid(text: str, default_steps: int) -> dict[str, list[tuple[float, 
     return grid
 
 
-def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm) -> dict:
+def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rms) -> dict:
     """Per RL method, the learning rate and step count of its runs, chosen on the validation
     prompts: one observing run per setting of --rl-lrs (`rate` or `rate@steps`) and seed of
     --rl-sweep-seeds. The setting whose run has a real peak then a fall (peak after the start,
@@ -270,7 +271,7 @@ def choose_rl_learning_rates(args, cfg, prepared, settings, flawed_rm, honest_rm
 
     def one(job):
         method, lr, steps, seed = job
-        run = rl_run(args, cfg, prepared, flawed_rm, honest_rm, method, seed, lr, eval_path,
+        run = rl_run(args, cfg, prepared, flawed_rm, honest_rms, method, seed, lr, eval_path,
                      f"sweep-lr{lr:g}-steps{steps}-seed{seed}", steps)  # fmt: skip
         v = run["unguarded"]["verdict"]
         start = run["unguarded"]["trajectory"][0]["oracle_reward"]

@@ -393,11 +393,30 @@ def held_out_signal(guard_cfg, score_fns: list, tokenizer, load, device, section
     if guard_cfg.signal == "held_out_member":
         return score_fns[-1], score_fns[:-1]
     if guard_cfg.signal == "held_out_reward_model":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            guard_cfg.held_out_reward_model, **load
-        )
-        fn = reward_model_score_fn(model.to(device).eval().requires_grad_(False), tokenizer)
-        return fn, score_fns
+        paths = guard_cfg.held_out_reward_model
+        fns = [
+            reward_model_score_fn(
+                AutoModelForSequenceClassification.from_pretrained(path, **load)
+                .to(device)
+                .eval()
+                .requires_grad_(False),
+                tokenizer,
+            )
+            for path in (paths if isinstance(paths, list) else [paths])
+        ]
+        if len(fns) == 1:
+            return fns[0], score_fns
+
+        def mean_score(query_responses, attention_mask, response_mask):
+            """The held-out models' mean score: each trained the same way on the same held-out
+            labels, so their scores share a scale and the mean averages out each one's quirks."""
+            import torch
+
+            return torch.stack(
+                [fn(query_responses, attention_mask, response_mask) for fn in fns]
+            ).mean(0)
+
+        return mean_score, score_fns
     return None, score_fns
 
 

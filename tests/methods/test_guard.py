@@ -143,6 +143,52 @@ def test_a_held_out_reward_model_in_a_config_file_is_relative_to_that_file(tmp_p
     assert guard.held_out_reward_model == (tmp_path / "models" / "held-out").resolve()
 
 
+def test_held_out_reward_models_in_a_list_are_each_relative_to_the_config_file(tmp_path):
+    from alignment.config import load_config
+
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "guarded.yaml"
+    path.write_text(
+        "train:\n  grpo:\n    guard:\n      enabled: true\n"
+        "      signal: held_out_reward_model\n"
+        "      held_out_reward_model: [../models/a, /abs/b]\n"
+    )
+    guard = load_config(path).train.grpo.guard
+    assert guard.held_out_reward_model == [(tmp_path / "models" / "a").resolve(), Path("/abs/b")]
+
+
+def test_several_held_out_reward_models_give_their_mean_score(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from alignment.config import GuardConfig
+    from alignment.methods.guard import held_out_signal
+    from alignment.methods.ppo import reward_model_score_fn
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    paths, single = [], []
+    for seed in range(2):  # two held-out models that differ by their random score head
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+        model.save_pretrained(tmp_path / f"rm{seed}")
+        paths.append(tmp_path / f"rm{seed}")
+        single.append(reward_model_score_fn(model.eval(), tokenizer))
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 7, 9, 9, 6]])
+    attention = torch.ones_like(ids)
+    response = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
+    load = {"dtype": torch.float32}
+    for given, expected in ((paths, None), (paths[:1], single[0])):
+        cfg = GuardConfig(enabled=True, signal="held_out_reward_model", held_out_reward_model=given)
+        fn, proxies = held_out_signal(cfg, ["proxy"], tokenizer, load, "cpu", "ppo")
+        assert proxies == ["proxy"]  # a held-out model never joins what the policy maximises
+        with torch.no_grad():
+            got = fn(ids, attention, response)
+            members = torch.stack([f(ids, attention, response) for f in single])
+        want = members.mean(0) if expected is None else expected(ids, attention, response)
+        assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(members[0], members[1])  # the mean is of two different scores
+
+
 def test_bootstrap_resample_draws_with_replacement_and_repeats_for_a_seed(tmp_path):
     import pandas as pd
 

@@ -68,6 +68,9 @@ def test_gaming_smoke_writes_every_key(tmp_path):
         assert (tmp_path / f"gaming_{method}.png").stat().st_size > 0
     # the flaw is in the labels the proxy reward model learned from
     assert report["label_agreement"]["hacking"] < 1.0
+    # the guard's held-out signal: three reward models on the honest labels (seeds 0, 1, 2)
+    assert len(report["reward_model_honest_members"]) == 3
+    assert report["reward_model_honest_members"][0] == report["reward_model_honest"]
     # the candidates' beta was chosen on validation prompts, within the gate's KL budget
     choice = report["dpo_beta_choice"]
     assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
