@@ -107,7 +107,9 @@ def kept_fraction_of_peak(unguarded: list[dict[str, Any]], kept: dict[str, Any])
     The highest of many noisy evaluations overstates the best checkpoint's reward (the largest
     noise wins), so the peak is cross-fitted: two folds of the prompts, each choosing the peak
     evaluation on one half and reading its reward on the other; the kept checkpoint (chosen by
-    the guard, never by the oracle) is read on the same halves. `naive_*` is the plain highest
+    the guard, never by the oracle) is read on the same halves. The guard's signal scored
+    those same responses, so where it tracks the oracle the kept reading leans up a little, as
+    the naive peak does. `naive_*` is the plain highest
     evaluation over every prompt, the upward-biased figure, kept for comparison."""
     prompts = sorted(set.intersection(*(set(p["per_prompt"]) for p in [*unguarded, kept])))
     halves = (prompts[0::2], prompts[1::2]) if len(prompts) > 1 else (prompts, prompts)
