@@ -1,4 +1,5 @@
-"""The test suite's own plugins (tests/dvc_streams.py, tests/mlflow_state.py), each checked on a
+"""The test suite's own plugins (tests/dvc_streams.py, tests/prefect_streams.py,
+tests/mlflow_state.py), each checked on a
 pytest run of its own whose outcome depended on which test ran first in the process (the order
 changes, e.g. under pytest-xdist)."""
 
@@ -27,6 +28,24 @@ def test_dvc_logs_in_a_later_test(capsys):
     logging.getLogger("dvc").info("later info")
     out, err = capsys.readouterr()
     assert "later test" in err and "later info" in out
+"""
+
+PREFECT_TESTS = """
+import logging
+
+
+def test_first_setup_of_prefect_logging_under_capsys(capsys):
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()  # its console handler (on the root logger) takes this test's capture stream
+    logging.getLogger("prefect.test").warning("first test")
+    assert "first test" in capsys.readouterr().err
+
+
+def test_prefect_logs_in_a_later_test(capsys):
+    logging.getLogger("prefect.test").warning("later test")
+    err = capsys.readouterr().err
+    assert "later test" in err and "Logging error" not in err, err
 """
 
 MLFLOW_FIRST = """
@@ -86,6 +105,19 @@ def test_dvc_logging_after_a_capsys_test_that_imported_dvc(tmp_path):
     assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
 
     proc = _inner_pytest(tmp_path / "with", files, "-p", "dvc_streams")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_prefect_logging_after_a_capsys_test_that_set_it_up(tmp_path):
+    files = {"test_inner.py": PREFECT_TESTS}
+    plain = _inner_pytest(tmp_path / "without", files)
+    # the failure the plugin exists for: the console handler kept the first test's closed stream
+    assert plain.returncode == 1, plain.stdout[-3000:]
+    assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
+    assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
+
+    proc = _inner_pytest(tmp_path / "with", files, "-p", "prefect_streams")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
