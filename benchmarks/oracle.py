@@ -92,6 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kl-bound", type=float, default=15.0, help="KL (nats) a chosen run may reach"
     )
+    parser.add_argument(
+        "--min-unique", type=float, default=0.5,
+        help="a run whose validation unique-response rate is below this is degenerate and "
+        "never chosen (the default gate's bar on unique_response_rate)",
+    )  # fmt: skip
     parser.add_argument("--judge", help="AI-feedback judge model (default: the base model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs-per-prompt", type=int, help="sampled pairs per training prompt")
@@ -237,14 +242,17 @@ def selection_groups(runs: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def choose_and_test(result: dict, prepared, test, settings, kl_bound: float) -> dict:
-    """Per group: the run chosen on validation, scored once on the test prompts."""
+def choose_and_test(
+    result: dict, prepared, test, settings, kl_bound: float, min_unique: float | None = None
+) -> dict:
+    """Per group: the run chosen on validation (within the KL bound, not degenerate), scored
+    once on the test prompts."""
     from alignment.oracle import experiment as ex
 
     tested: dict[str, dict] = {}
     chosen: dict[str, dict | None] = {}
     for group, runs in selection_groups(result["runs"]).items():
-        pick = ex.select_on_validation(runs, kl_bound)
+        pick = ex.select_on_validation(runs, kl_bound, min_unique)
         if pick is None:
             chosen[group] = None
             continue
@@ -471,10 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "failed_runs": failures,
         "kl_bound": args.kl_bound,
+        "min_unique_response_rate": args.min_unique,
         "previous": PREVIOUS,
     }
     result["chosen"] = chosen_for_requested(
-        choose_and_test(result, prepared, test, settings, args.kl_bound), result["requested"]
+        choose_and_test(result, prepared, test, settings, args.kl_bound, args.min_unique),
+        result["requested"],
     )
     result["targets"] = targets(result, result["requested"], args.kl_bound)
     result["seconds"] = {**prepared.seconds, "total": time.perf_counter() - started}

@@ -294,10 +294,19 @@ def evaluate(
     )
 
 
-def select_on_validation(runs: Sequence[dict], kl_bound: float) -> dict | None:
+def select_on_validation(
+    runs: Sequence[dict], kl_bound: float, min_unique: float | None = None
+) -> dict | None:
     """The run with the highest validation win rate among those whose validation KL is within
-    `kl_bound`; None when there is none. The test split plays no part in the choice."""
-    bounded = [r for r in runs if r["validation"]["kl_to_sft"] <= kl_bound]
+    `kl_bound` and, with `min_unique`, whose validation unique-response rate is at least that
+    (a collapsed policy wins against a judge it games, never as a chosen run); None when there
+    is none. The test split plays no part in the choice."""
+    bounded = [
+        r
+        for r in runs
+        if r["validation"]["kl_to_sft"] <= kl_bound
+        and (min_unique is None or r["validation"]["unique_response_rate"] >= min_unique)
+    ]
     if not bounded:
         return None
     return max(bounded, key=lambda r: r["validation"]["win_rate_vs_sft"])

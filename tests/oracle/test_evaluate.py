@@ -92,3 +92,16 @@ def test_hyperparameters_are_chosen_on_validation_within_the_kl_bound():
     runs = [run("a", 0.80, 5.0, 0.95), run("b", 0.85, 9.0, 0.70), run("c", 0.99, 30.0, 0.99)]
     assert select_on_validation(runs, 15.0)["name"] == "b"  # not the best on test, not c's KL
     assert select_on_validation(runs, 1.0) is None
+
+
+def test_a_degenerate_run_is_never_chosen_however_it_wins():
+    from alignment.oracle.experiment import select_on_validation
+
+    def run(name, win, unique):
+        return {"name": name,
+                "validation": {"win_rate_vs_sft": win, "kl_to_sft": 4.0, "unique_response_rate": unique}}  # fmt: skip
+
+    runs = [run("collapsed", 0.90, 0.30), run("varied", 0.80, 0.98)]
+    assert select_on_validation(runs, 15.0)["name"] == "collapsed"  # without the bar
+    assert select_on_validation(runs, 15.0, min_unique=0.5)["name"] == "varied"
+    assert select_on_validation(runs[:1], 15.0, min_unique=0.5) is None
