@@ -1,5 +1,4 @@
-"""The test suite's own plugins (tests/dvc_streams.py, tests/prefect_streams.py,
-tests/mlflow_state.py), each checked on a
+"""The test suite's own plugins (tests/log_streams.py, tests/mlflow_state.py), each checked on a
 pytest run of its own whose outcome depended on which test ran first in the process (the order
 changes, e.g. under pytest-xdist)."""
 
@@ -104,7 +103,7 @@ def test_dvc_logging_after_a_capsys_test_that_imported_dvc(tmp_path):
     assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
     assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
 
-    proc = _inner_pytest(tmp_path / "with", files, "-p", "dvc_streams")
+    proc = _inner_pytest(tmp_path / "with", files, "-p", "log_streams")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
@@ -117,7 +116,7 @@ def test_prefect_logging_after_a_capsys_test_that_set_it_up(tmp_path):
     assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
     assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
 
-    proc = _inner_pytest(tmp_path / "with", files, "-p", "prefect_streams")
+    proc = _inner_pytest(tmp_path / "with", files, "-p", "log_streams")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
