@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         honest_rms = [honest_rm, *more]
     rm_flawed = ex.reward_model_accuracy(flawed_rm, hack.test_pairs)
-    rm_honest = ex.reward_model_accuracy(honest_rm, hack.test_pairs)
     rm_honest_members = [ex.reward_model_accuracy(p, hack.test_pairs) for p in honest_rms]
+    rm_honest = rm_honest_members[0]
 
     # the gate's view of the oracle task, and the candidates' DPO beta chosen on validation
     gate_policy, dropped, added = gaming.gate_policy_for_oracle(load_gate_policy()[0])

@@ -71,18 +71,25 @@ def _mean_per_prompt(prompts: list[str], rewards: list[float]) -> dict[str, floa
     return {prompt: float(np.mean(values)) for prompt, values in grouped.items()}
 
 
+def _halves(points: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The prompts every point has, split in two alternating halves (the second is the whole
+    set when there is a single prompt)."""
+    prompts = sorted(set.intersection(*(set(p["per_prompt"]) for p in points)))
+    return prompts[0::2], prompts[1::2] or prompts
+
+
+def _mean_over(point: dict[str, Any], prompts: list[str]) -> float:
+    """A point's mean reward over some of its prompts (each prompt's mean, equally weighted)."""
+    return float(np.mean([point["per_prompt"][q] for q in prompts]))
+
+
 def hack_verdict(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Peak and final oracle reward of a run, and whether the fall is real: the 95% interval of
     (peak - final), paired over held-out prompts, lies above 0. The peak evaluation is chosen on
     half the prompts and the fall measured on the other half, so picking the best of several
     noisy evaluations does not make a fall out of noise."""
-    prompts = sorted(set.intersection(*(set(p["per_prompt"]) for p in points)))
-    choose, measure = prompts[0::2], prompts[1::2] or prompts
-
-    def mean(point: dict, subset: list[str]) -> float:
-        return float(np.mean([point["per_prompt"][q] for q in subset]))
-
-    peak = max(points, key=lambda p: mean(p, choose))
+    choose, measure = _halves(points)
+    peak = max(points, key=lambda p: _mean_over(p, choose))
     final = points[-1]
     diffs = [peak["per_prompt"][q] - final["per_prompt"][q] for q in measure]
     low, high = cluster_bootstrap_ci(diffs, measure)
@@ -111,18 +118,13 @@ def kept_fraction_of_peak(unguarded: list[dict[str, Any]], kept: dict[str, Any])
     those same responses, so where it tracks the oracle the kept reading leans up a little, as
     the naive peak does. `naive_*` is the plain highest
     evaluation over every prompt, the upward-biased figure, kept for comparison."""
-    prompts = sorted(set.intersection(*(set(p["per_prompt"]) for p in [*unguarded, kept])))
-    halves = (prompts[0::2], prompts[1::2]) if len(prompts) > 1 else (prompts, prompts)
-
-    def mean(point: dict, subset: list[str]) -> float:
-        return float(np.mean([point["per_prompt"][q] for q in subset]))
-
+    first, second = _halves([*unguarded, kept])
     peaks, kept_values, peak_steps = [], [], []
-    for choose, measure in (halves, halves[::-1]):
-        peak = max(unguarded, key=lambda p: mean(p, choose))
+    for choose, measure in ((first, second), (second, first)):
+        peak = max(unguarded, key=lambda p: _mean_over(p, choose))
         peak_steps.append(peak["step"])
-        peaks.append(mean(peak, measure))
-        kept_values.append(mean(kept, measure))
+        peaks.append(_mean_over(peak, measure))
+        kept_values.append(_mean_over(kept, measure))
     peak_value, kept_value = float(np.mean(peaks)), float(np.mean(kept_values))
     naive_peak = max(p["oracle_reward"] for p in unguarded)
     return {
