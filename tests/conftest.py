@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 # DVC's and Prefect's log handlers follow the streams of the running test (tests/log_streams.py);
-# MLflow's active experiment ends with the module that set it (tests/mlflow_state.py)
-pytest_plugins = ["log_streams", "mlflow_state"]
+# the environment and MLflow's process-wide choices end with the module (tests/module_state.py)
+pytest_plugins = ["log_streams", "module_state"]
 
 # Offline and quiet: no hub, no telemetry (set before any of these libraries is imported).
 for _name, _value in {

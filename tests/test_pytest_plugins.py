@@ -1,4 +1,4 @@
-"""The test suite's own plugins (tests/log_streams.py, tests/mlflow_state.py), each checked on a
+"""The test suite's own plugins (tests/log_streams.py, tests/module_state.py), each checked on a
 pytest run of its own whose outcome depended on which test ran first in the process (the order
 changes, e.g. under pytest-xdist)."""
 
@@ -51,10 +51,14 @@ MLFLOW_FIRST = """
 import mlflow
 
 
-def test_a_module_sets_an_experiment():
+def test_a_module_sets_an_experiment_a_registry_and_an_environment_variable():
+    import os
+
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     mlflow.create_experiment("other")
     mlflow.set_experiment("mine")  # id 2 in this store
+    mlflow.set_registry_uri("sqlite:///elsewhere.db")
+    os.environ["PREFECT_HOME"] = "first-module-prefect"  # as the CLI's quiet environment does
 """
 
 MLFLOW_SECOND = """
@@ -66,14 +70,17 @@ import mlflow
 
 
 def test_the_next_module_starts_runs_where_it_says():
+    assert mlflow.get_tracking_uri() != "sqlite:///mlflow.db"  # the first module's is gone
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    assert mlflow.get_registry_uri() == "sqlite:///mlflow.db"  # follows its own tracking store
     with mlflow.start_run() as run:  # it set no experiment: the store's default one
         assert run.info.experiment_id == "0"
+    keys = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "PREFECT_HOME")
     child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.environ.get('MLFLOW_EXPERIMENT_ID'))"],
+        [sys.executable, "-c", f"import os; print([os.environ.get(k) for k in {keys!r}])"],
         capture_output=True, text=True, env=dict(os.environ),
     )
-    assert child.stdout.strip() == "None"
+    assert child.stdout.strip() == "[None, None, None]", child.stdout
 """
 
 
@@ -83,7 +90,7 @@ def _inner_pytest(folder: Path, files: dict[str, str], *args: str) -> subprocess
     for name, text in files.items():
         (folder / name).write_text(text)
     (folder / "pytest.ini").write_text("[pytest]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_HOME"))}
     env.update(PYTHONPATH=str(HERE), DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *files],
@@ -121,11 +128,14 @@ def test_prefect_logging_after_a_capsys_test_that_set_it_up(tmp_path):
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
 
-def test_the_mlflow_experiment_ends_with_the_module_that_set_it(tmp_path):
-    # without the plugin the second module's run lands in the first's experiment
-    # ("assert '2' == '0'") and its child process inherits MLFLOW_EXPERIMENT_ID=2; that run is
-    # left out here, as each MLflow start costs seconds
+def test_the_environment_and_mlflow_choices_end_with_the_module_that_set_them(tmp_path):
     files = {"test_a_first.py": MLFLOW_FIRST, "test_b_second.py": MLFLOW_SECOND}
-    proc = _inner_pytest(tmp_path, files, "-p", "mlflow_state")
+    plain = _inner_pytest(tmp_path / "without", files)
+    # the failure the plugin exists for: the second module reads the first one's store
+    assert plain.returncode == 1, plain.stdout[-3000:]
+    assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
+
+    proc = _inner_pytest(tmp_path / "with", files, "-p", "module_state")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+
