@@ -82,7 +82,12 @@ def job_environment(cfg: PipelineConfig) -> dict[str, str]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    env["OMP_NUM_THREADS"] = str(max(1, cores // cfg.train.distributed.num_processes))
+    threads = max(1, cores // cfg.train.distributed.num_processes)
+    # a caller that set fewer threads shares the cores with other work (e.g. a second test worker)
+    asked = env.get("OMP_NUM_THREADS", "")
+    if asked.isdigit() and int(asked) > 0:
+        threads = min(threads, int(asked))
+    env["OMP_NUM_THREADS"] = str(threads)
     # idle OpenMP threads sleep instead of spinning: with more busy processes than cores (two
     # ranks beside a flow, a server, another job) spinning made a 0.06 s step take seconds
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -11,7 +11,7 @@ from preference_task import preference_rows, write_rows
 
 from alignment.config import PipelineConfig
 from alignment.errors import ConfigError, TrainingFailed
-from alignment.train.launch import build_command, format_progress, launch_training
+from alignment.train.launch import build_command, format_progress, job_environment, launch_training
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +272,16 @@ def test_shipped_two_node_job_is_the_same_on_kubernetes_and_slurm():
     assert f"#SBATCH --gpus-per-node={shipped.num_processes}" in sbatch
     assert '--node-rank "$SLURM_NODEID"' in sbatch and "--kill-on-bad-exit=1" in sbatch
     assert f'rendezvous="$HEAD:{port}"' in sbatch
+
+
+def test_job_threads_split_the_cores_and_never_exceed_what_the_caller_set(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    cfg = PipelineConfig.model_validate({"train": {"distributed": {"num_processes": 2}}})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert job_environment(cfg)["OMP_NUM_THREADS"] == "4"  # 8 cores over 2 processes
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # e.g. one of two test workers on 2 cores
+    assert job_environment(cfg)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # more than the job's share: the share
+    assert job_environment(cfg)["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "auto")  # not a count: ignored
+    assert job_environment(cfg)["OMP_NUM_THREADS"] == "4"
