@@ -31,12 +31,17 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/alignment demo --config configs/demo.yaml
 
+# two workers (CI has two cores); a test file, or the real-server tests together, on one worker,
+# the longest first (tests/spread.py); TEST_WORKERS=0 runs the suite in one process
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(XDIST) tests
 
 # everything, including the `heavy` real runs the default suite leaves out
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "heavy or not heavy" tests
+	$(BIN)/python -m pytest -q $(XDIST) -m "heavy or not heavy" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

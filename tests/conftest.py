@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 # DVC's and Prefect's log handlers follow the streams of the running test (tests/log_streams.py);
-# the environment and MLflow's process-wide choices end with the module (tests/module_state.py)
-pytest_plugins = ["log_streams", "module_state"]
+# the environment and MLflow's process-wide choices end with the module (tests/module_state.py);
+# under pytest-xdist the longest test files start first (tests/spread.py)
+pytest_plugins = ["log_streams", "module_state", "spread"]
 
 # Offline and quiet: no hub, no telemetry (set before any of these libraries is imported).
 for _name, _value in {
@@ -22,6 +23,14 @@ for _name, _value in {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }.items():
     os.environ.setdefault(_name, _value)
+
+
+# Under pytest-xdist each worker (and the training jobs it starts) takes its share of the cores:
+# two workers each running a 2-thread job on 2 cores spend their time trading the cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").isdigit():
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
 @pytest.fixture(scope="session")

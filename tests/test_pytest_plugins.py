@@ -139,3 +139,81 @@ def test_the_environment_and_mlflow_choices_end_with_the_module_that_set_them(tm
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
 
+
+def test_longest_groups_first_keeps_each_groups_own_order():
+    from types import SimpleNamespace
+
+    from spread import order_by_seconds
+
+    items = [SimpleNamespace(nodeid=n) for n in
+             ("a.py::t1", "a.py::t2", "b.py::t1", "c.py::t1", "c.py::t2", "d.py::t1",
+              "tests/integration/test_x.py::t1", "tests/integration/test_y.py::t1")]  # fmt: skip
+    seconds = {"c.py": 90.0, "b.py": 5.0, "tests/integration/test_x.py": 50.0,
+               "tests/integration/test_y.py": 50.0}  # fmt: skip
+    ordered = order_by_seconds(items, seconds)
+    # the real-server tests are one group of 100 s: ahead of c.py's 90 s, though each is less
+    assert [i.nodeid for i in ordered] == [
+        "tests/integration/test_x.py::t1", "tests/integration/test_y.py::t1",
+        "c.py::t1", "c.py::t2", "b.py::t1", "a.py::t1", "a.py::t2", "d.py::t1",
+    ]  # fmt: skip
+
+
+def test_seconds_per_file_from_durations_and_every_listed_file_exists():
+    from spread import ROOT, load_seconds, seconds_from_durations
+
+    lines = [
+        "=== slowest durations ===",
+        "12.50s call     tests/x/test_a.py::test_one",
+        "3.00s setup    tests/x/test_a.py::test_two[p-1]",
+        "0.40s teardown tests/x/test_b.py::test_three",
+        "562 passed in 1.0s",
+    ]
+    assert seconds_from_durations(lines) == {"tests/x/test_a.py": 15.5}
+    listed = load_seconds()
+    assert listed, "tests/file_seconds.json is missing or empty"
+    gone = [name for name in listed if not (ROOT / name).is_file()]
+    assert not gone, f"tests/file_seconds.json lists files that are gone: {gone}"
+
+
+class _Node:
+    """What xdist's scheduler needs of a worker: an id, and somewhere to send test indices."""
+
+    def __init__(self, name: str) -> None:
+        from types import SimpleNamespace
+
+        self.gateway = SimpleNamespace(id=name)
+        self.shutting_down = False
+        self.sent: list[int] = []
+
+    def send_runtest_some(self, indices) -> None:
+        self.sent.extend(indices)
+
+    def send_runtest_all(self) -> None:  # pragma: no cover - not used by file scheduling
+        raise AssertionError("the scheduler sent every test to one worker")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_the_real_server_tests_go_to_one_worker_and_other_files_spread():
+    from types import SimpleNamespace
+
+    from spread import pytest_xdist_make_scheduler
+
+    options = {"dist": "loadfile", "tx": ["2*popen"], "loadscopereorder": False}
+    config = SimpleNamespace(getvalue=options.get, option=SimpleNamespace(**options))
+    scheduler = pytest_xdist_make_scheduler(config, None)
+    collection = [
+        "tests/integration/test_a.py::t1", "tests/integration/test_b.py::t1",
+        "tests/integration/test_c.py::t1", "tests/x.py::t1", "tests/x.py::t2", "tests/y.py::t1",
+    ]  # fmt: skip
+    nodes = [_Node("gw0"), _Node("gw1")]
+    for node in nodes:
+        scheduler.add_node(node)
+        scheduler.add_node_collection(node, collection)
+    scheduler.schedule()
+    # plain loadfile makes the three integration files three units, split over both workers
+    holders = [node.gateway.id for node in nodes if {0, 1, 2} & set(node.sent)]
+    assert len(holders) == 1 and {0, 1, 2} <= set(nodes[0].sent), [n.sent for n in nodes]
+    assert {3, 4} <= set(nodes[1].sent)  # the next unit, tests/x.py, whole on the other worker
+    assert pytest_xdist_make_scheduler(SimpleNamespace(getvalue={"dist": "load"}.get), None) is None
