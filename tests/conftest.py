@@ -9,7 +9,8 @@ import pytest
 
 # DVC's and Prefect's log handlers follow the streams of the running test (tests/log_streams.py);
 # the environment and MLflow's process-wide choices end with the module (tests/module_state.py);
-# under pytest-xdist the longest test files start first (tests/spread.py)
+# under pytest-xdist the real-server tests share a worker and the longest files start first
+# (tests/spread.py)
 pytest_plugins = ["log_streams", "module_state", "spread"]
 
 # Offline and quiet: no hub, no telemetry (set before any of these libraries is imported).
