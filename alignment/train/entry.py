@@ -82,6 +82,11 @@ class Job:
         The trainer writes ``trainer_state.json`` after the weights, optimizer, scheduler and
         RNG states: a checkpoint without a readable one was cut off while saving (the job was
         killed then), and the one before it is used instead.
+
+        A checkpoint of the run's last step (the job stopped after it, before its final model
+        was written) is passed over too: resumed from there, transformers' epoch loop takes one
+        step before it checks max_steps, so the run would end a step past it. The one before it
+        is used, and the steps since are trained again (from the start when there is none).
         """
         if not self.resume or not self.checkpoints_dir.is_dir():
             return None
@@ -92,9 +97,14 @@ class Job:
         )
         for _, path in reversed(steps):
             try:
-                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+                state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 print(f"skipping {path.name}: cut off while it was being saved", flush=True)
+                continue
+            last = state.get("max_steps") or 0
+            if 0 < last <= (state.get("global_step") or 0):
+                print(f"skipping {path.name}: the run's last step (max_steps={last}); resumed "
+                      "from it the trainer would take a step more", flush=True)  # fmt: skip
                 continue
             return str(path)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -146,6 +147,32 @@ def test_interrupted_job_resumes_from_its_last_checkpoint(tiny_model_dir, train_
     assert kept == ["checkpoint-10", "checkpoint-15"], kept
     # the history carried over from the checkpoint covers the whole run
     assert [h["step"] for h in result.history if "loss" in h] == list(range(1, 17))
+
+
+@pytest.mark.slow
+def test_a_job_stopped_after_its_last_checkpoint_resumes_without_a_step_past_max_steps(
+    tiny_model_dir, train_parquet, tmp_path
+):
+    # one process, 16 steps an epoch: the last checkpoint, 8, is in the middle of the epoch,
+    # where transformers resumed would take step 9 before it checks max_steps
+    cfg = _config(max_steps=8, save_steps=4)
+    cfg.train.distributed.num_processes = 1
+    run = tmp_path / "run"
+    launch_training("sft", cfg, tiny_model_dir, train_parquet, run)
+    assert (run / "checkpoints" / "checkpoint-8" / "trainer_state.json").is_file()
+    # as if killed after its last checkpoint, before the final model and history were written
+    shutil.rmtree(run / "model")
+    for name in ("metrics.json", "history.json"):
+        (run / name).unlink()
+
+    events: list[dict] = []
+    result = launch_training(
+        "sft", cfg, tiny_model_dir, train_parquet, run, resume=True, on_progress=events.append
+    )
+    assert events[0]["step"] == 5  # from checkpoint-4: steps 5-8 trained again
+    assert result.metrics["global_step"] == 8
+    assert [h["step"] for h in result.history if "loss" in h] == list(range(1, 9))
+    _assert_loadable(result.output_dir)
 
 
 @pytest.mark.slow
