@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -76,12 +77,25 @@ class Job:
     def model_dir(self) -> Path:
         return self.output_dir / "model"
 
+    def _every_rank_saved(self, checkpoint: Path) -> bool:
+        """Each process's RNG state is in `checkpoint` and whole (a checkpoint saved without RNG
+        states, e.g. save_only_model, has none to check)."""
+        if not any(checkpoint.glob("rng_state*.pth")):
+            return True
+        dist = self.cfg.train.distributed
+        world = dist.num_processes * dist.num_nodes
+        names = ["rng_state.pth"] if world == 1 else [f"rng_state_{r}.pth" for r in range(world)]
+        return all(_whole_torch_file(checkpoint / name) for name in names)
+
     def last_checkpoint(self) -> str | None:
         """The newest complete checkpoint to resume from, when resuming and one exists.
 
         The trainer writes ``trainer_state.json`` after the weights, optimizer, scheduler and
         RNG states: a checkpoint without a readable one was cut off while saving (the job was
-        killed then), and the one before it is used instead.
+        killed then), and the one before it is used instead. Rank 0 writes that file as soon as
+        its own part is saved, so with several processes every rank's RNG state (each rank's
+        last write, after its optimizer shard) must be whole too: a rank frozen or killed while
+        saving left a cut-off one, which the resume could not read.
 
         A checkpoint of the run's last step (the job stopped after it, before its final model
         was written) is passed over too: resumed from there, transformers' epoch loop takes one
@@ -101,6 +115,10 @@ class Job:
             except (OSError, ValueError):
                 print(f"skipping {path.name}: cut off while it was being saved", flush=True)
                 continue
+            if not self._every_rank_saved(path):
+                print(f"skipping {path.name}: a process's RNG state was cut off while it was being "
+                      "saved", flush=True)  # fmt: skip
+                continue
             last = state.get("max_steps") or 0
             if 0 < last <= (state.get("global_step") or 0):
                 print(f"skipping {path.name}: the run's last step (max_steps={last}); resumed "
@@ -108,6 +126,15 @@ class Job:
                 continue
             return str(path)
         return None
+
+
+def _whole_torch_file(path: Path) -> bool:
+    """Whether a torch.save file is whole: it is a zip archive, whose directory comes last."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_preferences(

@@ -312,3 +312,32 @@ def test_job_threads_split_the_cores_and_never_exceed_what_the_caller_set(monkey
     assert job_environment(cfg)["OMP_NUM_THREADS"] == "4"
     monkeypatch.setenv("OMP_NUM_THREADS", "auto")  # not a count: ignored
     assert job_environment(cfg)["OMP_NUM_THREADS"] == "4"
+
+
+def test_resume_passes_over_a_checkpoint_a_rank_did_not_finish_saving(tmp_path):
+    import torch
+
+    from alignment.train.entry import Job
+
+    cfg = _config()  # two processes
+    job = Job("sft", cfg, tmp_path, tmp_path, None, tmp_path / "run", resume=True, device="cpu")
+
+    def checkpoint(step: int, ranks: dict[int, str]) -> None:
+        path = job.checkpoints_dir / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 16}))
+        for rank, how in ranks.items():
+            torch.save({"cpu": torch.random.get_rng_state()}, path / f"rng_state_{rank}.pth")
+            if how == "cut":  # the rank was stopped while writing it
+                data = (path / f"rng_state_{rank}.pth").read_bytes()
+                (path / f"rng_state_{rank}.pth").write_bytes(data[: len(data) // 2])
+
+    checkpoint(2, {0: "whole", 1: "whole"})
+    checkpoint(4, {0: "whole", 1: "cut"})
+    checkpoint(6, {0: "whole"})  # rank 1 never got to its RNG state
+    assert job.last_checkpoint() == str(job.checkpoints_dir / "checkpoint-2")
+    checkpoint(8, {0: "whole", 1: "whole"})
+    assert job.last_checkpoint() == str(job.checkpoints_dir / "checkpoint-8")
+    # saved without RNG states (save_only_model): nothing to check but the trainer state
+    checkpoint(10, {})
+    assert job.last_checkpoint() == str(job.checkpoints_dir / "checkpoint-10")
