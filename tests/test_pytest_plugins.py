@@ -102,42 +102,39 @@ def _inner_pytest(folder: Path, files: dict[str, str], *args: str) -> subprocess
     )
 
 
-def test_dvc_logging_after_a_capsys_test_that_imported_dvc(tmp_path):
-    files = {"test_inner.py": DVC_TESTS}
+def _fails_without_and_passes_with(tmp_path: Path, files: dict[str, str], plugin: str,
+                                   failure: str | None = None) -> None:  # fmt: skip
+    """The inner run fails one of its two tests without `plugin` (with `failure` in its output,
+    when given) and passes both with it."""
     plain = _inner_pytest(tmp_path / "without", files)
-    # the failure the plugin exists for: the handler kept the first test's closed stream
     assert plain.returncode == 1, plain.stdout[-3000:]
-    assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
     assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
+    if failure is not None:
+        assert failure in plain.stdout, plain.stdout[-3000:]
 
-    proc = _inner_pytest(tmp_path / "with", files, "-p", "log_streams")
+    proc = _inner_pytest(tmp_path / "with", files, "-p", plugin)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_dvc_logging_after_a_capsys_test_that_imported_dvc(tmp_path):
+    # the failure the plugin exists for: the handler kept the first test's closed stream
+    _fails_without_and_passes_with(
+        tmp_path, {"test_inner.py": DVC_TESTS}, "log_streams", "I/O operation on closed file"
+    )
 
 
 def test_prefect_logging_after_a_capsys_test_that_set_it_up(tmp_path):
-    files = {"test_inner.py": PREFECT_TESTS}
-    plain = _inner_pytest(tmp_path / "without", files)
     # the failure the plugin exists for: the console handler kept the first test's closed stream
-    assert plain.returncode == 1, plain.stdout[-3000:]
-    assert "I/O operation on closed file" in plain.stdout, plain.stdout[-3000:]
-    assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
-
-    proc = _inner_pytest(tmp_path / "with", files, "-p", "log_streams")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+    _fails_without_and_passes_with(
+        tmp_path, {"test_inner.py": PREFECT_TESTS}, "log_streams", "I/O operation on closed file"
+    )
 
 
 def test_the_environment_and_mlflow_choices_end_with_the_module_that_set_them(tmp_path):
-    files = {"test_a_first.py": MLFLOW_FIRST, "test_b_second.py": MLFLOW_SECOND}
-    plain = _inner_pytest(tmp_path / "without", files)
     # the failure the plugin exists for: the second module reads the first one's store
-    assert plain.returncode == 1, plain.stdout[-3000:]
-    assert "1 failed, 1 passed" in plain.stdout, plain.stdout[-3000:]
-
-    proc = _inner_pytest(tmp_path / "with", files, "-p", "module_state")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "2 passed" in proc.stdout, proc.stdout[-3000:]
+    files = {"test_a_first.py": MLFLOW_FIRST, "test_b_second.py": MLFLOW_SECOND}
+    _fails_without_and_passes_with(tmp_path, files, "module_state")
 
 
 def test_longest_groups_first_keeps_each_groups_own_order():
