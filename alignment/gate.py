@@ -131,6 +131,15 @@ class GatePolicy(BaseModel):
                 )
         return self
 
+    def bound(self, metric: str, ops: tuple[str, ...]) -> float | None:
+        """The tightest absolute bar of `metric` among conditions with one of `ops` (the lowest
+        cap for "<=", "<"; the highest floor for ">=", ">"), or None without one."""
+        values = [c.value for c in self.conditions
+                  if c.metric == metric and c.op in ops and c.value is not None]  # fmt: skip
+        if not values:
+            return None
+        return min(values) if set(ops) <= {"<=", "<"} else max(values)
+
     def digest(self) -> str:
         """sha256 of the canonical content (independent of comments, order of keys, layout)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()

@@ -102,9 +102,7 @@ def validation_prompts(settings, out: Path, repeats: int) -> Path:
 
 def gate_kl_budget(policy) -> float | None:
     """The gate policy's cap on kl_from_reference (the tightest), or None without one."""
-    caps = [c.value for c in policy.conditions
-            if c.metric == "kl_from_reference" and c.op in ("<=", "<") and c.value is not None]  # fmt: skip
-    return min(caps) if caps else None
+    return policy.bound("kl_from_reference", ("<=", "<"))
 
 
 def _floats(text: str) -> list[float]:

@@ -93,9 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--kl-bound", type=float, default=15.0, help="KL (nats) a chosen run may reach"
     )
     parser.add_argument(
-        "--min-unique", type=float, default=0.5,
+        "--min-unique", type=float,
         help="a run whose validation unique-response rate is below this is degenerate and "
-        "never chosen (the default gate's bar on unique_response_rate)",
+        "never chosen (default: the default gate policy's bar on unique_response_rate)",
     )  # fmt: skip
     parser.add_argument("--judge", help="AI-feedback judge model (default: the base model)")
     parser.add_argument("--seed", type=int, default=0)
@@ -437,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
                        "TOKENIZERS_PARALLELISM": "false"}.items():  # fmt: skip
         os.environ.setdefault(key, value)
     from alignment.config import load_config
+    from alignment.gate import load_policy
     from alignment.oracle import experiment as ex
     from alignment.workspace import Workspace
 
+    if args.min_unique is None:  # the bar the default gate refuses a degenerate candidate by
+        args.min_unique = load_policy()[0].bound("unique_response_rate", (">=", ">"))
     started = time.perf_counter()
     tmp = None
     if args.workspace:

@@ -526,3 +526,21 @@ def test_a_refusal_without_the_evaluations_evidence_says_so(store, tiny_model_di
     (refusal,) = decision.refusals
     assert "not in the candidate's run" in refusal["samples"]["missing"]
     assert "not in the candidate's run" in decision.table()
+
+
+def test_a_policys_tightest_bar_of_a_metric():
+    from alignment.gate import GatePolicy, load_policy
+
+    policy = GatePolicy.model_validate({"conditions": [
+        {"metric": "kl_from_reference", "op": "<=", "value": 8.0},
+        {"metric": "kl_from_reference", "op": "<", "value": 5.0},
+        {"metric": "unique_response_rate", "op": ">=", "value": 0.4},
+        {"metric": "unique_response_rate", "op": ">", "value": 0.6},
+        {"metric": "unique_response_rate", "max_regression": 0.2, "higher_is_better": True},
+    ]})  # fmt: skip
+    assert policy.bound("kl_from_reference", ("<=", "<")) == 5.0
+    assert policy.bound("unique_response_rate", (">=", ">")) == 0.6
+    assert policy.bound("distinct_2", (">=", ">")) is None
+    # what the benchmarks read from the shipped default gate
+    default = load_policy()[0]
+    assert default.bound("unique_response_rate", (">=", ">")) == 0.5
