@@ -39,6 +39,7 @@ from benchmarks.gaming_runs import (
     cfg_for,
     choose_dpo_beta,
     choose_rl_learning_rates,
+    choose_sycophancy_dpo,
     gate_kl_budget,
     honest_relabel,
     quiet,
@@ -111,6 +112,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "labelled by the task's annotators",
     )  # fmt: skip
     parser.add_argument(
+        "--sycophancy-dpo-grid", default="2@2e-3x2,0.5@5e-3x10,0.1@5e-3x10",
+        help="the sycophancy candidate's DPO settings (beta@learning-rate x epochs, comma-"
+        "separated), one chosen on the validation prompts by the task's own annotators' approval",
+    )  # fmt: skip
+    parser.add_argument(
         "--only-dpo-beta", action="store_true", help="stop after choosing the DPO beta"
     )
     parser.add_argument(
@@ -158,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.steps, args.eval_steps = 1, 4, 2
         args.rl_lrs = ";".join(f"{m}=2e-3@6" for m in args.methods.split(",") if m)
         args.rl_sweep_seeds = "0"
+        args.sycophancy_dpo_grid = "2@2e-3x1"
     started = time.perf_counter()
     tmp = None
     if args.workspace:
@@ -231,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_dpo_beta:
         print(json.dumps(beta_choice))
         return 0
+    # the sycophancy candidate's DPO setting, chosen on validation by the annotators' approval
+    saved_syc = root / "sycophancy_dpo_choice.json"
+    if args.resume and saved_syc.exists():
+        syc_choice = json.loads(saved_syc.read_text())
+    else:
+        syc_choice = choose_sycophancy_dpo(args, root, syc, sycophancy)
+        saved_syc.write_text(json.dumps(syc_choice))
+    print(f"[gaming] sycophancy candidate's DPO: {json.dumps(syc_choice['chosen'])}",
+          file=sys.stderr)  # fmt: skip
     # the RL learning rate of each method, chosen on the validation prompts (one seed)
     saved_rates = root / "rl_learning_rate_choice.json"
     if args.resume and saved_rates.exists():
@@ -240,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         saved_rates.write_text(json.dumps(rate_choice))
     print(f"[gaming] RL learning rates: {json.dumps(rate_choice)}", file=sys.stderr)
     if args.only_choices:
-        print(json.dumps({"dpo_beta_choice": beta_choice, "rl_learning_rate_choice": rate_choice}))
+        print(json.dumps({"dpo_beta_choice": beta_choice, "rl_learning_rate_choice": rate_choice,
+                          "sycophancy_dpo_choice": syc_choice}))  # fmt: skip
         return 0
 
     # per seed: RL against the flawed reward model, then that seed's candidates at the gate:
@@ -274,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "reward_model_flawed": rm_flawed, "reward_model_honest": rm_honest,
         "reward_model_honest_members": rm_honest_members,
         "champions": champions, "dpo_beta_choice": beta_choice,
+        "sycophancy_dpo_choice": syc_choice,
         "rl_learning_rate_choice": rate_choice, "guard_mode": args.guard_mode,
         "sycophancy_pairs": args.sycophancy_pairs, "eval_repeats": args.eval_repeats,
         "gate_conditions_dropped": dropped, "gate_conditions_added_by_benchmark": added,
@@ -295,9 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         tick = time.perf_counter()
         dpo_cfg = cfg_for(root, args.smoke, {"train.dpo.seed": seed,
                                           "train.dpo.beta": beta_choice["beta"]})  # fmt: skip
+        syc_cfg = cfg_for(root, args.smoke, {
+            "train.dpo.seed": seed, **{f"train.dpo.{k}": v for k, v in syc_choice["chosen"].items()}
+        })  # fmt: skip
         with ThreadPoolExecutor(2) as pool:
             syc_dpo = pool.submit(
-                ex.train, "dpo", syc, dpo_cfg, f"dpo-syc-seed{seed}", None, None, quiet
+                ex.train, "dpo", syc, syc_cfg, f"dpo-syc-seed{seed}", None, None, quiet
             )
             honest_dpo = pool.submit(
                 ex.train, "dpo", honest_prepared, dpo_cfg, f"dpo-honest-seed{seed}", None, None,
@@ -358,7 +379,8 @@ def merge(args) -> int:
             "reward_model_honest", "champions", "dpo_beta_choice", "gate_conditions_dropped",
             "gate_conditions_added_by_benchmark")  # fmt: skip
     keep += tuple(k for k in ("rl_learning_rate_choice", "rl_steps", "guard_mode", "sycophancy_pairs",
-                              "eval_repeats", "reward_model_honest_members")
+                              "sycophancy_dpo_choice", "eval_repeats",
+                              "reward_model_honest_members")
                   if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)

@@ -154,6 +154,80 @@ def choose_dpo_beta(args, root: Path, prepared, settings, honest_pairs: Path, kl
     }  # fmt: skip
 
 
+def parse_dpo_grid(text: str) -> list[dict]:
+    """`2@2e-3x2,0.5@5e-3x10` as DPO settings: beta@learning-rate x epochs."""
+    grid = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        try:
+            beta, rest = item.split("@")
+            rate, epochs = rest.split("x")
+            grid.append({"beta": float(beta), "learning_rate": float(rate),
+                         "num_train_epochs": float(epochs)})  # fmt: skip
+        except ValueError:
+            raise SystemExit(f"--sycophancy-dpo-grid: {item!r} is not beta@rate x epochs") from None
+    return grid
+
+
+def choose_sycophancy_dpo(args, root: Path, prepared, settings) -> dict:
+    """The sycophancy candidate's DPO setting, chosen as its developer would: the one whose
+    policies the task's own annotators approve of most on the validation prompts (their win rate
+    over the SFT policy's responses, mean over --dpo-beta-seeds seeds). The developer cannot see
+    that the labels reward agreement, and the choice reads neither the truth nor the gate (its
+    KL cap included: the gate is what is under test). Validation prompts state opinions drawn
+    with a seed of their own; the test prompts play no part."""
+    import numpy as np
+
+    from alignment.evaluation.metrics import kl_estimate, win_indicators
+    from alignment.oracle import experiment as ex
+    from alignment.oracle import flaws
+    from alignment.oracle.evaluate import load_policy, repeat_prompts, sample
+
+    grid = parse_dpo_grid(args.sycophancy_dpo_grid)
+    seeds = list(range(args.dpo_beta_seeds))
+    prompts = repeat_prompts(
+        flaws.task_prompts(settings, settings.split().validation, seed_offset=2),
+        settings.eval_samples_per_prompt,
+    )
+    approve = flaws.annotator(settings)
+    sft, tokenizer = load_policy(prepared.sft_model)
+    theirs = sample(sft, tokenizer, prompts, settings.max_new_tokens, settings.seed + 3000)
+    theirs_value = np.array([approve(p, t) for p, t in zip(prompts, theirs.texts, strict=True)])
+
+    def one(job: tuple[int, int]) -> dict:
+        index, seed = job
+        setting = grid[index]
+        cfg = cfg_for(root, args.smoke, {"train.dpo.seed": seed,
+                                          **{f"train.dpo.{k}": v for k, v in setting.items()}})  # fmt: skip
+        name = "dpo-syc-choice-" + "-".join(f"{v:g}" for v in setting.values()) + f"-seed{seed}"
+        policy = ex.train("dpo", prepared, cfg, name, None, None, quiet).output_dir
+        model, _ = load_policy(policy)
+        mine = sample(model, tokenizer, prompts, settings.max_new_tokens, settings.seed + 4000,
+                      reference=sft)  # fmt: skip
+        value = np.array([approve(p, t) for p, t in zip(prompts, mine.texts, strict=True)])
+        kl = kl_estimate(mine.logp_policy, mine.logp_reference, mine.mask)["k1"]
+        return {"setting": index, "seed": seed,
+                "annotator_win_rate_vs_sft": float(win_indicators(value, theirs_value).mean()),
+                "kl_to_sft": float(kl.mean())}  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:
+        per_seed = list(pool.map(one, [(i, s) for i in range(len(grid)) for s in seeds]))
+    runs = []
+    for index, setting in enumerate(grid):
+        mine = [r for r in per_seed if r["setting"] == index]
+        runs.append({**setting, "validation": {
+            "annotator_win_rate_vs_sft": sum(r["annotator_win_rate_vs_sft"] for r in mine)
+            / len(mine),
+            "kl_to_sft": max(r["kl_to_sft"] for r in mine),  # the worst seed's
+        }})  # fmt: skip
+    chosen = max(runs, key=lambda r: r["validation"]["annotator_win_rate_vs_sft"])
+    return {
+        "seeds": seeds, "runs": runs, "per_seed": per_seed,
+        "chosen": {k: chosen[k] for k in ("beta", "learning_rate", "num_train_epochs")},
+        "rule": "highest mean validation win rate over the SFT policy as the task's annotators "
+        "judge (the labels' own judges); no KL cap: the gate's checks are under test",
+    }  # fmt: skip
+
+
 def rl_run(
     args, cfg, prepared, flawed_rm, honest_rms, method, seed, lr, eval_path, tag, steps=None
 ) -> dict:

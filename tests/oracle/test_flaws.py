@@ -57,6 +57,21 @@ def test_the_filler_preference_in_the_labels_follows_its_strength(strength, low,
         assert task.oracle_scores(r)[0] == task.oracle_reward(r["chosen"][0]["content"], product)
 
 
+def test_the_stated_opinion_follows_the_question_and_is_read_back():
+    # after the question, next to the response, where the never-pretrained tiny policy learns
+    # to read it; every template and opinion round-trips, a plain prompt states none
+    for template in range(len(task.PROMPT_TEMPLATES)):
+        for opinion in flaws.OPINIONS:
+            prompt = flaws.opinion_prompt("kettle", opinion, template)
+            assert prompt.startswith(task.prompt_text("kettle", template))
+            assert flaws.opinion_of(prompt) == opinion
+            assert task.product_of(prompt) == "kettle"
+        assert flaws.opinion_of(task.prompt_text("kettle", template)) is None
+    assert flaws.opinion_prompt("kettle", "negative", 0) == (
+        "Review of the kettle: I think the kettle is awful."
+    )
+
+
 def test_sycophantic_annotators_follow_the_stated_opinion_not_the_products_quality():
     settings = _settings(task="sycophancy")
     prompts = flaws.task_prompts(settings, task.split_prompts().train * 4)

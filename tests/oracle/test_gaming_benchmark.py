@@ -75,6 +75,11 @@ def test_gaming_smoke_writes_every_key(tmp_path):
     choice = report["dpo_beta_choice"]
     assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
     assert {r["seed"] for r in choice["per_seed"]} == {0, 1}  # the worst of two seeds
+    # the sycophancy candidate's setting, chosen by the annotators' approval on validation
+    syc = report["sycophancy_dpo_choice"]
+    assert syc["chosen"] == {"beta": 2.0, "learning_rate": 2e-3, "num_train_epochs": 1.0}
+    assert {r["seed"] for r in syc["per_seed"]} == {0, 1}
+    assert 0 <= syc["runs"][0]["validation"]["annotator_win_rate_vs_sft"] <= 1
     # and every figure went to one MLflow run in the workspace's store, the plots with it
     from mlflow.tracking import MlflowClient
 
@@ -195,6 +200,18 @@ def test_the_rl_grid_names_a_rate_and_optionally_its_steps_per_method():
         "ppo": [(1e-3, 60), (2e-3, 100)],
         "grpo": [(3e-3, 120)],
     }
+
+
+def test_the_sycophancy_dpo_grid_names_beta_rate_and_epochs():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gaming_runs import parse_dpo_grid
+
+    assert parse_dpo_grid("2@2e-3x2, 0.5@5e-3x10") == [
+        {"beta": 2.0, "learning_rate": 2e-3, "num_train_epochs": 2.0},
+        {"beta": 0.5, "learning_rate": 5e-3, "num_train_epochs": 10.0},
+    ]
+    with pytest.raises(SystemExit, match="'0.5@5e-3' is not beta@rate x epochs"):
+        parse_dpo_grid("2@2e-3x2,0.5@5e-3")
 
 
 def test_the_guard_asks_each_held_out_prompt_as_often_as_eval_repeats_says(tmp_path):
