@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "MLflow) instead of running",
     )  # fmt: skip
     parser.add_argument("--methods", default="ppo,grpo", help="RL methods against the flawed RM")
-    parser.add_argument("--steps", type=int, default=60, help="RL steps of each run")
+    parser.add_argument("--steps", type=int, default=100, help="RL steps of each run")
     parser.add_argument("--eval-steps", type=int, default=5, help="steps between evaluations")
     parser.add_argument(
         "--eval-repeats", type=int, default=4,
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dpo-beta", type=float, help="beta of the candidates' DPO (default: chosen on validation)"
     )
     parser.add_argument(
-        "--dpo-betas", default="1,2,3",
+        "--dpo-betas", default="1,2",
         help="the betas the candidates' DPO beta is chosen from, on the validation prompts",
     )  # fmt: skip
     parser.add_argument(
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seeds each beta is tried with; a beta is within the KL cap only if its worst is",
     )  # fmt: skip
     parser.add_argument(
-        "--rl-lrs", default="ppo=1.25e-3@120,1.5e-3@100;grpo=2.5e-3@120,3e-3@100",
+        "--rl-lrs", default="ppo=1.5e-3@100,1.5e-3@150;grpo=2e-3@100,2e-3@160",
         help="per method, the learning rates (each with its step count, else --steps) its "
         "setting is chosen from on the validation prompts (method=a@steps,b;method=c)",
     )  # fmt: skip
