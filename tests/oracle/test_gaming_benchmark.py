@@ -7,6 +7,7 @@ suite; the stages it strings together are each driven by default tests."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,7 +211,7 @@ def test_the_sycophancy_dpo_grid_names_beta_rate_and_epochs():
         {"beta": 2.0, "learning_rate": 2e-3, "num_train_epochs": 2.0},
         {"beta": 0.5, "learning_rate": 5e-3, "num_train_epochs": 10.0},
     ]
-    with pytest.raises(SystemExit, match="'0.5@5e-3' is not beta@rate x epochs"):
+    with pytest.raises(SystemExit, match=re.escape("'0.5@5e-3' is not beta@rate x epochs")):
         parse_dpo_grid("2@2e-3x2,0.5@5e-3")
 
 
