@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true",
-        help="read back the preparation, reward models and DPO beta a previous run of the same "
+        help="read back the preparation, reward models and choices (the DPO beta, the "
+        "sycophancy candidate's DPO setting, the RL rates) a previous run of the same "
         "--workspace finished (the RL runs and candidates are trained again)",
     )  # fmt: skip
     parser.add_argument(
