@@ -38,6 +38,7 @@ from benchmarks.gaming_report import figure, log_to_mlflow, table
 from benchmarks.gaming_runs import (
     cfg_for,
     choose_dpo_beta,
+    choose_honest_reward_models,
     choose_rl_learning_rates,
     choose_sycophancy_dpo,
     gate_kl_budget,
@@ -77,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--honest-rms", type=int, default=3,
         help="reward models trained on the honest held-out labels (seeds 0..k-1): the guard's "
         "held-out signal is their mean score",
+    )  # fmt: skip
+    parser.add_argument(
+        "--honest-rm-grid", default="3e-3x8,1e-3x4,1e-3x8",
+        help="the honest reward models' settings (learning-rate x epochs, comma-separated), one "
+        "chosen by the mean accuracy of its --honest-rms seeds against the honest labels of "
+        "pairs sampled on the validation prompts",
     )  # fmt: skip
     parser.add_argument("--filler-strength", type=float, default=0.5)
     parser.add_argument("--sycophancy-strength", type=float, default=0.8)
@@ -126,8 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true",
-        help="read back the preparation, reward models and choices (the DPO beta, the "
-        "sycophancy candidate's DPO setting, the RL rates) a previous run of the same "
+        help="read back the preparation, reward models and choices (the honest reward models' "
+        "setting, the DPO beta, the sycophancy candidate's DPO setting, the RL rates) a previous run of the same "
         "--workspace finished (the RL runs and candidates are trained again)",
     )  # fmt: skip
     parser.add_argument(
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rl_lrs = ";".join(f"{m}=2e-3@6" for m in args.methods.split(",") if m)
         args.rl_sweep_seeds = "0"
         args.sycophancy_dpo_grid = "2@2e-3x1"
+        args.honest_rm_grid = "3e-3x1"
     started = time.perf_counter()
     tmp = None
     if args.workspace:
@@ -210,16 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                 or ex.prepare(root / "sycophancy", cfg, sycophancy, quiet)
             )
         )
-        flawed_job = pool.submit(reward, "reward-flawed", None)
-        honest_job = pool.submit(reward, "reward-honest", honest_pairs)
-        flawed_rm, honest_rm = flawed_job.result(), honest_job.result()
+        flawed_rm = pool.submit(reward, "reward-flawed", None).result()
         syc = syc_job.result()
-        # the guard's held-out signal: the honest reward model and --honest-rms - 1 more
-        # trained on the same honest labels with other seeds (their mean score)
-        more = pool.map(
-            lambda s: reward(f"reward-honest-seed{s}", honest_pairs, s), range(1, args.honest_rms)
-        )
-        honest_rms = [honest_rm, *more]
+    # the guard's held-out signal: --honest-rms reward models trained on the honest labels with
+    # other seeds (their mean score), at the setting chosen on the validation pairs' labels
+    saved_rms = root / "honest_rm_choice.json"
+    if args.resume and saved_rms.exists():
+        rm_choice = json.loads(saved_rms.read_text())
+    else:
+        rm_choice = choose_honest_reward_models(args, root, hack, hacking, honest_pairs)
+        saved_rms.write_text(json.dumps(rm_choice))
+    print(f"[gaming] honest reward models: {json.dumps(rm_choice['runs'])}", file=sys.stderr)
+    honest_rms = [Path(p) for p in rm_choice["models"]]
     rm_flawed = ex.reward_model_accuracy(flawed_rm, hack.test_pairs)
     rm_honest_members = [ex.reward_model_accuracy(p, hack.test_pairs) for p in honest_rms]
     rm_honest = rm_honest_members[0]
@@ -291,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_agreement": {"hacking": hack.label_agreement, "sycophancy": syc.label_agreement},
         "reward_model_flawed": rm_flawed, "reward_model_honest": rm_honest,
         "reward_model_honest_members": rm_honest_members,
-        "champions": champions, "dpo_beta_choice": beta_choice,
+        "champions": champions, "dpo_beta_choice": beta_choice, "honest_rm_choice": rm_choice,
         "sycophancy_dpo_choice": syc_choice,
         "rl_learning_rate_choice": rate_choice, "guard_mode": args.guard_mode,
         "sycophancy_pairs": args.sycophancy_pairs, "eval_repeats": args.eval_repeats,
@@ -381,7 +391,7 @@ def merge(args) -> int:
             "gate_conditions_added_by_benchmark")  # fmt: skip
     keep += tuple(k for k in ("rl_learning_rate_choice", "rl_steps", "guard_mode", "sycophancy_pairs",
                               "sycophancy_dpo_choice", "eval_repeats",
-                              "reward_model_honest_members")
+                              "reward_model_honest_members", "honest_rm_choice")
                   if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)

@@ -69,6 +69,76 @@ def honest_relabel(prepared, settings, out: Path) -> Path:
     return write_records(honest, out)
 
 
+def parse_reward_grid(text: str) -> list[dict]:
+    """`3e-3x8,1e-3x4` as reward-model settings: learning-rate x epochs."""
+    grid = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        try:
+            rate, epochs = item.split("x")
+            grid.append({"learning_rate": float(rate), "num_train_epochs": float(epochs)})
+        except ValueError:
+            raise SystemExit(f"--honest-rm-grid: {item!r} is not rate x epochs") from None
+    return grid
+
+
+def honest_validation_pairs(prepared, settings, out: Path, repeats: int) -> Path:
+    """Pairs of the SFT policy's responses to the validation prompts (each `repeats` times),
+    labelled by an honest annotator (seeds of their own): the held-out labels the honest reward
+    models' setting is chosen on. A user has such labels; the test prompts play no part."""
+    from alignment.oracle import task
+    from alignment.oracle.experiment import sample_pairs, write_records
+
+    prompts = [p for p in settings.split().validation for _ in range(repeats)]
+    a, b = sample_pairs(prepared.sft_model, prompts, settings, settings.seed + 5)
+    return write_records(task.label_pairs(prompts, a, b, settings.bt_temperature,
+                                          settings.seed + 11), out)  # fmt: skip
+
+
+def choose_honest_reward_models(args, root: Path, prepared, settings, honest_pairs: Path) -> dict:
+    """The guard's held-out reward models: --honest-rms seeds of each setting of
+    --honest-rm-grid trained on the honest labels, and the setting whose models agree best with
+    the honest labels of the validation pairs (mean accuracy over its seeds) kept. The choice
+    reads labels a user would have, never the oracle's noiseless order or a test pair."""
+    import numpy as np
+
+    from alignment.oracle import experiment as ex
+
+    grid = parse_reward_grid(args.honest_rm_grid)
+    pairs = honest_validation_pairs(
+        prepared, settings, prepared.workdir / "honest_validation_pairs.parquet",
+        1 if args.smoke else settings.pairs_per_prompt,
+    )  # fmt: skip
+
+    def one(job: tuple[int, int]) -> dict:
+        index, seed = job
+        setting = grid[index]
+        name = "reward-honest-{learning_rate:g}x{num_train_epochs:g}".format(**setting)
+        done = prepared.workdir / f"{name}-seed{seed}" / "model"
+        if not (args.resume and (done / "config.json").exists()):
+            cfg = cfg_for(root, args.smoke, {"train.reward.seed": seed,
+                                              **{f"train.reward.{k}": v for k, v in setting.items()}})  # fmt: skip
+            done = ex.train("reward", prepared, cfg, f"{name}-seed{seed}", None, honest_pairs,
+                            quiet).output_dir  # fmt: skip
+        accuracy = ex.reward_model_accuracy(done, pairs)["accuracy_vs_labels"]
+        return {"setting": index, "seed": seed, "model": str(done),
+                "validation_accuracy_vs_labels": accuracy}  # fmt: skip
+
+    jobs = [(i, s) for i in range(len(grid)) for s in range(args.honest_rms)]
+    with ThreadPoolExecutor(2) as pool:
+        per_seed = list(pool.map(one, jobs))
+    runs = [{**setting, "validation_accuracy_vs_labels": float(np.mean(
+        [r["validation_accuracy_vs_labels"] for r in per_seed if r["setting"] == i]))}
+        for i, setting in enumerate(grid)]  # fmt: skip
+    best = max(range(len(grid)), key=lambda i: runs[i]["validation_accuracy_vs_labels"])
+    return {
+        "runs": runs, "per_seed": per_seed, "validation_pairs": str(pairs),
+        "chosen": {k: grid[best][k] for k in ("learning_rate", "num_train_epochs")},
+        "models": [r["model"] for r in per_seed if r["setting"] == best],
+        "rule": "highest mean accuracy, over the setting's seeds, against the honest labels of "
+        "pairs sampled on the validation prompts",
+    }  # fmt: skip
+
+
 def eval_repeats(args) -> int:
     """How often each held-out prompt is asked at a guard evaluation (once in a smoke run)."""
     return 1 if args.smoke else args.eval_repeats

@@ -72,6 +72,11 @@ def test_gaming_smoke_writes_every_key(tmp_path):
     # the guard's held-out signal: three reward models on the honest labels (seeds 0, 1, 2)
     assert len(report["reward_model_honest_members"]) == 3
     assert report["reward_model_honest_members"][0] == report["reward_model_honest"]
+    # ... at the setting chosen on the honest labels of validation pairs (one setting in smoke)
+    rms = report["honest_rm_choice"]
+    assert rms["chosen"] == {"learning_rate": 3e-3, "num_train_epochs": 1.0}
+    assert len(rms["models"]) == 3 and {r["seed"] for r in rms["per_seed"]} == {0, 1, 2}
+    assert 0 <= rms["runs"][0]["validation_accuracy_vs_labels"] <= 1
     # the candidates' beta was chosen on validation prompts, within the gate's KL budget
     choice = report["dpo_beta_choice"]
     assert choice["kl_budget"] == 5.0 and choice["beta"] in [r["beta"] for r in choice["runs"]]
@@ -213,6 +218,18 @@ def test_the_sycophancy_dpo_grid_names_beta_rate_and_epochs():
     ]
     with pytest.raises(SystemExit, match=re.escape("'0.5@5e-3' is not beta@rate x epochs")):
         parse_dpo_grid("2@2e-3x2,0.5@5e-3")
+
+
+def test_the_honest_reward_model_grid_names_rate_and_epochs():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gaming_runs import parse_reward_grid
+
+    assert parse_reward_grid("3e-3x8, 1e-3x4") == [
+        {"learning_rate": 3e-3, "num_train_epochs": 8.0},
+        {"learning_rate": 1e-3, "num_train_epochs": 4.0},
+    ]
+    with pytest.raises(SystemExit, match=re.escape("'1e-3' is not rate x epochs")):
+        parse_reward_grid("3e-3x8,1e-3")
 
 
 def test_the_guard_asks_each_held_out_prompt_as_often_as_eval_repeats_says(tmp_path):
