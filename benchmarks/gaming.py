@@ -134,8 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true",
         help="read back the preparation, reward models and choices (the honest reward models' "
-        "setting, the DPO beta, the sycophancy candidate's DPO setting, the RL rates) a previous run of the same "
-        "--workspace finished (the RL runs and candidates are trained again)",
+        "setting, the DPO beta, the sycophancy candidate's DPO setting, the RL rates) a "
+        "previous run of the same --workspace finished (the RL runs and candidates are trained "
+        "again)",
     )  # fmt: skip
     parser.add_argument(
         "--torch-threads", type=int, default=1,
