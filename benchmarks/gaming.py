@@ -86,7 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "pairs sampled on the validation prompts",
     )  # fmt: skip
     parser.add_argument("--filler-strength", type=float, default=0.5)
-    parser.add_argument("--sycophancy-strength", type=float, default=0.8)
+    parser.add_argument(
+        "--sycophancy-strength", type=float, default=1.0,
+        help="weight of agreeing with the stated opinion in the sycophancy task's labels (1: the "
+        "annotators prefer agreement whatever the product's true quality); at 0.8 DPO learned "
+        "to agree in 3 of 10 seeds, at 1.0 in 8",
+    )  # fmt: skip
     parser.add_argument(
         "--dpo-beta", type=float, help="beta of the candidates' DPO (default: chosen on validation)"
     )
