@@ -33,6 +33,11 @@ class LoraConfig(_Strict):
 
 class _MethodConfig(_Strict):
     learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler_type: Literal["linear", "cosine", "constant"] = Field(
+        "linear",
+        description="How the rate moves from its peak: 'linear' and 'cosine' decay it to 0 at "
+        "the last step (the transformers default), 'constant' holds it.",
+    )
     num_train_epochs: float = Field(1.0, gt=0, description="Epochs over the training split.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: epochs).")
     per_device_train_batch_size: int = Field(4, ge=1, description="Batch size per process.")
@@ -244,6 +249,9 @@ class PPOConfig(_MethodConfig):
     """
 
     learning_rate: float = Field(1e-4, gt=0, description="Policy learning rate.")
+    lr_scheduler_type: Literal["constant"] = Field(
+        "constant", description="PPO holds both rates constant over its steps."
+    )
     value_learning_rate: float | None = Field(
         None, gt=0, description="Value model learning rate; the policy's when unset."
     )

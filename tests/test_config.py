@@ -27,6 +27,7 @@ def test_overrides_are_typed_and_change_the_digest():
         ("train.dpo.bta=1", "train.dpo.bta"),
         ("train.dpo.beta=-1", "train.dpo.beta"),
         ("train.dpo.loss_type=magic", "train.dpo.loss_type"),
+        ("train.ppo.lr_scheduler_type=linear", "train.ppo.lr_scheduler_type"),  # PPO's is constant
         ("no_equals_sign", "section.field=value"),
     ],
 )

@@ -165,6 +165,7 @@ def training_arguments(job: Job, method_cfg) -> dict[str, Any]:
     return {
         "output_dir": str(job.checkpoints_dir),
         "learning_rate": method_cfg.learning_rate,
+        "lr_scheduler_type": method_cfg.lr_scheduler_type,
         "num_train_epochs": method_cfg.num_train_epochs,
         "max_steps": method_cfg.max_steps,
         "per_device_train_batch_size": method_cfg.per_device_train_batch_size,

@@ -34,6 +34,7 @@ def test_online_job_against_the_reward_model_saves_a_loadable_policy(
                 "num_generations": 4,
                 "max_completion_length": 6,
                 "learning_rate": 1e-3,
+                "lr_scheduler_type": "constant",  # the transformers default decays it to 0
                 "guard": guard,
             }
         }
@@ -51,6 +52,7 @@ def test_online_job_against_the_reward_model_saves_a_loadable_policy(
     assert result.metrics["global_step"] == 3
     steps = [h for h in result.history if "reward" in h]
     assert len(steps) == 3, result.history
+    assert [h["learning_rate"] for h in steps] == [1e-3] * 3  # held, as configured
     # the guard evaluated the starting policy, every 2 steps and the last, like PPO's
     report = json.loads((tmp_path / method / "guard.json").read_text())
     evaluated = [r["step"] for r in report["evaluations"]]
