@@ -112,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rl-sweep-seeds", default="0,1", help="seeds of the rate sweep (comma-separated)"
     )
     parser.add_argument(
+        "--online-lr-schedule", choices=("constant", "linear"), default="constant",
+        help="learning-rate schedule of the TRL methods (GRPO, RLOO): constant, as PPO's, or "
+        "linear (the transformers default), which decays the rate to 0 by the last step and so "
+        "ends a run before it can over-optimise",
+    )  # fmt: skip
+    parser.add_argument(
         "--guard-mode", choices=("observe", "rerun"), default="observe",
         help="observe: one run per method and seed, the guarded figures read from its "
         "evaluations up to where the stop rule fires (exact: benchmarks/gaming_runs.py); "
@@ -310,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "champions": champions, "dpo_beta_choice": beta_choice, "honest_rm_choice": rm_choice,
         "sycophancy_dpo_choice": syc_choice,
         "rl_learning_rate_choice": rate_choice, "guard_mode": args.guard_mode,
+        "online_lr_schedule": args.online_lr_schedule,
         "sycophancy_pairs": args.sycophancy_pairs, "eval_repeats": args.eval_repeats,
         "gate_conditions_dropped": dropped, "gate_conditions_added_by_benchmark": added,
     }  # fmt: skip
@@ -397,7 +404,8 @@ def merge(args) -> int:
             "gate_conditions_added_by_benchmark")  # fmt: skip
     keep += tuple(k for k in ("rl_learning_rate_choice", "rl_steps", "guard_mode", "sycophancy_pairs",
                               "sycophancy_dpo_choice", "eval_repeats",
-                              "reward_model_honest_members", "honest_rm_choice")
+                              "reward_model_honest_members", "honest_rm_choice",
+                              "online_lr_schedule")
                   if k in common)  # fmt: skip
     result = summarise({k: common[k] for k in keep}, rl, gate, methods, partial=False)
     result["merged_from"] = list(args.merge)

@@ -312,13 +312,18 @@ def rl_run(
 
     def train(name: str, stop: bool) -> tuple[dict, list[dict], object, list[dict]]:
         guard = guard_settings(args, honest_rms, stop, eval_path)
-        run_cfg = cfg_for(cfg.workspace.root, args.smoke, {
+        over = {
             f"train.{method}.max_steps": steps, f"train.{method}.seed": seed,
             f"train.{method}.learning_rate": lr, f"train.{method}.guard": guard,
-        })  # fmt: skip
+        }  # fmt: skip
+        folder = f"{method}-{name}-{tag}"
+        if method != "ppo":  # PPO's rate is constant; the TRL methods' follow the flag
+            over[f"train.{method}.lr_scheduler_type"] = args.online_lr_schedule
+            folder += f"-lr{args.online_lr_schedule}"
+        run_cfg = cfg_for(cfg.workspace.root, args.smoke, over)
         result = launch_training(
             method, run_cfg, prepared.sft_model, prepared.preferences,
-            prepared.workdir / f"{method}-{name}-{tag}", eval_path=eval_path,
+            prepared.workdir / folder, eval_path=eval_path,
             on_progress=quiet, reward_model_path=flawed_rm,
         )  # fmt: skip
         points = gaming.trajectory(result.output_dir.parent)
