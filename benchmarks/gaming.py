@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # the hacking task's SFT policy and labelled pairs (building the base model once), then its
-    # two reward models beside the sycophancy task's preparation, two jobs at a time; with
-    # --resume, what a previous run of the same workspace finished is read back
+    # flawed reward model beside the sycophancy task's preparation; with --resume, what a
+    # previous run of the same workspace finished is read back
     hack = _prepared(args, root / "hacking", hacking) or ex.prepare(
         root / "hacking", cfg, hacking, quiet
     )
@@ -216,12 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.resume and honest_pairs.exists()):
         honest_relabel(hack, hacking, honest_pairs)
 
-    def reward(name: str, pairs: Path | None, seed: int = 0) -> Path:
-        done = hack.workdir / name / "model"
+    def flawed_reward_model() -> Path:
+        done = hack.workdir / "reward-flawed" / "model"
         if args.resume and (done / "config.json").exists():
             return done
-        reward_cfg = cfg_for(root, args.smoke, {"train.reward.seed": seed}) if seed else cfg
-        return ex.train("reward", hack, reward_cfg, name, None, pairs, quiet).output_dir
+        return ex.train("reward", hack, cfg, "reward-flawed", None, None, quiet).output_dir
 
     with ThreadPoolExecutor(2) as pool:
         syc_job = pool.submit(
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 or ex.prepare(root / "sycophancy", cfg, sycophancy, quiet)
             )
         )
-        flawed_rm = pool.submit(reward, "reward-flawed", None).result()
+        flawed_rm = pool.submit(flawed_reward_model).result()
         syc = syc_job.result()
     # the guard's held-out signal: --honest-rms reward models trained on the honest labels with
     # other seeds (their mean score), at the setting chosen on the validation pairs' labels
